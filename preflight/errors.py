@@ -1,0 +1,71 @@
+"""The one exception family preflight raises, and the exit codes the CLI maps them to.
+
+Only the CLI turns exceptions into exit codes; library code raises these and lets them travel.
+"""
+from __future__ import annotations
+
+EXIT_OK = 0          # fits, or no budget given
+EXIT_GATE_FAILED = 1  # does not fit the budget / a CI threshold failed
+EXIT_USAGE = 2       # bad flags, bad config, missing file
+EXIT_USER_CODE = 3   # the user's model, data or model.py failed
+EXIT_INTERNAL = 4    # a bug in preflight
+
+
+class PreflightError(Exception):
+    """Base class. `slug` is a short stable id; `hint` says how to fix it."""
+
+    slug = "error"
+    exit_code = EXIT_INTERNAL
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  fix: {self.hint}"
+
+
+class UsageError(PreflightError):
+    slug = "usage"
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(PreflightError):
+    slug = "config"
+    exit_code = EXIT_USAGE
+
+
+class TargetLoadError(PreflightError):
+    """model.py could not be run, or it defines no usable model."""
+
+    slug = "target-load"
+    exit_code = EXIT_USER_CODE
+
+
+class ModelError(PreflightError):
+    """The model is unusable as given (e.g. not compiled)."""
+
+    slug = "model"
+    exit_code = EXIT_USER_CODE
+
+
+class DataError(PreflightError):
+    """The data does not match the model (shapes, dtypes, too few samples)."""
+
+    slug = "data"
+    exit_code = EXIT_USER_CODE
+
+
+class ProbeError(PreflightError):
+    """The dry-run child failed in a way that is not a clean OOM/timeout result."""
+
+    slug = "probe"
+    exit_code = EXIT_USER_CODE
+
+
+class IsolationError(PreflightError):
+    """A notebook model could not be handed to the probe child."""
+
+    slug = "isolation"
+    exit_code = EXIT_USER_CODE

@@ -1,0 +1,108 @@
+"""The Report: the JSON document of one preflight run, and the object a notebook gets back.
+
+The document (format 1) is the single source every renderer reads:
+
+    {"format": 1, "preflight_version": str, "created_at": ISO-8601 str,
+     "model": {"name", "params_total", "params_trainable", "params_non_trainable",
+               "param_bytes_by_dtype": {dtype: int}, "optimizer": str, "jit_compile": bool,
+               "dtype_policy": str},
+     "device": {"kind": "CPU"|"GPU"|"TPU", "name": str, "allocator": str},
+     "target": {"name": str, "usable_bytes": int, "description": str} | null,
+     "batch_size": int, "peak_bytes": int|null, "peak_source": "measured"|"predicted",
+     "footprint": {"parameters", "gradients", "optimizer", "activations", "inputs", "other": int},
+     "footprint_sources": {same keys: "measured"|"derived"},
+     "probes": [{"batch_size", "peak_bytes", "peak_bytes_runs", "resident_bytes", "step_seconds",
+                 "warmup_seconds", "status": "ok"|"oom"|"timeout"|"crashed"|"error", "message",
+                 "spread"}],
+     "layers": [{"name", "type", "output_shape", "params", "activation_bytes_per_sample"}],
+     "budget_bytes": int|null, "fits": bool|null,
+     "findings": [{"id", "severity": "info"|"warning"|"error", "message"}],
+     # optional sections, added by later stages; renderers skip what is absent:
+     "curve": [{"batch_size", "peak_bytes", "source"}], "max_batch_size", "recommended_batch_size",
+     "recommendations": [...], "peak_composition": {...}, "search": {...}}
+
+Renderers are pure functions of this dict, so `python -m preflight render report.json` re-renders a
+saved run and the HTML page embeds the same JSON it was drawn from.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+
+
+def write_atomically(path: str | os.PathLike, text: str) -> None:
+    """Write via a temp file and rename, so a crash never leaves a half-written report."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Report:
+    """A preflight result. `report` in a notebook shows the HTML summary."""
+
+    def __init__(self, document: dict[str, Any]):
+        self.document = document
+
+    # The fields people reach for first.
+    @property
+    def fits(self) -> bool | None:
+        return self.document.get("fits")
+
+    @property
+    def peak_bytes(self) -> int | None:
+        return self.document.get("peak_bytes")
+
+    @property
+    def footprint(self) -> dict[str, int]:
+        return dict(self.document.get("footprint", {}))
+
+    @property
+    def findings(self) -> list[dict[str, Any]]:
+        return list(self.document.get("findings", []))
+
+    @property
+    def max_batch_size(self) -> int | None:
+        return self.document.get("max_batch_size")
+
+    @property
+    def recommended_batch_size(self) -> int | None:
+        return self.document.get("recommended_batch_size")
+
+    def to_json(self) -> str:
+        return json.dumps(self.document, indent=2, sort_keys=False)
+
+    def save_json(self, path: str | os.PathLike) -> Path:
+        write_atomically(path, self.to_json() + "\n")
+        return Path(path)
+
+    def save_html(self, path: str | os.PathLike) -> Path:
+        from preflight.render.html import render_html
+
+        write_atomically(path, render_html(self.document))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Report":
+        return cls(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def _repr_html_(self) -> str:
+        from preflight.render.html import render_summary_html
+
+        return render_summary_html(self.document)
+
+    def __repr__(self) -> str:
+        from preflight.render.terminal import render_text
+
+        return render_text(self.document)

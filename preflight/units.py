@@ -1,0 +1,60 @@
+"""Byte sizes: parsing user strings and formatting for people.
+
+Inside preflight every memory figure is an int of bytes. `GiB`/`MiB`/`KiB` are powers of 1024;
+`GB`/`MB`/`KB` are powers of 1000 (as disk and cloud vendors use them).
+"""
+from __future__ import annotations
+
+import re
+
+from preflight.errors import UsageError
+
+_UNITS = {
+    "": 1, "b": 1,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
+    "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+    "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4,
+}
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_size(text: str | int | float) -> int:
+    """'15GiB' -> 16106127360, '16GB' -> 16000000000, 1024 -> 1024. Bare K/M/G mean KiB/MiB/GiB."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        if text < 0:
+            raise UsageError(f"size must not be negative: {text}")
+        return int(text)
+    match = _SIZE.match(str(text))
+    if not match or match.group(2).lower() not in _UNITS:
+        raise UsageError(
+            f"cannot read {text!r} as a size",
+            hint="write it like 15GiB, 512MiB or 16GB (GiB/MiB are powers of 1024, GB/MB powers of 1000)",
+        )
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def format_bytes(num_bytes: int | float | None) -> str:
+    """1536 -> '1.5 KiB'. Powers of 1024, always labelled."""
+    if num_bytes is None:
+        return "n/a"
+    value = float(num_bytes)
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            if unit == "B":
+                return f"{sign}{int(value)} B"
+            return f"{sign}{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def parse_duration(text: str | int | float) -> float:
+    """'12h' -> 43200.0, '90m' -> 5400.0, '45s' or 45 -> 45.0."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
+    match = re.match(r"^\s*([0-9]*\.?[0-9]+)\s*(s|m|min|h|d)?\s*$", str(text))
+    if not match:
+        raise UsageError(f"cannot read {text!r} as a duration", hint="write it like 45s, 90m or 12h")
+    factor = {None: 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}[match.group(2)]
+    return float(match.group(1)) * factor

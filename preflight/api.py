@@ -1,0 +1,112 @@
+"""The Python entry points: `preflight.check(model, data)` and friends.
+
+check() accepts a path to a model.py or a keras.Model living in the caller's process. The dry run
+always happens in a child process by default, so an out-of-memory step ends the child, never the
+caller's notebook kernel.
+"""
+from __future__ import annotations
+
+import ast
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from preflight.analysis import RunSettings, build_document
+from preflight.errors import UsageError
+from preflight.progress import ProgressDisplay
+from preflight.report import Report
+from preflight.runner import ProbeJob, run_probes
+from preflight.units import parse_size
+
+DEFAULT_BATCH_SIZE = 32
+HOST_SHARE_FOR_PROBES = 0.75  # never let a probe take more of the host's free memory than this
+
+
+def literal_batch_size(path: str | os.PathLike) -> int | None:
+    """The file's module-level `batch_size = N`, read without running the file."""
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return None  # the child reports a broken file with a proper message
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "batch_size" for t in node.targets):
+            if isinstance(node.value, ast.Constant) and isinstance(node.value.value, int):
+                return node.value.value
+    return None
+
+
+def probe_plan(batch_size: int) -> list[int]:
+    """The planned batch and two smaller ones, so the report shows how the peak scales."""
+    return sorted({max(1, batch_size // 4), max(1, batch_size // 2), batch_size})
+
+
+def resolve_target(name: str | None) -> dict | None:
+    if not name:
+        return None
+    from preflight.devices import get_target
+
+    target = get_target(name)
+    return {"name": target.name, "kind": target.kind, "usable_bytes": target.usable_bytes,
+            "description": target.description}
+
+
+def host_available_bytes() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget: str | int | None = None,
+          target: str | None = None, timeout: float = 600.0, steps: int = 3, single_thread: bool = False,
+          probe_batch_sizes: list[int] | None = None, progress: bool = True) -> Report:
+    """Dry-run real training steps of `model` and return a Report (verdict, peak, footprint, findings).
+
+    model: a path to a model.py (see the README's conventions) or a compiled keras.Model.
+    data: optional; a tf.data.Dataset, a (x, y) tuple of arrays, or a keras.utils.PyDataset.
+    budget: '15GiB', '16GB' or bytes; target: a device name such as 't4' (its usable memory is the budget).
+    """
+    budget_bytes = parse_size(budget) if budget is not None else None
+    target_info = resolve_target(target)
+    if budget_bytes is None and target_info is not None:
+        budget_bytes = target_info["usable_bytes"]
+    host_free = host_available_bytes()
+    limit = int(host_free * HOST_SHARE_FOR_PROBES)
+    if budget_bytes is not None:
+        limit = min(limit, budget_bytes)
+
+    with tempfile.TemporaryDirectory(prefix="preflight-handoff-") as handoff_dir:
+        if isinstance(model, (str, os.PathLike)):
+            if not Path(model).is_file():
+                raise UsageError(f"no such file: {model}", hint="pass the path of your model.py")
+            if data is not None:
+                raise UsageError("data= goes with a keras.Model; a model.py defines its own data",
+                                 hint="define get_dataset() in the file, or pass the model object")
+            source = {"kind": "file", "path": str(Path(model).resolve())}
+            batch_size = batch_size or literal_batch_size(model) or DEFAULT_BATCH_SIZE
+        else:
+            batch_size = batch_size or DEFAULT_BATCH_SIZE
+            plan = probe_batch_sizes or probe_plan(batch_size)
+            source = _hand_off(model, data, max(plan), handoff_dir)
+        job = ProbeJob(source=source, batch_sizes=probe_batch_sizes or probe_plan(batch_size),
+                       measured_steps=steps, memory_limit_bytes=limit, timeout_seconds=timeout,
+                       single_thread=single_thread)
+        with ProgressDisplay(enabled=progress) as display:
+            outcome = run_probes(job, on_progress=display)
+    settings = RunSettings(batch_size=batch_size, budget_bytes=budget_bytes, target=target_info,
+                           host_available_bytes=host_free)
+    return Report(build_document(outcome, settings))
+
+
+def _hand_off(model: Any, data: Any, pool_size: int, directory: str) -> dict:
+    from preflight.data import make_pool
+    from preflight.handoff import write_handoff
+    from preflight.loader import check_compiled
+
+    import keras
+
+    if not isinstance(model, keras.Model):
+        raise UsageError(f"check() takes a keras.Model or a path to a model.py, not {type(model).__name__}")
+    check_compiled(model)
+    write_handoff(model, make_pool(data, model, pool_size), directory)
+    return {"kind": "saved", "dir": directory}

@@ -1,0 +1,253 @@
+"""The dry-run child: a fresh process that runs real training steps and reports what the allocator saw.
+
+The parent (preflight.runner) starts `python -m preflight.child JOB.json` with the allocator settings
+already in the environment (TF_CPU_ALLOCATOR_USE_BFC=true must be set before TensorFlow starts, which is
+why this is a separate process), and reads JSON-line events from the file descriptor named by
+PREFLIGHT_EVENTS_FD. Events: progress, model, probe, error, done. A step that runs out of memory is
+reported as a probe with status "oom"; a crash or a hang is diagnosed by the parent.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+from typing import Any
+
+from preflight.errors import ModelError, PreflightError
+from preflight.measurements import DeviceInfo, LayerInfo, ModelInfo, ProbeResult
+
+
+class EventWriter:
+    def __init__(self, fd: int | None):
+        self._stream = os.fdopen(fd, "w", buffering=1) if fd is not None else sys.stdout
+
+    def emit(self, event: str, **payload: Any) -> None:
+        self._stream.write(json.dumps({"event": event, **payload}) + "\n")
+        self._stream.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    with open(argv[0], encoding="utf-8") as handle:
+        job = json.load(handle)
+    fd = os.environ.get("PREFLIGHT_EVENTS_FD")
+    events = EventWriter(int(fd) if fd else None)
+    try:
+        run_job(job, events)
+    except PreflightError as exc:
+        events.emit("error", slug=exc.slug, message=exc.message, hint=exc.hint, exit_code=exc.exit_code)
+        return exc.exit_code
+    events.emit("done")
+    return 0
+
+
+def _start_tensorflow(job: dict):
+    import tensorflow as tf
+
+    if job.get("single_thread"):
+        # One inter-op and one intra-op thread make the peak reproducible (notes §1), at a speed cost.
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+    gpus = tf.config.list_physical_devices("GPU")
+    limit = job.get("memory_limit_bytes")
+    if gpus and limit:
+        # A logical device of the budget's size makes the GPU behave like a smaller card.
+        tf.config.set_logical_device_configuration(
+            gpus[0], [tf.config.LogicalDeviceConfiguration(memory_limit=int(limit) // 2**20)])
+    return tf
+
+
+def run_job(job: dict, events: EventWriter) -> None:
+    started = time.monotonic()
+    events.emit("progress", stage="starting TensorFlow", elapsed=0.0)
+    tf = _start_tensorflow(job)
+    events.emit("progress", stage="loading model", elapsed=time.monotonic() - started)
+    model, data = load_model_and_data(job)
+    if job.get("variant"):
+        from preflight.whatif.variants import apply_variant
+
+        model, _ = apply_variant(model, job["variant"])
+
+    from preflight.data import make_pool
+
+    batch_sizes = sorted(set(int(b) for b in job["batch_sizes"]))
+    pool = make_pool(data, model, max(batch_sizes))
+    device = describe_device(tf, job.get("memory_limit_bytes"))
+    # Slots exist before the first step, so optimizer bytes are known even if that step runs out of memory.
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    events.emit("model", model=describe_model(model, pool).to_dict(), device=device.to_dict(),
+                data={"kind": pool.kind, "host_bytes": pool.host_bytes})
+
+    measured_steps = int(job.get("measured_steps", 3))
+    for index, batch_size in enumerate(batch_sizes):
+        probe = probe_batch_size(tf, model, pool, batch_size, measured_steps, device, events, started,
+                                 first=index == 0)
+        events.emit("probe", probe=probe.to_dict())
+        if probe.status == "oom":
+            break  # larger batches would only fail the same way, after a long wait
+
+
+def load_model_and_data(job: dict):
+    source = job["source"]
+    if source["kind"] == "file":
+        from preflight.loader import check_compiled, find_data, find_model, run_model_file
+
+        namespace = run_model_file(source["path"])
+        name = os.path.basename(source["path"])
+        if source.get("hp_values") is not None:
+            from preflight.tuner.space import build_with_values, load_hypermodel_from_module
+
+            model = build_with_values(load_hypermodel_from_module(namespace), source["hp_values"])
+            check_compiled(model)
+        else:
+            model = find_model(namespace, name)
+        return model, find_data(namespace, name)
+    if source["kind"] == "saved":
+        from preflight.handoff import load_handoff
+
+        return load_handoff(source["dir"])
+    raise ModelError(f"unknown source kind {source['kind']!r}")
+
+
+def describe_device(tf, memory_limit_bytes: int | None) -> DeviceInfo:
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return DeviceInfo("GPU", details.get("device_name", "GPU:0"), "BFC (GPU)", memory_limit_bytes)
+    tpus = tf.config.list_logical_devices("TPU")
+    if tpus:
+        return DeviceInfo("TPU", tpus[0].name, "TPU runtime", memory_limit_bytes)
+    allocator = "BFC (TF_CPU_ALLOCATOR_USE_BFC)" if os.environ.get("TF_CPU_ALLOCATOR_USE_BFC") == "true" \
+        else "default CPU allocator"
+    return DeviceInfo("CPU", f"CPU:0 ({_cpu_model_name()}, {os.cpu_count()} cores)", allocator, memory_limit_bytes)
+
+
+def _cpu_model_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown CPU"
+
+
+def _device_name(device: DeviceInfo) -> str:
+    return {"GPU": "GPU:0", "TPU": "TPU:0"}.get(device.kind, "CPU:0")
+
+
+def probe_batch_size(tf, model, pool, batch_size: int, measured_steps: int, device: DeviceInfo,
+                     events: EventWriter, started: float, first: bool) -> ProbeResult:
+    """A warm-up step (tracing, slot creation), then measured steps, each with the allocator peak reset.
+
+    A failure other than out-of-memory on the first batch size means the step itself is broken, which is
+    the user's error to fix; on a later batch size it is that probe's result.
+    """
+    x, *rest = pool.batch(batch_size)
+    y = rest[0] if rest else None
+    sample_weight = rest[1] if len(rest) > 1 else None
+    device_name = _device_name(device)
+    runs: list[int] = []
+    times: list[float] = []
+    resident = None
+    warmup_seconds = None
+    try:
+        for step in range(measured_steps + 1):
+            events.emit("progress", stage="probe", batch_size=batch_size, step=step + 1,
+                        steps=measured_steps + 1, elapsed=time.monotonic() - started)
+            if step > 0:
+                resident = tf.config.experimental.get_memory_info(device_name)["current"]
+                tf.config.experimental.reset_memory_stats(device_name)
+            t0 = time.perf_counter()
+            model.train_on_batch(x, y, sample_weight=sample_weight)
+            elapsed = time.perf_counter() - t0
+            if step == 0:
+                warmup_seconds = elapsed
+            else:
+                times.append(elapsed)
+                runs.append(int(tf.config.experimental.get_memory_info(device_name)["peak"]))
+    except tf.errors.ResourceExhaustedError as exc:
+        return ProbeResult(batch_size, "oom", peak_bytes_runs=runs,
+                           message=f"out of memory in the probe: {_first_line(exc)}")
+    except Exception as exc:  # noqa: BLE001 - the user's train_step may raise anything
+        if first:
+            raise ModelError(f"the training step failed at batch {batch_size}: {type(exc).__name__}: "
+                             f"{_first_line(exc)}",
+                             hint="run one model.fit step on this data yourself to see the full error") from None
+        return ProbeResult(batch_size, "error", peak_bytes_runs=runs, message=_first_line(exc))
+    return ProbeResult(batch_size, "ok", peak_bytes=max(runs), peak_bytes_runs=runs, resident_bytes=resident,
+                       step_seconds=statistics.median(times), warmup_seconds=warmup_seconds)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = getattr(exc, "message", None) or str(exc)
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:400]
+
+
+def describe_model(model, pool) -> ModelInfo:
+    import numpy as np
+    import tensorflow as tf
+
+    def nbytes(variable) -> int:
+        return int(np.prod(variable.shape)) * tf.as_dtype(variable.dtype).size
+
+    by_dtype: dict[str, int] = {}
+    for weight in model.weights:
+        by_dtype[str(weight.dtype)] = by_dtype.get(str(weight.dtype), 0) + nbytes(weight)
+    trainable_bytes = sum(nbytes(w) for w in model.trainable_weights)
+    optimizer_bytes = sum(nbytes(v) for v in model.optimizer.variables)
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    total = sum(int(np.prod(w.shape)) for w in model.weights)
+    policy = getattr(model, "dtype_policy", None)
+    return ModelInfo(
+        name=model.name,
+        params_total=total,
+        params_trainable=trainable,
+        params_non_trainable=total - trainable,
+        param_bytes=sum(by_dtype.values()),
+        trainable_param_bytes=trainable_bytes,
+        param_bytes_by_dtype=by_dtype,
+        optimizer=type(model.optimizer).__name__,
+        optimizer_bytes=optimizer_bytes,
+        optimizer_slots_per_weight=round(optimizer_bytes / trainable_bytes, 3) if trainable_bytes else 0.0,
+        input_bytes_per_sample=pool.bytes_per_sample(),
+        jit_compile=bool(getattr(model, "jit_compile", False)),
+        dtype_policy=getattr(policy, "name", str(policy)),
+        layers=describe_layers(model),
+    )
+
+
+def describe_layers(model, prefix: str = "") -> list[LayerInfo]:
+    """One row per layer; nested models (a pretrained base inside a Sequential) are expanded."""
+    import numpy as np
+    import tensorflow as tf
+
+    rows: list[LayerInfo] = []
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers:
+            rows.extend(describe_layers(layer, prefix=f"{prefix}{layer.name}/"))
+            continue
+        shape: list = []
+        per_sample = 0
+        try:
+            output = layer.output
+            output = output[0] if isinstance(output, (list, tuple)) else output
+            shape = [None] + [d for d in output.shape[1:]]
+            if all(d is not None for d in shape[1:]):
+                per_sample = int(np.prod(shape[1:], dtype=np.int64)) * tf.as_dtype(output.dtype).size
+        except (AttributeError, ValueError):
+            pass  # subclassed models have no symbolic outputs: shape unknown
+        params = layer.count_params() if layer.built else 0
+        rows.append(LayerInfo(prefix + layer.name, type(layer).__name__, shape, int(params), per_sample))
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main())

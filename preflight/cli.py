@@ -1,0 +1,151 @@
+"""Command line: `python -m preflight model.py [flags]`, `python -m preflight render report.json`,
+`python -m preflight targets`.
+
+`main(argv) -> int` is the only place exceptions become exit codes (see preflight.errors).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from preflight import errors
+
+SUBCOMMANDS = ("render", "targets")
+
+
+def _check_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m preflight",
+        description="Dry-run real training steps of a Keras model and tell whether the run will fit. "
+                    "Other commands: `render REPORT.json`, `targets`.",
+        epilog="Exit codes: 0 fits (or no budget), 1 does not fit / gate failed, 2 usage or config error, "
+               "3 the model or data failed, 4 internal error. Sizes: GiB/MiB are powers of 1024, GB/MB of 1000.",
+    )
+    parser.add_argument("model_file", help="a model.py defining build_model()/get_model()/model")
+    parser.add_argument("--batch-size", type=int, help="planned batch size (default: the file's batch_size, else 32)")
+    parser.add_argument("--budget", help="memory the run may use, e.g. 15GiB, 512MiB, 16GB")
+    parser.add_argument("--target", help="a device to fit, e.g. t4, a100-40gb, tpu-v3, cpu (see `targets`)")
+    parser.add_argument("--json", help="JSON report path (default preflight-report.json; 'none' to skip)")
+    parser.add_argument("--html", help="HTML report path (default preflight-report.html; 'none' to skip)")
+    parser.add_argument("--timeout", type=float, help="seconds a probe may take before it counts as hung (default 600)")
+    parser.add_argument("--steps", type=int, help="measured steps per batch size, after one warm-up (default 3)")
+    parser.add_argument("--single-thread", action="store_true", default=None,
+                        help="one inter-op and one intra-op thread: reproducible peaks, slower steps")
+    parser.add_argument("--baseline", help="a previous JSON report; with --max-increase, the CI gate compares peaks")
+    parser.add_argument("--max-increase", help="fail if the peak grew more than this over the baseline, e.g. 10%%")
+    parser.add_argument("--quiet", action="store_true", help="no progress and no summary, only the exit code")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "render":
+            return _render(argv[1:])
+        if argv and argv[0] == "targets":
+            return _targets()
+        return _check(argv)
+    except errors.PreflightError as exc:
+        print(f"preflight: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("preflight: interrupted", file=sys.stderr)
+        return errors.EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - a bug in preflight: say so, briefly
+        print(f"preflight: internal error: {type(exc).__name__}: {exc}\n"
+              "  this is a bug in preflight; please report it with the command you ran", file=sys.stderr)
+        return errors.EXIT_INTERNAL
+
+
+def _output_path(value: str | None) -> str | None:
+    return None if value is None or value.lower() == "none" else value
+
+
+def _check(argv: list[str]) -> int:
+    from preflight.api import check
+    from preflight.config import load_settings
+    from preflight.gate import evaluate_gate, parse_fraction
+    from preflight.render.terminal import print_summary
+
+    parser = _check_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return errors.EXIT_OK if exc.code == 0 else errors.EXIT_USAGE
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        settings = load_settings({
+            "batch_size": args.batch_size, "budget": args.budget, "target": args.target,
+            "json": args.json, "html": args.html, "timeout": args.timeout, "steps": args.steps,
+            "single_thread": args.single_thread, "baseline": args.baseline, "max_increase": args.max_increase,
+        })
+    for warning in caught:
+        print(f"preflight: warning: {warning.message}", file=sys.stderr)
+    if not Path(args.model_file).is_file():
+        raise errors.UsageError(f"no such file: {args.model_file}", hint="pass the path of your model.py")
+    baseline = _read_baseline(settings.baseline)
+    max_increase = parse_fraction(settings.max_increase) if settings.max_increase else None
+
+    report = check(args.model_file, batch_size=settings.batch_size, budget=settings.budget,
+                   target=settings.target, timeout=settings.timeout, steps=settings.steps,
+                   single_thread=settings.single_thread, progress=not args.quiet)
+    gate = evaluate_gate(report.document, max_increase, baseline)
+    report.document["gate"] = gate.to_dict()
+    json_path, html_path = _output_path(settings.json), _output_path(settings.html)
+    if json_path:
+        report.save_json(json_path)
+    if html_path:
+        report.save_html(html_path)
+    if not args.quiet:
+        print_summary(report.document)
+        for reason in gate.reasons:
+            print(f"gate: {reason}", file=sys.stderr)
+        written = [p for p in (json_path, html_path) if p]
+        if written:
+            print(f"report: {', '.join(written)}", file=sys.stderr)
+    return errors.EXIT_OK if gate.passed else errors.EXIT_GATE_FAILED
+
+
+def _read_baseline(path: str | None) -> dict | None:
+    if not path:
+        return None
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise errors.ConfigError(f"cannot read the baseline report {path}: {exc}",
+                                 hint="pass a JSON report written by `python -m preflight ... --json`") from None
+
+
+def _render(argv: list[str]) -> int:
+    from preflight.render.html import render_html
+    from preflight.render.markdown import render_markdown
+    from preflight.report import write_atomically
+
+    parser = argparse.ArgumentParser(prog="python -m preflight render",
+                                     description="Re-render a saved JSON report.")
+    parser.add_argument("report_json")
+    parser.add_argument("--html", help="write the HTML page here (default: next to the JSON)")
+    parser.add_argument("--markdown", help="also write a Markdown summary (for CI comments)")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return errors.EXIT_OK if exc.code == 0 else errors.EXIT_USAGE
+    document = _read_baseline(args.report_json)
+    html_path = args.html or str(Path(args.report_json).with_suffix(".html"))
+    write_atomically(html_path, render_html(document))
+    if args.markdown:
+        write_atomically(args.markdown, render_markdown(document))
+    print(f"report: {html_path}", file=sys.stderr)
+    return errors.EXIT_OK
+
+
+def _targets() -> int:
+    from preflight.devices import list_targets
+    from preflight.units import format_bytes
+
+    for target in list_targets():
+        print(f"{target.name:<12} {target.kind:<4} {format_bytes(target.usable_bytes):>10}  {target.description}")
+    return errors.EXIT_OK

@@ -1,0 +1,102 @@
+"""Settings, layered: defaults < [tool.preflight] in pyproject.toml < PREFLIGHT_* environment < flags.
+
+Unknown keys in pyproject.toml are warned about, not ignored silently: a typo in a CI threshold
+should not pass unnoticed.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from preflight.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class Settings:
+    batch_size: int | None = None       # None: the model file's `batch_size`, else 32
+    budget: str | None = None           # "15GiB"; a target's usable memory when only a target is named
+    target: str | None = None           # a name from `python -m preflight targets`
+    timeout: float = 600.0              # seconds per probe
+    steps: int = 3                      # measured steps per batch size (after one warm-up step)
+    single_thread: bool = False         # reproducible peaks, slower steps
+    json: str | None = "preflight-report.json"
+    html: str | None = "preflight-report.html"
+    baseline: str | None = None         # a previous JSON report to compare against (CI gate)
+    max_increase: str | None = None     # e.g. "10%": the gate fails if the peak grew more than this
+    profile: str | None = None          # a directory for a TensorBoard profile of the probed steps
+
+
+SETTING_NAMES = {f.name for f in fields(Settings)}
+_INT_KEYS = {"batch_size", "steps"}
+_FLOAT_KEYS = {"timeout"}
+_BOOL_KEYS = {"single_thread"}
+
+
+def find_pyproject(start: Path | None = None) -> Path | None:
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _coerce(key: str, value: Any, origin: str) -> Any:
+    try:
+        if key in _INT_KEYS:
+            return int(value)
+        if key in _FLOAT_KEYS:
+            return float(value)
+        if key in _BOOL_KEYS:
+            return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+        return None if value in ("", None) else str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{origin}: {key} = {value!r} is not a valid value") from None
+
+
+def from_pyproject(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    section = data.get("tool", {}).get("preflight", {})
+    values = {}
+    for key, value in section.items():
+        name = key.replace("-", "_")
+        if name not in SETTING_NAMES:
+            warnings.warn(f"{path}: unknown key [tool.preflight] {key!r} ignored "
+                          f"(known: {', '.join(sorted(SETTING_NAMES))})", stacklevel=2)
+            continue
+        values[name] = _coerce(name, value, str(path))
+    return values
+
+
+def from_environment(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    environ = os.environ if environ is None else environ
+    values = {}
+    for name in SETTING_NAMES:
+        key = "PREFLIGHT_" + name.upper()
+        if key in environ:
+            values[name] = _coerce(name, environ[key], key)
+    return values
+
+
+def load_settings(flags: dict[str, Any], pyproject: Path | None = None,
+                  environ: dict[str, str] | None = None) -> Settings:
+    """Flags whose value is None are 'not given' and do not override lower layers."""
+    merged: dict[str, Any] = {}
+    merged.update(from_pyproject(pyproject if pyproject is not None else find_pyproject()))
+    merged.update(from_environment(environ))
+    merged.update({k: v for k, v in flags.items() if v is not None and k in SETTING_NAMES})
+    return replace(Settings(), **merged)

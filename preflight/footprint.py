@@ -1,0 +1,40 @@
+"""Splitting a measured peak into parameters, gradients, optimizer state, activations, inputs and the rest.
+
+Parameters and optimizer state are *measured*: exact sums over the model's and the optimizer's own
+variables. Gradients (one per trainable weight), the input batch and the activations (every layer's
+output, per sample, times the batch) are *derived* from shapes. "other" is what the measured peak holds
+beyond those: framework temporaries, workspace, allocator rounding. When the derived parts add up to more
+than the peak (not every activation is alive at once), activations are capped at what is left.
+"""
+from __future__ import annotations
+
+from preflight.measurements import ModelInfo
+
+PARTS = ("parameters", "gradients", "optimizer", "activations", "inputs", "other")
+
+
+def footprint(model: ModelInfo, batch_size: int, peak_bytes: int | None) -> tuple[dict[str, int], dict[str, str]]:
+    """(bytes per part, source per part) at `batch_size` for a step whose peak is `peak_bytes`."""
+    parts = {
+        "parameters": model.param_bytes,
+        "gradients": model.trainable_param_bytes,
+        "optimizer": model.optimizer_bytes,
+        "activations": batch_size * sum(layer.activation_bytes_per_sample for layer in model.layers),
+        "inputs": batch_size * model.input_bytes_per_sample,
+        "other": 0,
+    }
+    sources = {
+        "parameters": "measured", "gradients": "derived", "optimizer": "measured",
+        "activations": "derived", "inputs": "derived", "other": "derived",
+    }
+    if peak_bytes is None:
+        sources["other"] = "unknown"
+        return parts, sources
+    others = parts["parameters"] + parts["gradients"] + parts["optimizer"] + parts["inputs"]
+    room_for_activations = max(0, peak_bytes - others)
+    if parts["activations"] > room_for_activations:
+        parts["activations"] = room_for_activations
+        sources["activations"] = "derived (capped at the measured peak)"
+    parts["other"] = max(0, peak_bytes - others - parts["activations"])
+    sources["other"] = "measured peak minus the rest"
+    return parts, sources

@@ -1,0 +1,77 @@
+"""Handing a model that lives in the caller's process (a notebook) to the dry-run child.
+
+The model goes as a `.keras` file; classes it needs that Keras cannot import by name (custom layers,
+losses, a subclassed model with its own train_step, defined in the notebook) go with cloudpickle, which
+pickles classes defined in `__main__` by value. The data goes as a ready sample pool (NumPy arrays),
+made here with the real model, so a shape mismatch is reported before any child starts.
+"""
+from __future__ import annotations
+
+import pickle
+import sys
+from pathlib import Path
+from typing import Any
+
+from preflight.errors import IsolationError
+
+_BUILTIN_PREFIXES = ("keras", "tensorflow", "tf_keras", "builtins", "keras_tuner")
+
+
+def _custom_classes(model) -> dict[str, type]:
+    """Classes the saved model refers to that are not Keras' or TensorFlow's own."""
+    from preflight.data import _all_layers
+
+    candidates = [type(model)] + [type(layer) for layer in _all_layers(model)]
+    for attribute in ("loss", "optimizer"):
+        value = getattr(model, attribute, None)
+        values = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else [value]
+        candidates += [type(v) for v in values if v is not None and not isinstance(v, str)]
+    classes: dict[str, type] = {}
+    for cls in candidates:
+        if not cls.__module__.split(".")[0] in _BUILTIN_PREFIXES:
+            classes[cls.__name__] = cls
+    return classes
+
+
+def write_handoff(model, pool, directory: str | Path) -> None:
+    import cloudpickle
+    import keras
+
+    directory = Path(directory)
+    classes = _custom_classes(model)
+    custom_objects = dict(classes)
+    for cls in classes.values():
+        custom_objects[keras.saving.get_registered_name(cls)] = cls
+    try:
+        model.save(directory / "model.keras")
+        with open(directory / "custom_objects.pkl", "wb") as handle:
+            cloudpickle.dump(custom_objects, handle)
+    except Exception as exc:  # noqa: BLE001 - serialization of user classes fails in many ways
+        raise IsolationError(
+            f"could not hand model {model.name!r} to the isolated dry run: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}",
+            hint="give custom layers and models a get_config() (see the Keras serialization guide), or put "
+                 "the model in a model.py and run `python -m preflight model.py`, or pass isolate=False "
+                 "(measures in this process: an out-of-memory can then end it)",
+        ) from None
+    with open(directory / "pool.pkl", "wb") as handle:
+        pickle.dump({"samples": pool.samples, "kind": pool.kind, "host_bytes": pool.host_bytes,
+                     "sys_path": [p for p in sys.path if p]}, handle)
+
+
+def load_handoff(directory: str | Path) -> tuple[Any, Any]:
+    import keras
+
+    from preflight.data import SamplePool
+
+    directory = Path(directory)
+    with open(directory / "pool.pkl", "rb") as handle:
+        saved = pickle.load(handle)
+    for entry in saved["sys_path"]:
+        if entry not in sys.path:
+            sys.path.append(entry)  # custom classes pickled by reference import from the caller's path
+    with open(directory / "custom_objects.pkl", "rb") as handle:
+        custom_objects = pickle.load(handle)
+    model = keras.saving.load_model(directory / "model.keras", custom_objects=custom_objects, compile=True,
+                                    safe_mode=False)
+    return model, SamplePool(saved["samples"], saved["kind"], saved["host_bytes"])

@@ -1,0 +1,144 @@
+"""Running a user's model.py and finding, by convention, the model, its data and the batch size.
+
+Conventions (documented in the README):
+- model: `build_model()` (no arguments), `get_model()`, or a module-level `model` (a keras.Model);
+- data (optional): `get_dataset()`, `dataset` or `train_data`;
+- batch size: a module-level int `batch_size`.
+The file runs with `__name__ == "__preflight__"`, so an `if __name__ == "__main__":` training block
+does not start training. Runs inside the dry-run child (it imports the user's TensorFlow code).
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import runpy
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from preflight.errors import ModelError, TargetLoadError
+
+MODEL_FACTORIES = ("build_model", "get_model")
+MODEL_VARIABLES = ("model",)
+DATA_FACTORIES = ("get_dataset",)
+DATA_VARIABLES = ("dataset", "train_data")
+
+
+@dataclass
+class LoadedTarget:
+    model: Any               # a compiled keras.Model
+    data: Any | None         # any data kind preflight.data understands, or None
+    batch_size: int | None   # the file's `batch_size`, if it sets one
+    namespace: dict
+
+
+def run_model_file(path: str | os.PathLike) -> dict:
+    """Execute the file and return its globals; any failure becomes one readable TargetLoadError."""
+    file = Path(path)
+    if not file.is_file():
+        raise TargetLoadError(f"no such file: {file}", hint="pass the path of your model.py")
+    # The user's own sibling modules must import as they do when they run the file themselves.
+    sys.path.insert(0, str(file.resolve().parent))
+    try:
+        return runpy.run_path(str(file), run_name="__preflight__")
+    except SyntaxError as exc:
+        raise TargetLoadError(
+            f"{file.name} has a syntax error at line {exc.lineno}: {exc.msg}",
+            hint="fix the file so that `python " + file.name + "` runs",
+        ) from None
+    except SystemExit as exc:
+        raise TargetLoadError(f"{file.name} called sys.exit({exc.code}) while loading",
+                              hint="move exit calls under `if __name__ == '__main__':`") from None
+    except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
+        raise TargetLoadError(
+            f"{file.name} failed while loading: {type(exc).__name__}: {exc}{_user_frame(exc, file)}",
+            hint="fix the error above; preflight runs the file as a module, without its __main__ block",
+        ) from None
+
+
+def _user_frame(exc: BaseException, file: Path) -> str:
+    """' (model.py, line 12)' for the deepest frame inside the user's file, so the message points at it."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve() == file.resolve()]
+    return f" ({file.name}, line {frames[-1].lineno})" if frames else ""
+
+
+def find_model(namespace: dict, source: str) -> Any:
+    import keras
+
+    for name in MODEL_FACTORIES:
+        factory = namespace.get(name)
+        if callable(factory):
+            required = [p for p in inspect.signature(factory).parameters.values()
+                        if p.default is inspect.Parameter.empty
+                        and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            if required:
+                raise TargetLoadError(
+                    f"{source}: {name}() takes arguments ({', '.join(p.name for p in required)})",
+                    hint="a build_model(hp) is a keras-tuner hypermodel: run `preflight search` on it, "
+                         "or give a build_model() without arguments",
+                )
+            try:
+                model = factory()
+            except Exception as exc:  # noqa: BLE001
+                raise TargetLoadError(f"{source}: {name}() raised {type(exc).__name__}: {exc}",
+                                      hint=f"fix {name}() so that it returns a compiled keras.Model") from None
+            return _checked_model(model, f"{name}()", source, keras)
+    for name in MODEL_VARIABLES:
+        if name in namespace:
+            return _checked_model(namespace[name], f"`{name}`", source, keras)
+    raise TargetLoadError(
+        f"{source} defines no model",
+        hint="define build_model() (no arguments) or get_model() returning a compiled keras.Model, "
+             "or a module-level variable `model`",
+    )
+
+
+def _checked_model(model: Any, what: str, source: str, keras) -> Any:
+    if not isinstance(model, keras.Model):
+        raise TargetLoadError(f"{source}: {what} is a {type(model).__name__}, not a keras.Model",
+                              hint="return or assign a keras.Model (Sequential, functional or subclassed)")
+    check_compiled(model)
+    return model
+
+
+def check_compiled(model: Any) -> None:
+    """A model must be compiled with an optimizer: that is what a training step needs."""
+    if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
+        raise ModelError(
+            f"model {model.name!r} is not compiled",
+            hint="call model.compile(optimizer='adam', loss=...) before preflight sees it, "
+                 "as you would before model.fit()",
+        )
+
+
+def find_data(namespace: dict, source: str) -> Any | None:
+    for name in DATA_FACTORIES:
+        factory = namespace.get(name)
+        if callable(factory):
+            try:
+                return factory()
+            except Exception as exc:  # noqa: BLE001
+                raise TargetLoadError(f"{source}: {name}() raised {type(exc).__name__}: {exc}",
+                                      hint=f"fix {name}(), or remove it to let preflight synthesize inputs") from None
+    for name in DATA_VARIABLES:
+        if namespace.get(name) is not None:
+            return namespace[name]
+    return None
+
+
+def find_batch_size(namespace: dict) -> int | None:
+    value = namespace.get("batch_size")
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def load_target(path: str | os.PathLike) -> LoadedTarget:
+    namespace = run_model_file(path)
+    source = Path(path).name
+    return LoadedTarget(
+        model=find_model(namespace, source),
+        data=find_data(namespace, source),
+        batch_size=find_batch_size(namespace),
+        namespace=namespace,
+    )

@@ -1,0 +1,473 @@
+"""The view model: everything a renderer shows, prepared from the report document.
+
+Renderers (HTML templates, terminal, Markdown) only lay out what `build_view` returns: formatted
+sizes, percentages, labels and CSS classes are decided here, once, so the templates hold no logic
+beyond loops and ifs. Raw numbers stay next to their text (`*_bytes`) for the chart builders.
+Optional sections (`curve`, `recommendations`, `peak_composition`, `search`) come back as None
+when the document lacks them, and missing fields inside them are tolerated.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from preflight.units import format_bytes
+
+# The footprint's parts in the order they stack, with the colour each keeps in every chart.
+FOOTPRINT_PARTS: tuple[tuple[str, str, str], ...] = (
+    ("parameters", "Parameters", "#4c78a8"),
+    ("gradients", "Gradients", "#72b7b2"),
+    ("optimizer", "Optimizer state", "#f58518"),
+    ("activations", "Activations", "#e45756"),
+    ("inputs", "Inputs", "#54a24b"),
+    ("other", "Other", "#bab0ac"),
+)
+EXTRA_PART_COLOR = "#9d755d"
+
+SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
+
+FITS_TEXT = {True: "fits", False: "does not fit", None: ""}
+FITS_CLASS = {True: "fits", False: "does-not-fit", None: "unknown"}
+
+SEVERITY_COLORS = {"error": "#c62828", "warning": "#b26a00", "info": "#2b6cb0"}
+VERDICT_COLORS = {"fits": "#2e7d32", "does-not-fit": "#c62828", "no-budget": "#546e7a", "unknown": "#b26a00"}
+
+VERDICT_HEADLINES = {
+    "fits": "Fits",
+    "does-not-fit": "Does not fit",
+    "no-budget": "No budget given",
+    "unknown": "No verdict",
+}
+
+
+def format_percent(fraction: float | None, digits: int = 0) -> str:
+    """0.0712 -> '7%'; tiny non-zero shares show as '<1%' rather than a misleading '0%'."""
+    if fraction is None or (isinstance(fraction, float) and math.isnan(fraction)):
+        return "n/a"
+    percent = fraction * 100
+    if 0 < percent < 10 ** -digits:
+        return f"<{10 ** -digits:g}%"
+    return f"{percent:.{digits}f}%"
+
+
+def format_seconds(seconds: float | None) -> str:
+    """0.0123 -> '12.3 ms', 4.2 -> '4.20 s', 5400 -> '1 h 30 min'."""
+    if seconds is None:
+        return "n/a"
+    if seconds < 1:
+        return f"{seconds * 1000:.1f} ms"
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    minutes = seconds / 60
+    if minutes < 60:
+        return f"{minutes:.1f} min"
+    hours, rest_minutes = divmod(int(round(minutes)), 60)
+    if hours < 48:
+        return f"{hours} h {rest_minutes} min" if rest_minutes else f"{hours} h"
+    return f"{hours / 24:.1f} days"
+
+
+def format_count(number: int | float | None) -> str:
+    """4224490 -> '4,224,490'."""
+    if number is None:
+        return "n/a"
+    if isinstance(number, float) and not number.is_integer():
+        return f"{number:,.3g}"
+    return f"{int(number):,}"
+
+
+def format_shape(shape: Any) -> str:
+    """[None, 62, 62, 32] -> '(None, 62, 62, 32)'; [] (unknown) -> '?'; nested lists for multi-output."""
+    if shape is None or shape == []:
+        return "?"
+    if isinstance(shape, (list, tuple)):
+        if any(isinstance(dim, (list, tuple)) for dim in shape):
+            return ", ".join(format_shape(part) for part in shape)
+        return "(" + ", ".join("None" if dim is None else str(dim) for dim in shape) + ")"
+    return str(shape)
+
+
+def format_value(value: Any) -> str:
+    """A hyperparameter value or a param for people: floats short, lists joined."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(format_value(item) for item in value)
+    if value is None:
+        return "n/a"
+    return str(value)
+
+
+def _verdict(document: dict[str, Any]) -> dict[str, Any]:
+    peak_bytes = document.get("peak_bytes")
+    budget_bytes = document.get("budget_bytes")
+    fits = document.get("fits")
+    target = document.get("target") or None
+    batch_size = document.get("batch_size")
+
+    if budget_bytes is None:
+        state = "no-budget"
+    elif fits is True:
+        state = "fits"
+    elif fits is False:
+        state = "does-not-fit"
+    else:
+        state = "unknown"
+
+    if target:
+        budget_label = f"{target.get('name', 'target')} usable"
+    else:
+        budget_label = "budget"
+
+    peak_source = document.get("peak_source") or "measured"
+    device = document.get("device") or {}
+    if peak_source == "measured":
+        peak_origin = f"measured on {device.get('kind', 'the device')}"
+        if device.get("allocator"):
+            peak_origin += f", {device['allocator']}"
+    else:
+        peak_origin = "predicted from the probes"
+
+    if peak_bytes is None:
+        detail = "No probe finished, so there is no peak to compare."
+    elif state == "no-budget":
+        detail = (f"Peak {format_bytes(peak_bytes)} at batch size {batch_size}. "
+                  "Give a budget or a target device for a verdict.")
+    elif state == "fits":
+        detail = (f"Peak {format_bytes(peak_bytes)} of {format_bytes(budget_bytes)} {budget_label} "
+                  f"at batch size {batch_size}: {format_bytes(budget_bytes - peak_bytes)} to spare.")
+    elif state == "does-not-fit":
+        detail = (f"Peak {format_bytes(peak_bytes)} exceeds {format_bytes(budget_bytes)} {budget_label} "
+                  f"at batch size {batch_size} by {format_bytes(peak_bytes - budget_bytes)}.")
+    else:
+        detail = f"Peak {format_bytes(peak_bytes)} against {format_bytes(budget_bytes)} {budget_label}."
+
+    used_fraction = None
+    if peak_bytes is not None and budget_bytes:
+        used_fraction = peak_bytes / budget_bytes
+    return {
+        "state": state,
+        "headline": VERDICT_HEADLINES[state],
+        "color": VERDICT_COLORS[state],
+        "detail": detail,
+        "peak_bytes": peak_bytes,
+        "peak_text": format_bytes(peak_bytes),
+        "peak_source": peak_source,
+        "peak_origin": peak_origin,
+        "budget_bytes": budget_bytes,
+        "budget_text": format_bytes(budget_bytes) if budget_bytes is not None else "none",
+        "budget_label": budget_label,
+        "used_fraction": used_fraction,
+        # Clamped for the gauge's width; the text keeps the real figure.
+        "used_percent_clamped": min(100.0, round(used_fraction * 100, 1)) if used_fraction is not None else 0.0,
+        "used_text": format_percent(used_fraction),
+        "batch_size": batch_size,
+        "target_name": target.get("name", "") if target else "",
+        "target_description": target.get("description", "") if target else "",
+    }
+
+
+def _facts(document: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    model = document.get("model") or {}
+    device = document.get("device") or {}
+    by_dtype = model.get("param_bytes_by_dtype") or {}
+    model_facts = [
+        ("Model", str(model.get("name", "n/a"))),
+        ("Parameters", format_count(model.get("params_total"))),
+        ("Trainable", format_count(model.get("params_trainable"))),
+        ("Non-trainable", format_count(model.get("params_non_trainable"))),
+        ("Weights by dtype", ", ".join(f"{dtype} {format_bytes(size)}" for dtype, size in by_dtype.items()) or "n/a"),
+        ("Optimizer", str(model.get("optimizer", "n/a"))),
+        ("Dtype policy", str(model.get("dtype_policy", "n/a"))),
+        ("jit_compile", format_value(model.get("jit_compile"))),
+    ]
+    device_facts = [
+        ("Device", f"{device.get('kind', '?')}: {device.get('name', 'n/a')}"),
+        ("Allocator", str(device.get("allocator", "n/a"))),
+        ("Batch size", format_count(document.get("batch_size"))),
+    ]
+    target = document.get("target")
+    if target:
+        device_facts.append(("Target", f"{target.get('name', '?')}: {format_bytes(target.get('usable_bytes'))} usable"))
+        if target.get("description"):
+            device_facts.append(("Target notes", str(target["description"])))
+    elif document.get("budget_bytes") is not None:
+        device_facts.append(("Budget", format_bytes(document["budget_bytes"])))
+    device_facts.append(("Created", str(document.get("created_at", "n/a"))))
+    device_facts.append(("preflight", str(document.get("preflight_version", "n/a"))))
+    return {"model": model_facts, "device": device_facts}
+
+
+def _footprint(document: dict[str, Any]) -> dict[str, Any]:
+    footprint = document.get("footprint") or {}
+    sources = document.get("footprint_sources") or {}
+    known = [part for part in FOOTPRINT_PARTS if part[0] in footprint]
+    extra = [(key, key.replace("_", " ").capitalize(), EXTRA_PART_COLOR)
+             for key in footprint if key not in {part[0] for part in FOOTPRINT_PARTS}]
+    total_bytes = sum(max(0, int(footprint[key] or 0)) for key, _, _ in known + extra)
+    rows = []
+    for key, label, color in known + extra:
+        size = int(footprint[key] or 0)
+        share = size / total_bytes if total_bytes else None
+        rows.append({
+            "key": key,
+            "label": label,
+            "color": color,
+            "bytes": size,
+            "bytes_text": format_bytes(size),
+            "share": share,
+            "share_text": format_percent(share),
+            "share_percent": round(100 * share, 2) if share else 0.0,
+            "source": sources.get(key, "n/a"),
+        })
+    return {"rows": rows, "total_bytes": total_bytes, "total_text": format_bytes(total_bytes)}
+
+
+def _probes(document: dict[str, Any]) -> list[dict[str, Any]]:
+    chosen_batch = document.get("batch_size")
+    rows = []
+    for probe in sorted(document.get("probes") or [], key=lambda p: p.get("batch_size") or 0):
+        runs = probe.get("peak_bytes_runs") or []
+        spread = probe.get("spread")
+        rows.append({
+            "batch_size": probe.get("batch_size"),
+            "status": probe.get("status", "n/a"),
+            "ok": probe.get("status") == "ok",
+            "peak_bytes": probe.get("peak_bytes"),
+            "peak_text": format_bytes(probe.get("peak_bytes")) if probe.get("peak_bytes") is not None else "–",
+            "runs_text": ", ".join(format_bytes(run) for run in runs) if runs else "–",
+            "runs_count": len(runs),
+            "spread_text": format_percent(spread, 1) if spread is not None and runs else "–",
+            # Above 10 % the runs disagree enough that the peak deserves a second look.
+            "spread_high": bool(spread is not None and spread > 0.10),
+            "step_text": format_seconds(probe.get("step_seconds")) if probe.get("step_seconds") is not None else "–",
+            "warmup_text": format_seconds(probe.get("warmup_seconds")) if probe.get("warmup_seconds") is not None else "–",
+            "resident_text": format_bytes(probe.get("resident_bytes")) if probe.get("resident_bytes") is not None else "–",
+            "message": probe.get("message") or "",
+            "chosen": probe.get("batch_size") == chosen_batch,
+        })
+    return rows
+
+
+def _findings(document: dict[str, Any]) -> list[dict[str, Any]]:
+    findings = document.get("findings") or []
+    ordered = sorted(findings, key=lambda f: SEVERITY_ORDER.get(f.get("severity", "info"), 3))
+    rows = []
+    for finding in ordered:
+        severity = finding.get("severity") if finding.get("severity") in SEVERITY_ORDER else "info"
+        rows.append({
+            "id": str(finding.get("id", "")),
+            "severity": severity,
+            "color": SEVERITY_COLORS[severity],
+            "message": str(finding.get("message", "")),
+        })
+    return rows
+
+
+def _layers(document: dict[str, Any]) -> dict[str, Any]:
+    batch_size = document.get("batch_size") or 0
+    layers = document.get("layers") or []
+    largest = max((layer.get("activation_bytes_per_sample") or 0 for layer in layers), default=0)
+    rows = []
+    for layer in layers:
+        per_sample = layer.get("activation_bytes_per_sample")
+        rows.append({
+            "name": str(layer.get("name", "")),
+            "type": str(layer.get("type", "")),
+            "shape_text": format_shape(layer.get("output_shape")),
+            "params_text": format_count(layer.get("params")),
+            "per_sample_text": format_bytes(per_sample),
+            "at_batch_text": format_bytes(per_sample * batch_size) if per_sample is not None and batch_size else "n/a",
+            "bar_percent": round(100 * (per_sample or 0) / largest, 1) if largest else 0.0,
+        })
+    return {"rows": rows, "batch_size": batch_size}
+
+
+def _curve(document: dict[str, Any]) -> dict[str, Any] | None:
+    points = document.get("curve")
+    if points is None:
+        return None
+    measured = sorted(((p["batch_size"], p["peak_bytes"]) for p in points
+                       if p.get("source") == "measured" and p.get("peak_bytes") is not None))
+    predicted = sorted(((p["batch_size"], p["peak_bytes"]) for p in points
+                        if p.get("source") != "measured" and p.get("peak_bytes") is not None))
+    by_batch = {p.get("batch_size"): p for p in points}
+    recommended = document.get("recommended_batch_size")
+    max_batch = document.get("max_batch_size")
+    recommended_peak = (by_batch.get(recommended) or {}).get("peak_bytes") if recommended is not None else None
+    return {
+        "measured": measured,
+        "predicted": predicted,
+        "max_batch_size": max_batch,
+        "max_batch_text": format_count(max_batch) if max_batch is not None else "n/a",
+        "recommended_batch_size": recommended,
+        "recommended_batch_text": format_count(recommended) if recommended is not None else "n/a",
+        "recommended_peak_bytes": recommended_peak,
+        "recommended_peak_text": format_bytes(recommended_peak) if recommended_peak is not None else "n/a",
+        "rows": [{
+            "batch_size": p.get("batch_size"),
+            "peak_text": format_bytes(p.get("peak_bytes")),
+            "source": p.get("source", "predicted"),
+        } for p in sorted(points, key=lambda p: p.get("batch_size") or 0)],
+    }
+
+
+def _recommendations(document: dict[str, Any]) -> dict[str, Any] | None:
+    items = document.get("recommendations")
+    if items is None:
+        return None
+    rows = []
+    for item in items:
+        params = item.get("params") or {}
+        fits = item.get("fits")
+        rows.append({
+            "kind": str(item.get("kind", "")),
+            "title": str(item.get("title", item.get("kind", ""))),
+            "peak_bytes": item.get("peak_bytes"),
+            "peak_text": format_bytes(item.get("peak_bytes")),
+            "saving_bytes": item.get("saving_bytes"),
+            "saving_text": format_bytes(item.get("saving_bytes")) if item.get("saving_bytes") is not None else "n/a",
+            "step_text": format_seconds(item.get("step_seconds")),
+            "params": [(str(key), format_value(value)) for key, value in params.items()],
+            "snippet": str(item.get("snippet") or ""),
+            "tradeoff": str(item.get("tradeoff") or ""),
+            "fits": fits,
+            "fits_text": FITS_TEXT.get(fits, ""),
+            "fits_class": FITS_CLASS.get(fits, "unknown"),
+        })
+    return {"rows": rows}
+
+
+def _peak_composition(document: dict[str, Any]) -> dict[str, Any] | None:
+    composition = document.get("peak_composition")
+    if composition is None:
+        return None
+    allocations = composition.get("top_allocations") or []
+    timeline = [(point.get("time_ms"), point.get("bytes_in_use")) for point in composition.get("timeline") or []
+                if point.get("time_ms") is not None and point.get("bytes_in_use") is not None]
+    return {
+        "phase": str(composition.get("phase") or "n/a"),
+        "allocations": [{
+            "op": str(allocation.get("op", "")),
+            "shape_text": format_shape(allocation.get("shape")),
+            "bytes_text": format_bytes(allocation.get("bytes")),
+            "region": str(allocation.get("region", "")),
+        } for allocation in allocations],
+        "timeline": timeline,
+    }
+
+
+def _numeric(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def memory_driver(samples: list[dict[str, Any]]) -> str | None:
+    """The numeric hyperparameter whose value tracks the peak most closely (largest |Pearson r|)."""
+    names: list[str] = []
+    for sample in samples:
+        for name in (sample.get("values") or {}):
+            if name not in names:
+                names.append(name)
+    best_name, best_strength = None, -1.0
+    for name in names:
+        pairs = [(_numeric((s.get("values") or {}).get(name)), s.get("peak_bytes")) for s in samples]
+        pairs = [(x, float(y)) for x, y in pairs if x is not None and isinstance(y, (int, float))]
+        if len(pairs) < 2:
+            continue
+        mean_x = sum(x for x, _ in pairs) / len(pairs)
+        mean_y = sum(y for _, y in pairs) / len(pairs)
+        cov = sum((x - mean_x) * (y - mean_y) for x, y in pairs)
+        var_x = sum((x - mean_x) ** 2 for x, _ in pairs)
+        var_y = sum((y - mean_y) ** 2 for _, y in pairs)
+        if var_x == 0 or var_y == 0:
+            continue
+        strength = abs(cov / math.sqrt(var_x * var_y))
+        if strength > best_strength:
+            best_name, best_strength = name, strength
+    return best_name
+
+
+def _search(document: dict[str, Any]) -> dict[str, Any] | None:
+    search = document.get("search")
+    if search is None:
+        return None
+    hyperparameters = []
+    for hp in search.get("hyperparameters") or []:
+        if "range" in hp:
+            domain = format_value(hp["range"])
+        elif "values" in hp:
+            domain = format_value(hp["values"])
+        else:
+            domain = "n/a"
+        hyperparameters.append({"name": str(hp.get("name", "")), "type": str(hp.get("type", "")), "domain": domain})
+
+    worst = search.get("worst_case")
+    worst_view = None
+    if worst:
+        worst_view = {
+            "settings": [(str(k), format_value(v)) for k, v in (worst.get("values") or {}).items()],
+            "peak_text": format_bytes(worst.get("peak_bytes")),
+            "fits": worst.get("fits"),
+            "fits_text": FITS_TEXT.get(worst.get("fits")) or "unknown",
+            "fits_class": FITS_CLASS.get(worst.get("fits"), "unknown"),
+        }
+
+    samples = search.get("samples") or []
+    driver = search.get("memory_driver") or memory_driver(samples)
+    scatter = []
+    if driver:
+        for sample in samples:
+            x = _numeric((sample.get("values") or {}).get(driver))
+            if x is not None and isinstance(sample.get("peak_bytes"), (int, float)):
+                scatter.append((x, sample["peak_bytes"], sample.get("fits")))
+
+    trial_rows = []
+    for trial in search.get("trials") or []:
+        trial_rows.append({
+            "id": str(trial.get("trial_id", trial.get("id", ""))),
+            "values_text": ", ".join(f"{k}={format_value(v)}" for k, v in (trial.get("values") or {}).items()),
+            "peak_text": format_bytes(trial.get("peak_bytes")) if trial.get("peak_bytes") is not None else "–",
+            "status": str(trial.get("status", "")),
+            "fits": trial.get("fits"),
+            "fits_text": FITS_TEXT.get(trial.get("fits"), ""),
+            "fits_class": FITS_CLASS.get(trial.get("fits"), "unknown"),
+        })
+
+    fits_fraction = search.get("fits_fraction")
+    return {
+        "hyperparameters": hyperparameters,
+        "worst_case": worst_view,
+        "fits_fraction_text": format_percent(fits_fraction) if fits_fraction is not None else "n/a",
+        "bounds": [(str(k), str(v)) for k, v in (search.get("bounds") or {}).items()],
+        "time_text": format_seconds(search.get("time_estimate_seconds")),
+        "disk_text": format_bytes(search.get("disk_estimate_bytes")),
+        "samples_count": len(samples),
+        "driver": driver or "",
+        "scatter": scatter,
+        "trials": trial_rows,
+    }
+
+
+def build_view(document: dict[str, Any]) -> dict[str, Any]:
+    """The whole view model for one report document. Pure: reads the dict, never changes it."""
+    model = document.get("model") or {}
+    return {
+        "title": f"preflight: {model.get('name', 'model')}",
+        "model_name": str(model.get("name", "model")),
+        "generator": {"version": str(document.get("preflight_version", "n/a")),
+                      "created_at": str(document.get("created_at", "n/a"))},
+        "verdict": _verdict(document),
+        "facts": _facts(document),
+        "footprint": _footprint(document),
+        "probes": _probes(document),
+        "findings": _findings(document),
+        "layers": _layers(document),
+        "curve": _curve(document),
+        "recommendations": _recommendations(document),
+        "peak_composition": _peak_composition(document),
+        "search": _search(document),
+    }

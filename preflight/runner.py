@@ -1,0 +1,223 @@
+"""Parent side of the dry run: starts the child process, follows its events, survives its failures.
+
+The child may run out of memory (a clean "oom" event, or a crash: with oneDNN on, TF aborts or segfaults
+on an allocator OOM, and the kernel's OOM killer sends SIGKILL), hang past the timeout, or crash. Each of
+these becomes a probe status; whatever was measured before is kept, and the caller carries on.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from preflight import errors
+from preflight.measurements import DeviceInfo, ModelInfo, ProbeResult
+
+MIB = 2**20
+# Lines the allocator or the OS leave when memory ran out; a crash with one of these is an OOM.
+_OOM_MARKERS = ("ran out of memory", "resourceexhausted", "out of memory", "std::bad_alloc", "oom when allocating")
+_ERROR_CLASSES = {cls.slug: cls for cls in (
+    errors.UsageError, errors.ConfigError, errors.TargetLoadError, errors.ModelError,
+    errors.DataError, errors.ProbeError, errors.IsolationError)}
+
+ProgressCallback = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class ProbeJob:
+    source: dict                       # {"kind": "file", "path", "hp_values"?} or {"kind": "saved", "dir"}
+    batch_sizes: list[int]
+    measured_steps: int = 3
+    memory_limit_bytes: int | None = None
+    timeout_seconds: float = 600.0     # per probe; loading the model gets the same allowance
+    single_thread: bool = False
+    variant: dict | None = None        # a what-if (preflight.whatif) applied before probing
+    profile_dir: str | None = None
+
+
+@dataclass
+class ProbeOutcome:
+    model: ModelInfo | None = None
+    device: DeviceInfo | None = None
+    data: dict | None = None
+    probes: list[ProbeResult] = field(default_factory=list)
+
+
+def child_environment(job: ProbeJob) -> dict[str, str]:
+    env = dict(os.environ)
+    env["TF_CPU_ALLOCATOR_USE_BFC"] = "true"  # stats from the same BFC allocator a GPU uses (notes §1)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    env["PYTHONUNBUFFERED"] = "1"
+    if job.memory_limit_bytes:
+        env["TF_CPU_BFC_MEM_LIMIT_IN_MB"] = str(max(1, job.memory_limit_bytes // MIB))
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, os.getcwd(), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def run_probes(job: ProbeJob, on_progress: ProgressCallback | None = None) -> ProbeOutcome:
+    """Probe every batch size of the job, restarting the child after a crash only where it makes sense."""
+    outcome = ProbeOutcome()
+    remaining = sorted(set(job.batch_sizes))
+    while remaining:
+        attempt = _ChildRun(_replace(job, batch_sizes=remaining), on_progress)
+        attempt.run(outcome)
+        done = {p.batch_size for p in outcome.probes}
+        remaining = [b for b in remaining if b not in done]
+        if attempt.stopped_early or any(p.status != "ok" for p in outcome.probes):
+            break  # an OOM, hang or crash at one batch would recur at larger ones
+    return outcome
+
+
+def _replace(job: ProbeJob, **changes: Any) -> ProbeJob:
+    return ProbeJob(**{**asdict(job), **changes})
+
+
+class _ChildRun:
+    """One child process: spawn, follow events until done, timeout or death."""
+
+    def __init__(self, job: ProbeJob, on_progress: ProgressCallback | None):
+        self.job = job
+        self.on_progress = on_progress or (lambda event: None)
+        self.stopped_early = False
+
+    def run(self, outcome: ProbeOutcome) -> None:
+        with tempfile.TemporaryDirectory(prefix="preflight-") as workdir:
+            job_path = Path(workdir) / "job.json"
+            job_path.write_text(json.dumps(asdict(self.job)), encoding="utf-8")
+            log_path = Path(workdir) / "child.log"
+            read_fd, write_fd = os.pipe()
+            env = child_environment(self.job)
+            env["PREFLIGHT_EVENTS_FD"] = str(write_fd)
+            with open(log_path, "wb") as log:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "preflight.child", str(job_path)],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                    pass_fds=(write_fd,), start_new_session=True,
+                )
+            os.close(write_fd)
+            events: queue.Queue = queue.Queue()
+            reader = threading.Thread(target=_read_events, args=(read_fd, events), daemon=True)
+            reader.start()
+            try:
+                self._follow(process, events, outcome, log_path)
+            finally:
+                _kill_group(process)
+                reader.join(timeout=5)
+
+    def _follow(self, process, events: queue.Queue, outcome: ProbeOutcome, log_path: Path) -> None:
+        pending = list(self.job.batch_sizes)
+        deadline = time.monotonic() + self.job.timeout_seconds
+        while True:
+            try:
+                event = events.get(timeout=0.2)
+            except queue.Empty:
+                event = None
+            if event is None:
+                if time.monotonic() > deadline:
+                    self._record_failure(outcome, pending, "timeout",
+                                         f"no result within the {self.job.timeout_seconds:.0f} s timeout")
+                    return
+                if process.poll() is not None and events.empty():
+                    self._child_died(process.returncode, outcome, pending, log_path)
+                    return
+                continue
+            if event.get("event") == "eof":
+                process.wait()
+                if events.empty():
+                    self._child_died(process.returncode, outcome, pending, log_path)
+                    return
+                continue
+            kind = event["event"]
+            if kind == "progress":
+                self.on_progress(event)
+            elif kind == "model":
+                outcome.model = ModelInfo.from_dict(event["model"])
+                outcome.device = DeviceInfo.from_dict(event["device"])
+                outcome.data = event.get("data")
+                deadline = time.monotonic() + self.job.timeout_seconds
+                self.on_progress(event)
+            elif kind == "probe":
+                probe = ProbeResult.from_dict(event["probe"])
+                outcome.probes.append(probe)
+                pending.remove(probe.batch_size)
+                deadline = time.monotonic() + self.job.timeout_seconds
+                self.on_progress(event)
+            elif kind == "error":
+                cls = _ERROR_CLASSES.get(event.get("slug"), errors.ProbeError)
+                raise cls(event["message"], hint=event.get("hint"))
+            elif kind == "done":
+                return
+
+    def _child_died(self, returncode: int | None, outcome: ProbeOutcome, pending: list[int],
+                    log_path: Path) -> None:
+        if not pending:
+            return
+        log_tail = _tail(log_path)
+        if outcome.model is None:
+            raise errors.ProbeError(
+                f"the dry-run process ended (exit {_describe_exit(returncode)}) before the model was loaded: "
+                f"{_last_line(log_tail)}",
+                hint="run `python your_model.py` to check it loads; the full log is above in verbose mode",
+            )
+        lowered = log_tail.lower()
+        if returncode == -signal.SIGKILL or any(marker in lowered for marker in _OOM_MARKERS):
+            self._record_failure(outcome, pending, "oom",
+                                 f"out of memory in the probe (process ended: {_describe_exit(returncode)})")
+        else:
+            self._record_failure(outcome, pending, "crashed",
+                                 f"the probe process crashed ({_describe_exit(returncode)}): {_last_line(log_tail)}")
+
+    def _record_failure(self, outcome: ProbeOutcome, pending: list[int], status: str, message: str) -> None:
+        outcome.probes.append(ProbeResult(pending[0], status, message=message))
+        self.stopped_early = True
+
+
+def _read_events(fd: int, events: queue.Queue) -> None:
+    with os.fdopen(fd, "r", encoding="utf-8") as stream:
+        for line in stream:
+            try:
+                events.put(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    events.put({"event": "eof"})
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.wait()
+
+
+def _describe_exit(returncode: int | None) -> str:
+    if returncode is not None and returncode < 0:
+        try:
+            return f"signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"code {returncode}"
+
+
+def _tail(path: Path, max_bytes: int = 20000) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return ""
+    return data[-max_bytes:].decode("utf-8", errors="replace")
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "no output"

@@ -1,0 +1,28 @@
+"""keras-tuner preflight: check a whole search space before `tuner.search`, and guard the search.
+
+- `space`: enumerate hyperparameters (conditional ones included), worst case, sampling, building.
+- `features`: cheap static features of a built-but-untrained model (no training step).
+- `predict`: measure a few configurations in a BFC child and fit a peak predictor for the rest.
+- `budget`: search time (Hyperband's real schedule) and checkpoint disk estimates.
+- `guard`: keep a running search alive and on budget; watch host RSS between trials.
+- `plan`: `check_search(...)`, the report's `"search"` section.
+
+Nothing here imports TensorFlow or keras-tuner at import time.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["SearchGuard", "check_search", "guard"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("SearchGuard", "guard"):
+        from preflight.tuner import guard as guard_module
+
+        return getattr(guard_module, name)
+    if name == "check_search":
+        from preflight.tuner.plan import check_search
+
+        return check_search
+    raise AttributeError(name)

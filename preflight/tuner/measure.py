@@ -1,0 +1,176 @@
+"""Measure the real training-step peak of a few search configurations, in a fresh BFC child process.
+
+Owns `ConfigMeasurement`, `measure_configs(...)` (parent side) and the child's `main()`. The child runs
+with TF_CPU_ALLOCATOR_USE_BFC=true and one thread (notes §1: deterministic peaks), builds each
+configuration, runs a warm-up step, resets the allocator stats and measures one more step. This is a
+stand-in until the dry-run engine (`preflight.child`/`runner`) measures search configurations; it
+uses the same recipe so the numbers are comparable.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from preflight.errors import ProbeError
+
+
+@dataclass(frozen=True)
+class ConfigMeasurement:
+    values: dict[str, Any]
+    batch_size: int
+    status: str                      # "ok" | "error"
+    peak_bytes: int | None = None    # BFC peak of one steady training step
+    step_seconds: float | None = None
+    message: str = ""
+    source: str = "measured (BFC CPU child)"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _pickle_by_value_if_user_code(obj: Any) -> None:
+    """User modules (a tune.py, a test file) travel by value; installed packages by reference."""
+    import cloudpickle
+
+    target = obj if inspect.isfunction(obj) or isinstance(obj, type) else type(obj)
+    module_name = getattr(target, "__module__", None)
+    module = sys.modules.get(module_name or "")
+    if module is None or module_name == "__main__":
+        return
+    path = getattr(module, "__file__", "") or ""
+    site = sysconfig.get_paths()["purelib"]
+    if path and not os.path.abspath(path).startswith(os.path.abspath(site)):
+        try:
+            cloudpickle.register_pickle_by_value(module)
+        except ValueError:
+            pass
+
+
+def _one_batch(data: Any, batch_size: int) -> Any:
+    """The first `batch_size` rows of (x, y) numpy data, tiled if there are fewer; None otherwise."""
+    import numpy as np
+
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        return None
+    rows = []
+    for array in data:
+        array = np.asarray(array)
+        reps = -(-batch_size // len(array))
+        rows.append(np.concatenate([array] * reps)[:batch_size] if reps > 1 else array[:batch_size])
+    return tuple(rows)
+
+
+def measure_configs(hypermodel: Any, configs: list[dict[str, Any]], batch_size: int, data: Any = None,
+                    *, timeout_seconds: float = 600.0) -> list[ConfigMeasurement]:
+    """Dry-run each configuration for one measured step in one fresh child. Order is kept."""
+    import cloudpickle
+
+    if not configs:
+        return []
+    _pickle_by_value_if_user_code(getattr(hypermodel, "build_fn", hypermodel))
+    largest_batch = max([batch_size] + [int(c.get("batch_size", batch_size)) for c in configs])
+    spec = {"hypermodel": hypermodel, "configs": configs, "batch_size": batch_size,
+            "batch": _one_batch(data, largest_batch)}
+    with tempfile.TemporaryDirectory(prefix="preflight-tuner-") as tmp:
+        spec_path = Path(tmp) / "spec.pkl"
+        spec_path.write_bytes(cloudpickle.dumps(spec))
+        env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true", TF_CPP_MIN_LOG_LEVEL="2",
+                   PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        try:
+            completed = subprocess.run(
+                [sys.executable, "-m", "preflight.tuner.measure", str(spec_path)],
+                capture_output=True, text=True, env=env, timeout=timeout_seconds,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise ProbeError(f"measuring {len(configs)} search configurations took over {timeout_seconds:.0f} s") from exc
+    results = [json.loads(line[len("@@ "):]) for line in completed.stdout.splitlines() if line.startswith("@@ ")]
+    if len(results) < len(configs):
+        tail = (completed.stderr or "").strip().splitlines()[-5:]
+        for values in configs[len(results):]:
+            results.append({"values": values, "batch_size": int(values.get("batch_size", batch_size)),
+                            "status": "error",
+                            "message": f"child exited {completed.returncode}: " + " | ".join(tail)})
+    return [ConfigMeasurement(**{k: v for k, v in r.items() if k in ConfigMeasurement.__dataclass_fields__})
+            for r in results]
+
+
+def synthetic_batch(model: Any, batch_size: int, seed: int = 0) -> tuple[Any, Any]:
+    """Random inputs shaped like the model's, and targets its loss accepts."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    inputs = []
+    for tensor in model.inputs:
+        shape = (batch_size, *[int(d) for d in tensor.shape[1:]])
+        dtype = str(getattr(tensor.dtype, "name", tensor.dtype))
+        inputs.append(np.zeros(shape, dtype) if "int" in dtype else rng.standard_normal(shape).astype(dtype))
+    loss_name = str(getattr(model, "loss", "") or "").lower()
+    targets = []
+    for tensor in model.outputs:
+        per_sample = [int(d) for d in tensor.shape[1:]]
+        if "sparse" in loss_name:
+            classes = per_sample[-1] if per_sample else 2
+            targets.append(rng.integers(0, classes, size=(batch_size, *per_sample[:-1])))
+        else:
+            targets.append(rng.random((batch_size, *per_sample)).astype("float32"))
+    x = inputs[0] if len(inputs) == 1 else inputs
+    y = targets[0] if len(targets) == 1 else targets
+    return x, y
+
+
+def _measure_one(hypermodel: Any, values: dict[str, Any], batch_size: int, batch: Any) -> dict[str, Any]:
+    import time
+
+    import tensorflow as tf
+
+    from preflight.tuner.space import build_and_values
+
+    model, active = build_and_values(hypermodel, values)
+    batch_size = int(active.get("batch_size", batch_size))
+    if batch is not None:
+        x, y = batch[0][:batch_size], batch[1][:batch_size]
+    else:
+        x, y = synthetic_batch(model, batch_size)
+    model.train_on_batch(x, y)  # warm-up: trace, optimizer slots
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    start = time.perf_counter()
+    model.train_on_batch(x, y)
+    step_seconds = time.perf_counter() - start
+    peak = int(tf.config.experimental.get_memory_info("CPU:0")["peak"])
+    return {"values": active, "batch_size": batch_size, "status": "ok", "peak_bytes": peak,
+            "step_seconds": step_seconds}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import pickle
+
+    argv = sys.argv[1:] if argv is None else argv
+    spec = pickle.loads(Path(argv[0]).read_bytes())
+    import tensorflow as tf
+
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    import keras
+
+    for values in spec["configs"]:
+        try:
+            result = _measure_one(spec["hypermodel"], values, spec["batch_size"], spec["batch"])
+        except Exception as exc:  # noqa: BLE001 - one bad configuration must not hide the others
+            result = {"values": values, "batch_size": int(values.get("batch_size", spec["batch_size"])),
+                      "status": "error", "message": f"{type(exc).__name__}: {exc}"[:500]}
+        keras.backend.clear_session()
+        print("@@ " + json.dumps(result, default=str), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""The terminal summary: a short plain-text report (the Report's repr), or coloured on a real terminal.
+
+Built with rich from the same view model as the HTML page. Every piece of user text (layer names,
+messages) goes in as a `Text` object, never as rich markup, so `[bold]` in a name prints as itself.
+"""
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from preflight.render.view import build_view
+
+WIDTH = 100
+MAX_FINDINGS = 5
+MAX_RECOMMENDATIONS = 3
+
+VERDICT_STYLES = {"fits": "bold green", "does-not-fit": "bold red", "no-budget": "bold", "unknown": "bold yellow"}
+SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+STATUS_STYLES = {"ok": "green", "oom": "red", "crashed": "red", "error": "red", "timeout": "yellow"}
+
+
+def _hanging_list():
+    """Two columns, a marker and text, so wrapped lines stay indented under their text."""
+    from rich.table import Table
+
+    listing = Table.grid(padding=(0, 1, 0, 0))
+    listing.add_column(no_wrap=True)
+    listing.add_column(overflow="fold")
+    return listing
+
+
+def _renderables(document: dict[str, Any]) -> list[Any]:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    view = build_view(document)
+    verdict = view["verdict"]
+    parts: list[Any] = []
+
+    headline = Text()
+    headline.append(f"preflight · {view['model_name']}: ", style="bold")
+    headline.append(verdict["headline"].upper(), style=VERDICT_STYLES[verdict["state"]])
+    parts.append(headline)
+    parts.append(Text(verdict["detail"]))
+    origin = f"peak {verdict['peak_origin']}"
+    if verdict["used_fraction"] is not None:
+        origin += f" · {verdict['used_text']} of the {verdict['budget_label']}"
+    parts.append(Text(origin, style="dim"))
+
+    footprint = view["footprint"]
+    if footprint["rows"]:
+        table = Table(title=None, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 2, 0, 0))
+        table.add_column(Text(f"Footprint ({footprint['total_text']})", style="bold"))
+        table.add_column("Size", justify="right")
+        table.add_column("Share", justify="right")
+        table.add_column("Source")
+        for row in footprint["rows"]:
+            table.add_row(Text(row["label"]), Text(row["bytes_text"]), Text(row["share_text"]), Text(row["source"]))
+        parts.append(Text(""))
+        parts.append(table)
+
+    if view["probes"]:
+        parts.append(Text(""))
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 2, 0, 0))
+        table.add_column(Text("Probes", style="bold"), justify="right")
+        table.add_column("Status")
+        table.add_column("Peak", justify="right")
+        table.add_column("Runs", justify="right")
+        table.add_column("Spread", justify="right")
+        table.add_column("Step", justify="right")
+        table.add_column("Message", overflow="fold")
+        for probe in view["probes"]:
+            batch = Text(f"batch {probe['batch_size']}", style="bold" if probe["chosen"] else "")
+            table.add_row(batch, Text(probe["status"], style=STATUS_STYLES.get(probe["status"], "")),
+                          Text(probe["peak_text"]), Text(str(probe["runs_count"])),
+                          Text(probe["spread_text"], style="yellow" if probe["spread_high"] else ""),
+                          Text(probe["step_text"]), Text(probe["message"]))
+        parts.append(table)
+
+    if view["curve"] or view["recommendations"] or view["search"]:
+        parts.append(Text(""))
+    curve = view["curve"]
+    if curve:
+        line = Text()
+        line.append("Batch size: ", style="bold")
+        line.append(f"largest that fits {curve['max_batch_text']}, recommended {curve['recommended_batch_text']}")
+        if curve["recommended_peak_bytes"] is not None:
+            line.append(f" (peak {curve['recommended_peak_text']})")
+        parts.append(line)
+
+    recommendations = view["recommendations"]
+    if recommendations and recommendations["rows"]:
+        parts.append(Text("To make it fit:", style="bold"))
+        bullets = _hanging_list()
+        for row in recommendations["rows"][:MAX_RECOMMENDATIONS]:
+            line = Text(row["title"])
+            line.append(f": peak {row['peak_text']}")
+            if row["saving_bytes"] is not None:
+                line.append(f", saves {row['saving_text']}")
+            if row["fits_text"]:
+                line.append(f" ({row['fits_text']})", style="green" if row["fits"] else "red")
+            bullets.add_row(Text("-"), line)
+        parts.append(bullets)
+
+    search = view["search"]
+    if search:
+        line = Text()
+        line.append("Search: ", style="bold")
+        line.append(f"{search['fits_fraction_text']} of sampled configurations fit")
+        if search["worst_case"]:
+            line.append(f"; worst case {search['worst_case']['peak_text']} ({search['worst_case']['fits_text']})")
+        parts.append(line)
+        parts.append(Text(f"        about {search['time_text']} and {search['disk_text']} on disk for the whole search"))
+
+    findings = view["findings"]
+    if findings:
+        parts.append(Text(""))
+        parts.append(Text("Findings:", style="bold"))
+        listing = _hanging_list()
+        for finding in findings[:MAX_FINDINGS]:
+            listing.add_row(Text(finding["severity"].upper(), style=SEVERITY_STYLES[finding["severity"]]),
+                            Text(finding["message"]))
+        parts.append(listing)
+        if len(findings) > MAX_FINDINGS:
+            parts.append(Text(f"  … and {len(findings) - MAX_FINDINGS} more in the full report", style="dim"))
+    return parts
+
+
+def render_text(document: dict[str, Any]) -> str:
+    """The summary as plain text, 100 columns, no colour codes."""
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=WIDTH, color_system=None, force_terminal=False,
+                      no_color=True, highlight=False, emoji=False, markup=False, soft_wrap=False)
+    for renderable in _renderables(document):
+        console.print(renderable)
+    text = console.file.getvalue()
+    return "\n".join(line.rstrip() for line in text.splitlines()).strip("\n")
+
+
+def print_summary(document: dict[str, Any], console: Any = None) -> None:
+    """Print the summary with colour to a terminal (stdout unless a rich Console is given)."""
+    from rich.console import Console
+
+    console = console or Console(highlight=False, emoji=False)
+    for renderable in _renderables(document):
+        console.print(renderable)

@@ -452,6 +452,16 @@ def _search(document: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def _gate(document: dict[str, Any]) -> dict[str, Any] | None:
+    gate = document.get("gate")
+    if gate is None:
+        return None
+    passed = bool(gate.get("passed"))
+    return {"passed": passed, "state": "fits" if passed else "does-not-fit",
+            "text": "passed" if passed else "failed",
+            "reasons": [str(reason) for reason in gate.get("reasons") or []]}
+
+
 def build_view(document: dict[str, Any]) -> dict[str, Any]:
     """The whole view model for one report document. Pure: reads the dict, never changes it."""
     model = document.get("model") or {}
@@ -465,6 +475,7 @@ def build_view(document: dict[str, Any]) -> dict[str, Any]:
         "footprint": _footprint(document),
         "probes": _probes(document),
         "findings": _findings(document),
+        "gate": _gate(document),
         "layers": _layers(document),
         "curve": _curve(document),
         "recommendations": _recommendations(document),

@@ -269,16 +269,19 @@ sys.path.insert(0, {repo_root!r})
 from benchmarks import zoo  # noqa: E402
 
 batch_size = {batch_size}
-data = zoo.make_data({name!r}, {num_samples})
 
 
 def build_model():
     return zoo.build({name!r})
+
+
+def get_dataset():
+    return zoo.make_data({name!r}, {num_samples})
 '''
 
 
 def write_model_file(name: str, path: str | Path, batch_size: int, num_samples: int | None = None) -> Path:
-    """Write a `model.py` the preflight CLI can run: `build_model()`, `batch_size` and numpy `data`."""
+    """Write a `model.py` the preflight CLI can run: `build_model()`, `batch_size`, `get_dataset()` (numpy)."""
     if name not in ZOO:
         raise KeyError(f"unknown zoo model {name!r}; known: {', '.join(ZOO)}")
     target = Path(path)

@@ -1,0 +1,324 @@
+"""Peak memory as a function of batch size, from measured probes: upper bounds, max and recommended batch,
+the next batch sizes worth probing, and the projection from the measured device to a target.
+
+Pure Python, no TensorFlow. Why it is shaped this way (notes §1, §3):
+
+- A straight line through tiny batches fails: an MLP's peak is flat (Adam's temporaries), an LSTM's is
+  non-monotonic, a CNN's near-linear. So the curve is an **upper envelope**: the running maximum of the
+  measured peaks (a larger batch never predicts less than a smaller measured one, which makes the MLP's
+  flat peak a floor), interpolated between probes, and extrapolated past the largest probe with the
+  steepest credible slope (last envelope segment, a least-squares line over the largest probes, and any
+  per-sample lower bound the caller knows, e.g. from the graph estimate or the input bytes).
+- The allocator peak of the same step moves from run to run (±15 % CNN, ±50 % LSTM across processes),
+  so every figure carries a margin: the spread the probes showed, at least `MIN_RUN_MARGIN`, plus
+  `EXTRAPOLATION_MARGIN_PER_DOUBLING` for each doubling past the largest probe.
+
+Entry points: `PeakModel(probes, ...)` with `predict_peak`, `curve`, `max_batch_size`,
+`recommended_batch_size`; `next_probe_batch_sizes` (the adaptive probe plan); `project_to_target`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Sequence
+
+from preflight.devices import Target
+from preflight.measurements import ProbeResult
+from preflight.units import format_bytes
+
+MIN_RUN_MARGIN = 0.05                    # floor for run-to-run spread that one process cannot see
+EXTRAPOLATION_MARGIN_PER_DOUBLING = 0.05  # extra per doubling of batch past the largest probe
+RECOMMEND_FRACTION = 0.90                # recommended batch keeps 10 % headroom under usable memory
+MAX_SEARCH_BATCH = 1 << 24               # max_batch_size stops looking here (a flat curve never crosses)
+LEAST_SQUARES_POINTS = 3                 # the slope fit uses the largest probes only (activations dominate)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The peak at one batch size. `peak_bytes` is an upper bound (measured max plus margin)."""
+
+    batch_size: int
+    peak_bytes: int
+    source: str                      # "measured" | "predicted"
+    margin_fraction: float           # included in peak_bytes
+    method: str                      # how the figure was obtained, in words
+    measured_bytes: int | None = None  # max over the measured steps, when this batch was probed
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Point:
+    batch_size: int
+    peak_bytes: int      # max over the measured steps
+    spread: float
+
+
+class PeakModel:
+    """Upper-bound peak(batch) from probes. Build once per report, query many times.
+
+    probes: ProbeResults; only status "ok" with peaks shape the curve; an "oom" probe under
+      `memory_limit_bytes` raises every batch at or above it to more than that limit.
+    min_bytes_per_sample: a known lower bound on the slope (e.g. input bytes per sample); it keeps a
+      flat small-batch curve from promising that huge batches fit.
+    graph_estimates: {batch_size: graph_estimate peak_bytes}; the slope between the two largest is
+      taken as another lower bound on the per-sample slope.
+    """
+
+    def __init__(self, probes: Iterable[ProbeResult], *, min_bytes_per_sample: float = 0.0,
+                 graph_estimates: dict[int, int] | None = None,
+                 memory_limit_bytes: int | None = None, min_run_margin: float = MIN_RUN_MARGIN):
+        probes = list(probes)
+        if graph_estimates and len(graph_estimates) >= 2:
+            # The liveness estimate misses fragmentation and scratch, so its slope is a lower bound.
+            sizes = sorted(graph_estimates)
+            graph_slope = (graph_estimates[sizes[-1]] - graph_estimates[sizes[-2]]) / (sizes[-1] - sizes[-2])
+            min_bytes_per_sample = max(min_bytes_per_sample, graph_slope)
+        points = sorted(
+            (_Point(p.batch_size, int(p.peak_bytes if p.peak_bytes is not None else max(p.peak_bytes_runs)),
+                    p.spread)
+             for p in probes if p.status == "ok" and (p.peak_bytes is not None or p.peak_bytes_runs)),
+            key=lambda point: point.batch_size)
+        if not points:
+            raise ValueError("no successful probe with a measured peak: nothing to predict from")
+        merged: dict[int, _Point] = {}
+        for point in points:   # the same batch probed twice: keep the higher peak, the wider spread
+            old = merged.get(point.batch_size)
+            merged[point.batch_size] = point if old is None else _Point(
+                point.batch_size, max(old.peak_bytes, point.peak_bytes), max(old.spread, point.spread))
+        self.points = [merged[b] for b in sorted(merged)]
+        self.run_margin = max(min_run_margin, max(point.spread for point in self.points))
+        self.envelope: list[int] = []
+        running = 0
+        for point in self.points:
+            running = max(running, point.peak_bytes)
+            self.envelope.append(running)
+        self.slope_bytes_per_sample, self.slope_method = self._extrapolation_slope(min_bytes_per_sample)
+        oom_sizes = [p.batch_size for p in probes if p.status == "oom"]
+        self.oom_batch_size = min(oom_sizes) if oom_sizes and memory_limit_bytes else None
+        self.memory_limit_bytes = memory_limit_bytes
+
+    # -- the curve --------------------------------------------------------------------------------
+
+    def _extrapolation_slope(self, min_bytes_per_sample: float) -> tuple[float, str]:
+        candidates = [(max(float(min_bytes_per_sample), 0.0), "per-sample lower bound")]
+        if len(self.points) >= 2:
+            b0, b1 = self.points[-2].batch_size, self.points[-1].batch_size
+            segment = (self.envelope[-1] - self.envelope[-2]) / (b1 - b0)
+            candidates.append((segment, "last segment of the upper envelope"))
+            tail = list(zip([p.batch_size for p in self.points], self.envelope))[-LEAST_SQUARES_POINTS:]
+            if len(tail) >= 3:
+                mean_b = sum(b for b, _ in tail) / len(tail)
+                mean_p = sum(p for _, p in tail) / len(tail)
+                denominator = sum((b - mean_b) ** 2 for b, _ in tail)
+                slope = sum((b - mean_b) * (p - mean_p) for b, p in tail) / denominator
+                candidates.append((slope, f"least squares over the {len(tail)} largest probes"))
+        slope, method = max(candidates, key=lambda item: item[0])
+        return slope, method
+
+    def _envelope_at(self, batch_size: int) -> tuple[float, str, int | None]:
+        """(envelope bytes without margin, how, measured bytes if probed)."""
+        sizes = [point.batch_size for point in self.points]
+        if batch_size in sizes:
+            index = sizes.index(batch_size)
+            return (float(self.envelope[index]), "measured", self.points[index].peak_bytes)
+        if batch_size < sizes[0]:
+            return (float(self.envelope[0]), f"at most the peak of the smallest probe (batch {sizes[0]})", None)
+        if batch_size > sizes[-1]:
+            extra = self.slope_bytes_per_sample * (batch_size - sizes[-1])
+            return (self.envelope[-1] + extra,
+                    f"extrapolated from batch {sizes[-1]} at {format_bytes(self.slope_bytes_per_sample)}/sample "
+                    f"({self.slope_method})", None)
+        upper = next(i for i, b in enumerate(sizes) if b > batch_size)
+        b0, b1 = sizes[upper - 1], sizes[upper]
+        p0, p1 = self.envelope[upper - 1], self.envelope[upper]
+        value = p0 + (p1 - p0) * (batch_size - b0) / (b1 - b0)
+        return (value, f"interpolated on the upper envelope between batch {b0} and {b1}", None)
+
+    def margin_at(self, batch_size: int) -> float:
+        largest = self.points[-1].batch_size
+        margin = self.run_margin
+        if batch_size > largest:
+            margin += EXTRAPOLATION_MARGIN_PER_DOUBLING * math.log2(batch_size / largest)
+        return margin
+
+    def predict_peak(self, batch_size: int) -> Prediction:
+        """Upper bound of the step's peak at `batch_size`, with its margin and how it was obtained."""
+        if batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {batch_size}")
+        value, how, measured = self._envelope_at(batch_size)
+        margin = self.margin_at(batch_size)
+        peak = int(math.ceil(value * (1 + margin)))
+        if self.oom_batch_size is not None and batch_size >= self.oom_batch_size:
+            peak = max(peak, int(self.memory_limit_bytes) + 1)
+            how += f"; batch {self.oom_batch_size} ran out of memory under {format_bytes(self.memory_limit_bytes)}"
+        method = (f"{how} + {margin:.0%} margin (run-to-run spread {self.run_margin:.0%}"
+                  + (", extrapolation" if batch_size > self.points[-1].batch_size else "") + ")")
+        return Prediction(batch_size, peak, "measured" if measured is not None else "predicted",
+                          round(margin, 4), method, measured)
+
+    def curve(self, batch_sizes: Iterable[int] | None = None) -> list[dict[str, Any]]:
+        """[{"batch_size", "peak_bytes", "source"}] for the report; probed sizes are always included."""
+        sizes = sorted(set(batch_sizes or ()) | {point.batch_size for point in self.points})
+        rows = []
+        for size in sizes:
+            prediction = self.predict_peak(size)
+            row = {"batch_size": size, "peak_bytes": prediction.peak_bytes, "source": prediction.source}
+            if prediction.measured_bytes is not None:
+                row["measured_bytes"] = prediction.measured_bytes
+            rows.append(row)
+        return rows
+
+    # -- decisions --------------------------------------------------------------------------------
+
+    def max_batch_size(self, usable_bytes: int) -> int | None:
+        """Largest batch whose upper-bound peak fits `usable_bytes`; None when not even batch 1 fits."""
+        if self.predict_peak(1).peak_bytes > usable_bytes:
+            return None
+        low, high = 1, 2
+        while high < MAX_SEARCH_BATCH and self.predict_peak(high).peak_bytes <= usable_bytes:
+            low, high = high, high * 2
+        if high >= MAX_SEARCH_BATCH and self.predict_peak(MAX_SEARCH_BATCH).peak_bytes <= usable_bytes:
+            return MAX_SEARCH_BATCH
+        while high - low > 1:   # the bound is nondecreasing in batch, so bisection is exact
+            middle = (low + high) // 2
+            if self.predict_peak(middle).peak_bytes <= usable_bytes:
+                low = middle
+            else:
+                high = middle
+        return low
+
+    def recommended_batch_size(self, max_batch_size: int | None, usable_bytes: int,
+                               headroom_fraction: float = RECOMMEND_FRACTION) -> int | None:
+        """A friendly batch with headroom: the largest multiple of 8 (or power of two below 8) that is
+        <= max_batch_size and whose upper bound is <= headroom_fraction of usable memory."""
+        if not max_batch_size:
+            return None
+        allowed = headroom_fraction * usable_bytes
+        candidates = [b for b in _friendly_sizes(max_batch_size)]
+        for size in reversed(candidates):
+            if self.predict_peak(size).peak_bytes <= allowed:
+                return size
+        return None
+
+
+def _friendly_sizes(limit: int) -> list[int]:
+    small = [b for b in (1, 2, 4) if b <= limit]
+    return small + list(range(8, limit + 1, 8))
+
+
+def next_probe_batch_sizes(planned_batch_size: int, probes: Sequence[ProbeResult] = (), *,
+                           local_usable_bytes: int | None = None, target_usable_bytes: int | None = None,
+                           max_new: int = 2) -> list[int]:
+    """Which batch sizes the engine should measure next; [] when the picture is complete.
+
+    Round 1 (no probes): the planned batch B and B/2, B/4, ascending, so an OOM at B still leaves two
+    points. Later rounds: 2B when B fitted and 2B is predicted to fit locally (a point past the planned
+    batch pins the slope), and the predicted max batch for the target when it fits this machine, so the
+    number that decides the recommendation is measured rather than extrapolated.
+    """
+    planned = max(1, int(planned_batch_size))
+    tried = {p.batch_size for p in probes}
+    if not probes:
+        return sorted({max(1, planned // 4), max(1, planned // 2), planned})
+    ok = [p for p in probes if p.status == "ok"]
+    if not ok:
+        smallest = min(tried)
+        return [] if smallest <= 1 else [max(1, smallest // 4)]
+    model = PeakModel(probes)
+    local_limit = local_usable_bytes if local_usable_bytes is not None else None
+    wanted: list[int] = []
+
+    def fits_locally(size: int) -> bool:
+        return local_limit is None or model.predict_peak(size).peak_bytes <= local_limit
+
+    if planned in {p.batch_size for p in ok} and 2 * planned not in tried and fits_locally(2 * planned):
+        wanted.append(2 * planned)
+    if target_usable_bytes is not None:
+        best = model.max_batch_size(target_usable_bytes)
+        if best and best not in tried and best > max(tried) and fits_locally(best):
+            near = _friendly_sizes(best)[-1]
+            wanted.append(near if near not in tried else best)
+    return sorted(set(wanted))[:max_new]
+
+
+# -- projection to a target device ---------------------------------------------------------------
+
+XLA_MEASURED_OVER_BUFFER_ASSIGNMENT = 1.25  # CNN bs32 on CPU: 547 MiB measured vs 444 MiB assigned
+
+
+@dataclass(frozen=True)
+class Projection:
+    """The prediction carried to a target device, with every adjustment said in words."""
+
+    target: str
+    batch_size: int                  # per-replica batch
+    peak_bytes: int                  # upper bound on the target
+    usable_bytes: int
+    fits: bool
+    basis: str                       # where the starting number came from
+    adjustments: list[str] = field(default_factory=list)
+    caveats: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def per_replica_batch_size(global_batch_size: int, replicas: int) -> int:
+    """tf.distribute splits the global batch evenly; the largest replica gets the ceiling."""
+    if replicas < 1:
+        raise ValueError(f"replicas must be >= 1, got {replicas}")
+    return int(math.ceil(global_batch_size / replicas))
+
+
+def project_to_target(prediction: Prediction, target: Target, measured_device_kind: str, *,
+                      xla_total_bytes: int | None = None, jit_compile: bool | str = "auto",
+                      replicas: int = 1) -> Projection:
+    """Carry `prediction` (already at the per-replica batch, see `per_replica_batch_size`) from the device
+    it was measured on to `target`.
+
+    - Allocator: the CPU probe runs TF's BFC allocator (the GPU's code, chunk rounding included), so the
+      figure carries over to a GPU unchanged; TPUs use XLA's own allocator, so BFC rounding only adds
+      headroom there.
+    - XLA: Keras 3 compiles the train step with XLA on GPU/TPU by default (`jit_compile="auto"`), and
+      XLA's memory is a different regime (notes §3: 444-547 MiB under XLA vs 204 without). When
+      `xla_total_bytes` (XLA's buffer assignment for the step, `graph_estimate.xla_buffer_total_bytes`)
+      is given, the projection takes the larger of the two, the XLA figure scaled by the measured/assigned
+      ratio seen on the CPU; otherwise it says the figure holds with `jit_compile=False`.
+    - Replicas: under a tf.distribute strategy each device holds one replica at global batch / replicas.
+    """
+    adjustments: list[str] = []
+    caveats: list[str] = []
+    peak = prediction.peak_bytes
+    basis = (f"{prediction.source} on {measured_device_kind} under the BFC allocator at per-replica batch "
+             f"{prediction.batch_size}: {format_bytes(prediction.peak_bytes)} "
+             f"(includes a {prediction.margin_fraction:.0%} margin)")
+    if replicas > 1:
+        adjustments.append(f"{replicas} replicas: batch {prediction.batch_size} per replica is what one "
+                           f"{target.kind} holds (global batch / replicas)")
+    measured_on_target_kind = measured_device_kind.upper() == target.kind
+    if target.kind == "TPU" and not measured_on_target_kind:
+        adjustments.append("allocator: XLA's TPU allocator does not round like BFC; the BFC figure is kept "
+                           "as headroom")
+    elif target.kind == "GPU" and measured_device_kind.upper() == "CPU":
+        adjustments.append("allocator: the CPU probe used TF's BFC allocator, the same code the GPU uses; "
+                           "figure carried over unchanged")
+    uses_xla = jit_compile is True or (jit_compile == "auto" and target.xla_by_default)
+    if uses_xla and not measured_on_target_kind:
+        if xla_total_bytes:
+            xla_peak = int(xla_total_bytes * XLA_MEASURED_OVER_BUFFER_ASSIGNMENT * (1 + prediction.margin_fraction))
+            adjustments.append(
+                f"XLA: the step runs under XLA on {target.name}; XLA's buffer assignment for it is "
+                f"{format_bytes(xla_total_bytes)}, x{XLA_MEASURED_OVER_BUFFER_ASSIGNMENT} (measured/assigned "
+                f"on the CPU) + margin = {format_bytes(xla_peak)}; the projection takes the larger figure")
+            caveats.append("the XLA figure was compiled for the CPU backend and is unvalidated on a real "
+                           f"{target.kind}; GPU fusion and scheduling differ")
+            peak = max(peak, xla_peak)
+        else:
+            caveats.append(f"Keras compiles the train step with XLA on {target.kind} by default, and XLA's memory "
+                           "can be 2x the non-XLA step; this figure holds with model.compile(jit_compile=False)")
+    if target.kind == "GPU":
+        caveats.append("not included: cuDNN convolution workspace chosen by autotuning on the GPU")
+    return Projection(target.name, prediction.batch_size, int(peak), target.usable_bytes,
+                      peak <= target.usable_bytes, basis, adjustments, caveats)

@@ -1,0 +1,163 @@
+"""Unit tests of preflight.predict on hand-made ProbeResults (no TensorFlow)."""
+from __future__ import annotations
+
+import pytest
+
+from preflight.devices import get_target
+from preflight.measurements import ProbeResult
+from preflight.predict import (
+    MIN_RUN_MARGIN,
+    PeakModel,
+    next_probe_batch_sizes,
+    per_replica_batch_size,
+    project_to_target,
+)
+
+MIB = 1024**2
+
+
+def probe(batch_size: int, *runs_mib: float, status: str = "ok") -> ProbeResult:
+    runs = [int(r * MIB) for r in runs_mib]
+    return ProbeResult(batch_size, status, peak_bytes=max(runs) if runs else None, peak_bytes_runs=runs)
+
+
+# Shapes from the notes (§1), MiB per run.
+LINEAR_CNN = [probe(8, 125, 110), probe(16, 156, 150), probe(32, 204, 204), probe(64, 289, 288)]
+FLAT_MLP = [probe(4, 184, 180), probe(16, 183, 180), probe(32, 163, 150), probe(64, 163, 149)]
+ERRATIC_LSTM = [probe(4, 63, 40), probe(8, 77, 50), probe(16, 43, 41), probe(32, 80, 50), probe(64, 128, 100)]
+
+
+@pytest.mark.parametrize("probes", [LINEAR_CNN, FLAT_MLP, ERRATIC_LSTM], ids=["linear", "flat", "erratic"])
+def test_upper_bound_covers_every_measured_run_and_every_smaller_probe(probes):
+    model = PeakModel(probes)
+    for measured in probes:
+        predicted = model.predict_peak(measured.batch_size)
+        assert predicted.source == "measured"
+        assert predicted.peak_bytes >= max(measured.peak_bytes_runs) * (1 + MIN_RUN_MARGIN) - 1
+        # A larger batch never promises less than any smaller measured batch needed.
+        for bigger in (measured.batch_size + 1, measured.batch_size * 3):
+            assert model.predict_peak(bigger).peak_bytes >= measured.peak_bytes
+
+
+def test_flat_mlp_uses_the_max_of_measured_points_as_a_floor():
+    model = PeakModel(FLAT_MLP)
+    at_48 = model.predict_peak(48)
+    assert at_48.source == "predicted"
+    assert at_48.peak_bytes >= 184 * MIB   # not the 163 MiB a line through the last two points gives
+    # The fall from 184 to 163 MiB must not become a negative slope: 4096 does not predict less than 64.
+    assert model.predict_peak(4096).peak_bytes >= model.predict_peak(64).peak_bytes
+
+
+def test_linear_cnn_extrapolation_follows_the_slope_of_the_largest_probes():
+    model = PeakModel(LINEAR_CNN)
+    slope_mib = (289 - 204) / 32
+    at_128 = model.predict_peak(128)
+    line_value = 289 + slope_mib * 64
+    assert at_128.peak_bytes >= line_value * MIB
+    assert at_128.peak_bytes <= line_value * MIB * 1.25   # a bound, not a wild overshoot
+    assert at_128.margin_fraction > model.predict_peak(64).margin_fraction
+    assert "extrapolated" in at_128.method
+
+
+def test_erratic_lstm_interpolation_stays_on_the_upper_envelope():
+    model = PeakModel(ERRATIC_LSTM)
+    # Batch 16 measured 43 MiB but batch 8 needed 77: anything between 8 and 32 is bounded by >= 77.
+    for batch_size in (10, 12, 20, 24):
+        assert model.predict_peak(batch_size).peak_bytes >= 77 * MIB
+    assert model.run_margin >= (63 - 40) / 63 - 1e-9   # the spread seen in the probes becomes the margin
+
+
+def test_min_bytes_per_sample_keeps_a_flat_curve_from_promising_huge_batches():
+    flat = PeakModel(FLAT_MLP)
+    with_floor = PeakModel(FLAT_MLP, min_bytes_per_sample=100_000)
+    assert with_floor.predict_peak(8192).peak_bytes > flat.predict_peak(8192).peak_bytes
+    assert with_floor.predict_peak(8192).peak_bytes >= 184 * MIB + 100_000 * (8192 - 64)
+
+
+def test_graph_estimates_set_a_slope_floor():
+    graph = {32: 150 * MIB, 64: 150 * MIB + 64 * 200_000}
+    model = PeakModel(FLAT_MLP, graph_estimates=graph)
+    assert model.slope_bytes_per_sample >= 200_000 * 32 / 32 - 1
+
+
+@pytest.mark.parametrize("probes", [LINEAR_CNN, FLAT_MLP, ERRATIC_LSTM], ids=["linear", "flat", "erratic"])
+def test_max_batch_is_monotone_in_budget_and_fits(probes):
+    model = PeakModel(probes, min_bytes_per_sample=50_000)
+    previous = 0
+    for budget_mib in (50, 100, 150, 200, 300, 500, 1000, 4000, 16000):
+        budget = budget_mib * MIB
+        best = model.max_batch_size(budget)
+        if best is None:
+            assert model.predict_peak(1).peak_bytes > budget
+            continue
+        assert best >= previous
+        previous = best
+        assert model.predict_peak(best).peak_bytes <= budget
+        assert model.predict_peak(best + 1).peak_bytes > budget
+        recommended = model.recommended_batch_size(best, budget)
+        if recommended is not None:
+            assert recommended <= best
+            assert recommended in (1, 2, 4) or recommended % 8 == 0
+            assert model.predict_peak(recommended).peak_bytes <= 0.9 * budget
+
+
+def test_curve_marks_measured_and_predicted_points():
+    model = PeakModel(LINEAR_CNN)
+    rows = model.curve([24, 48, 128])
+    sources = {row["batch_size"]: row["source"] for row in rows}
+    assert sources == {8: "measured", 16: "measured", 24: "predicted", 32: "measured", 48: "predicted",
+                       64: "measured", 128: "predicted"}
+    peaks = [row["peak_bytes"] for row in rows]
+    assert peaks == sorted(peaks)
+
+
+def test_oom_probe_caps_the_batch_under_that_limit():
+    probes = LINEAR_CNN + [probe(256, status="oom")]
+    model = PeakModel(probes, memory_limit_bytes=600 * MIB)
+    assert model.predict_peak(256).peak_bytes > 600 * MIB
+    assert model.max_batch_size(600 * MIB) < 256
+
+
+def test_no_successful_probe_is_an_error():
+    with pytest.raises(ValueError):
+        PeakModel([probe(8, status="oom")])
+
+
+def test_probe_plan_starts_at_planned_batch_and_halves():
+    assert next_probe_batch_sizes(64) == [16, 32, 64]
+    assert next_probe_batch_sizes(1) == [1]
+
+
+def test_probe_plan_adds_double_the_planned_batch_and_the_predicted_max():
+    first = [probe(16, 156), probe(32, 204), probe(64, 289)]
+    plan = next_probe_batch_sizes(64, first, local_usable_bytes=20 * 1024 * MIB,
+                                  target_usable_bytes=1024 * MIB)
+    assert 128 in plan
+    predicted_max = PeakModel(first).max_batch_size(1024 * MIB)
+    assert any(abs(size - predicted_max) <= 8 for size in plan)
+    # Nothing new is worth probing when the local machine cannot hold 2B and no target is given.
+    assert next_probe_batch_sizes(64, first, local_usable_bytes=300 * MIB) == []
+
+
+def test_probe_plan_after_all_ooms_goes_smaller():
+    assert next_probe_batch_sizes(64, [probe(16, status="oom"), probe(32, status="oom")]) == [4]
+
+
+def test_projection_to_a_gpu_states_xla_and_allocator():
+    prediction = PeakModel(LINEAR_CNN).predict_peak(64)
+    t4 = get_target("t4")
+    plain = project_to_target(prediction, t4, "CPU")
+    assert plain.peak_bytes == prediction.peak_bytes
+    assert any("XLA" in caveat for caveat in plain.caveats)
+    assert any("BFC" in adjustment for adjustment in plain.adjustments)
+    with_xla = project_to_target(prediction, t4, "CPU", xla_total_bytes=600 * MIB)
+    assert with_xla.peak_bytes > 600 * MIB and with_xla.peak_bytes > prediction.peak_bytes
+    no_jit = project_to_target(prediction, t4, "CPU", jit_compile=False)
+    assert not any("XLA" in caveat for caveat in no_jit.caveats)
+
+
+def test_per_replica_batch():
+    assert per_replica_batch_size(256, 8) == 32
+    assert per_replica_batch_size(100, 8) == 13
+    with pytest.raises(ValueError):
+        per_replica_batch_size(64, 0)

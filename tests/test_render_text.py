@@ -13,8 +13,8 @@ from preflight.errors import UsageError
 from preflight.render import render
 from preflight.render.markdown import escape_markdown, render_markdown
 from preflight.render.terminal import WIDTH, print_summary, render_text
-from preflight.render.view import (build_view, format_percent, format_seconds, format_shape,
-                                   memory_driver)
+from preflight.render.view import (build_view, format_bytes_series, format_percent, format_seconds,
+                                   format_shape, memory_driver)
 from preflight.units import format_bytes
 
 SAMPLE = Path(__file__).parent / "data" / "sample_report.json"
@@ -121,6 +121,8 @@ def test_view_formatting_helpers():
     assert format_seconds(0.0123) == "12.3 ms"
     assert format_seconds(4.2) == "4.20 s"
     assert format_seconds(5400) == "1 h 30 min"
+    assert format_bytes_series([3 * 1024**2, 5 * 1024**2 // 2]) == "3.0, 2.5 MiB"
+    assert format_bytes_series([3 * 1024**2, 2 * 1024**3]) == "3.0 MiB, 2.0 GiB"
     assert format_shape([None, 62, 62, 32]) == "(None, 62, 62, 32)"
     assert format_shape([]) == "?"
     assert format_shape([[None, 4], [None, 2]]) == "(None, 4), (None, 2)"
@@ -133,3 +135,26 @@ def test_memory_driver_picks_the_hyperparameter_that_tracks_the_peak():
     for sample in samples:
         sample["peak_bytes"] = 1000 + int(1e5 * sample["values"]["lr"])
     assert memory_driver(samples) == "lr"
+
+
+def test_every_renderer_copes_with_a_run_where_nothing_was_measured():
+    document = {"format": 1, "model": {"name": "tiny"}, "batch_size": 8, "peak_bytes": None,
+                "budget_bytes": 2**30, "fits": None, "footprint": {}, "footprint_sources": {},
+                "probes": [{"batch_size": 8, "status": "crashed", "message": "child exited with -11"}],
+                "layers": [], "findings": []}
+    for fmt in ("html", "text", "markdown"):
+        output = render(document, fmt)
+        assert "No verdict" in output or "NO VERDICT" in output, fmt
+        assert "child exited with -11" in output or fmt == "markdown", fmt
+        assert "no peak" in output, fmt
+
+
+def test_renderers_import_neither_tensorflow_nor_matplotlib():
+    import subprocess
+    import sys
+
+    code = ("import sys, preflight.render.html, preflight.render.terminal, preflight.render.markdown; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'matplotlib') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

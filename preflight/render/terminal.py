@@ -43,10 +43,11 @@ def _renderables(document: dict[str, Any]) -> list[Any]:
     headline.append(verdict["headline"].upper(), style=VERDICT_STYLES[verdict["state"]])
     parts.append(headline)
     parts.append(Text(verdict["detail"]))
-    origin = f"peak {verdict['peak_origin']}"
-    if verdict["used_fraction"] is not None:
-        origin += f" · {verdict['used_text']} of the {verdict['budget_label']}"
-    parts.append(Text(origin, style="dim"))
+    if verdict["peak_bytes"] is not None:
+        origin = f"peak {verdict['peak_origin']}"
+        if verdict["used_fraction"] is not None:
+            origin += f" · {verdict['used_text']} of the {verdict['budget_label']}"
+        parts.append(Text(origin, style="dim"))
 
     footprint = view["footprint"]
     if footprint["rows"]:

@@ -76,6 +76,15 @@ def format_count(number: int | float | None) -> str:
     return f"{int(number):,}"
 
 
+def format_bytes_series(values: list[int]) -> str:
+    """[131701145, 111947972] -> '125.6, 106.8 MiB': one unit at the end when they share it."""
+    texts = [format_bytes(value) for value in values]
+    units = {text.rsplit(" ", 1)[-1] for text in texts}
+    if len(units) == 1 and texts:
+        return ", ".join(text.rsplit(" ", 1)[0] for text in texts) + " " + units.pop()
+    return ", ".join(texts)
+
+
 def format_shape(shape: Any) -> str:
     """[None, 62, 62, 32] -> '(None, 62, 62, 32)'; [] (unknown) -> '?'; nested lists for multi-output."""
     if shape is None or shape == []:
@@ -123,7 +132,9 @@ def _verdict(document: dict[str, Any]) -> dict[str, Any]:
 
     peak_source = document.get("peak_source") or "measured"
     device = document.get("device") or {}
-    if peak_source == "measured":
+    if peak_bytes is None:
+        peak_origin = "no successful probe"
+    elif peak_source == "measured":
         peak_origin = f"measured on {device.get('kind', 'the device')}"
         if device.get("allocator"):
             peak_origin += f", {device['allocator']}"
@@ -184,7 +195,8 @@ def _facts(document: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
         ("jit_compile", format_value(model.get("jit_compile"))),
     ]
     device_facts = [
-        ("Device", f"{device.get('kind', '?')}: {device.get('name', 'n/a')}"),
+        ("Device", str(device.get("name", "n/a"))),
+        ("Device kind", str(device.get("kind", "n/a"))),
         ("Allocator", str(device.get("allocator", "n/a"))),
         ("Batch size", format_count(document.get("batch_size"))),
     ]
@@ -237,7 +249,7 @@ def _probes(document: dict[str, Any]) -> list[dict[str, Any]]:
             "ok": probe.get("status") == "ok",
             "peak_bytes": probe.get("peak_bytes"),
             "peak_text": format_bytes(probe.get("peak_bytes")) if probe.get("peak_bytes") is not None else "–",
-            "runs_text": ", ".join(format_bytes(run) for run in runs) if runs else "–",
+            "runs_text": format_bytes_series(runs) if runs else "–",
             "runs_count": len(runs),
             "spread_text": format_percent(spread, 1) if spread is not None and runs else "–",
             # Above 10 % the runs disagree enough that the peak deserves a second look.

@@ -50,6 +50,7 @@ def hostile_document(document: dict) -> dict:
     doc["recommendations"][1]["snippet"] = HOSTILE[0]
     doc["recommendations"][1]["params"] = {HOSTILE[0]: HOSTILE[1]}
     doc["recommendations"][2]["tradeoff"] = HOSTILE[0]
+    doc["recommendations"][3]["message"] = HOSTILE[1]
     doc["peak_composition"]["phase"] = HOSTILE[1]
     doc["peak_composition"]["top_allocations"][0]["op"] = HOSTILE[0]
     doc["search"]["bounds"] = {HOSTILE[0]: HOSTILE[1]}

@@ -132,6 +132,11 @@ def _to_svg(figure, salt: str) -> str:
     return svg.strip()
 
 
+def _headroom(axes) -> float:
+    """The y top with a little room, so a marker at the maximum is not clipped by the frame."""
+    return axes.get_ylim()[1] * 1.06
+
+
 def _legend_above(axes) -> None:
     """One row of legend above the plot, where it cannot cover points or the limit line."""
     handles, _ = axes.get_legend_handles_labels()
@@ -172,7 +177,7 @@ def curve_chart(measured: Sequence[tuple[int, int]], predicted: Sequence[tuple[i
         axes.xaxis.set_major_formatter(_int_formatter())
     axes.set_xlabel("batch size", color=INK)
     axes.set_ylabel(f"peak ({unit_name})", color=INK)
-    axes.set_ylim(bottom=0)
+    axes.set_ylim(0, _headroom(axes))
     _legend_above(axes)
     return _to_svg(figure, "curve")
 
@@ -202,7 +207,7 @@ def timeline_chart(points: Sequence[tuple[float, int]], limit_bytes: int | None 
         _limit_line(axes, limit_bytes, limit_label, unit_size)
     axes.set_xlabel("time in step (ms)", color=INK)
     axes.set_ylabel(f"in use ({unit_name})", color=INK)
-    axes.set_ylim(bottom=0)
+    axes.set_ylim(0, _headroom(axes))
     _legend_above(axes)
     return _to_svg(figure, "timeline")
 
@@ -222,6 +227,6 @@ def scatter_chart(points: Sequence[tuple[float, int, bool | None]], x_label: str
     _limit_line(axes, limit_bytes, limit_label, unit_size)
     axes.set_xlabel(_plain(x_label), color=INK)
     axes.set_ylabel(f"peak ({unit_name})", color=INK)
-    axes.set_ylim(bottom=0)
+    axes.set_ylim(0, _headroom(axes))
     _legend_above(axes)
     return _to_svg(figure, "search")

@@ -84,7 +84,14 @@ def build_charts(view: dict[str, Any]) -> dict[str, Any]:
             bars.append((f"now (batch {verdict['batch_size']})", verdict["peak_bytes"], charts.MUTED))
         for row in recommendations["rows"]:
             if row["peak_bytes"] is not None:
-                color = charts.LIMIT_COLOR if row["fits"] is False else charts.MEASURED_COLOR
+                if row["fits"] is False:
+                    color = charts.LIMIT_COLOR
+                elif row["lead"]:
+                    color = charts.RECOMMENDED_COLOR
+                elif row["recommended"]:
+                    color = charts.MEASURED_COLOR
+                else:
+                    color = charts.PREDICTED_COLOR
                 bars.append((row["title"], row["peak_bytes"], color))
         if bars:
             built["recommendations"] = Markup(charts.comparison_bars(bars, limit_bytes, limit_label))

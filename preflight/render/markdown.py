@@ -68,14 +68,16 @@ def render_markdown(document: dict[str, Any]) -> str:
                       f"recommended {esc(curve['recommended_batch_text'])} (peak {esc(curve['recommended_peak_text'])})"]
 
     recommendations = view["recommendations"]
-    if recommendations and recommendations["rows"]:
+    if recommendations and recommendations["helpful"]:
         lines += ["", "**To make it fit**", ""]
-        for row in recommendations["rows"][:MAX_RECOMMENDATIONS]:
+        for row in recommendations["helpful"][:MAX_RECOMMENDATIONS]:
             line = f"- {esc(row['title'])}: peak {esc(row['peak_text'])}"
             if row["saving_bytes"] is not None:
                 line += f", saves {esc(row['saving_text'])}"
             if row["fits_text"]:
                 line += f" ({esc(row['fits_text'])})"
+            if row["lead"]:
+                line += " **← try this first**"
             lines.append(line)
 
     search = view["search"]

@@ -91,16 +91,18 @@ def _renderables(document: dict[str, Any]) -> list[Any]:
         parts.append(line)
 
     recommendations = view["recommendations"]
-    if recommendations and recommendations["rows"]:
+    if recommendations and recommendations["helpful"]:
         parts.append(Text("To make it fit:", style="bold"))
         bullets = _hanging_list()
-        for row in recommendations["rows"][:MAX_RECOMMENDATIONS]:
+        for row in recommendations["helpful"][:MAX_RECOMMENDATIONS]:
             line = Text(row["title"])
             line.append(f": peak {row['peak_text']}")
             if row["saving_bytes"] is not None:
                 line.append(f", saves {row['saving_text']}")
             if row["fits_text"]:
                 line.append(f" ({row['fits_text']})", style="green" if row["fits"] else "red")
+            if row["lead"]:
+                line.append(" ← try this first", style="bold")
             bullets.add_row(Text("-"), line)
         parts.append(bullets)
 

@@ -87,7 +87,7 @@ def format_bytes_series(values: list[int]) -> str:
 
 def format_shape(shape: Any) -> str:
     """[None, 62, 62, 32] -> '(None, 62, 62, 32)'; [] (unknown) -> '?'; nested lists for multi-output."""
-    if shape is None or shape == []:
+    if shape is None or shape == [] or shape == "":
         return "?"
     if isinstance(shape, (list, tuple)):
         if any(isinstance(dim, (list, tuple)) for dim in shape):
@@ -326,6 +326,13 @@ def _curve(document: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def format_signed_percent(fraction: float | None) -> str:
+    """0.214 saving -> '-21%' change in peak."""
+    if fraction is None:
+        return ""
+    return f"{-fraction * 100:+.0f}%"
+
+
 def _recommendations(document: dict[str, Any]) -> dict[str, Any] | None:
     items = document.get("recommendations")
     if items is None:
@@ -334,14 +341,26 @@ def _recommendations(document: dict[str, Any]) -> dict[str, Any] | None:
     for item in items:
         params = item.get("params") or {}
         fits = item.get("fits")
+        measured = item.get("peak_bytes") is not None
+        step_ratio = item.get("step_ratio")
         rows.append({
             "kind": str(item.get("kind", "")),
-            "title": str(item.get("title", item.get("kind", ""))),
+            "title": str(item.get("title") or item.get("kind") or ""),
+            "lead": bool(item.get("lead")),
+            # Absent in hand-made documents: then every measured entry counts as recommended.
+            "recommended": bool(item.get("recommended", measured)),
+            "measured": measured,
+            "status": str(item.get("status") or ("ok" if measured else "not measured")),
+            "message": str(item.get("message") or ""),
+            "why_not_text": str(item.get("message") or (
+                "saves too little to matter (within run-to-run spread)" if measured else "not measured")),
             "peak_bytes": item.get("peak_bytes"),
             "peak_text": format_bytes(item.get("peak_bytes")),
             "saving_bytes": item.get("saving_bytes"),
             "saving_text": format_bytes(item.get("saving_bytes")) if item.get("saving_bytes") is not None else "n/a",
+            "change_text": format_signed_percent(item.get("saving_fraction")),
             "step_text": format_seconds(item.get("step_seconds")),
+            "step_ratio_text": f"×{step_ratio:.2f}" if isinstance(step_ratio, (int, float)) else "",
             "params": [(str(key), format_value(value)) for key, value in params.items()],
             "snippet": str(item.get("snippet") or ""),
             "tradeoff": str(item.get("tradeoff") or ""),
@@ -349,7 +368,11 @@ def _recommendations(document: dict[str, Any]) -> dict[str, Any] | None:
             "fits_text": FITS_TEXT.get(fits, ""),
             "fits_class": FITS_CLASS.get(fits, "unknown"),
         })
-    return {"rows": rows}
+    return {
+        "rows": rows,
+        "helpful": [row for row in rows if row["recommended"]],
+        "unhelpful": [row for row in rows if not row["recommended"]],
+    }
 
 
 def _peak_composition(document: dict[str, Any]) -> dict[str, Any] | None:
@@ -359,11 +382,23 @@ def _peak_composition(document: dict[str, Any]) -> dict[str, Any] | None:
     allocations = composition.get("top_allocations") or []
     timeline = [(point.get("time_ms"), point.get("bytes_in_use")) for point in composition.get("timeline") or []
                 if point.get("time_ms") is not None and point.get("bytes_in_use") is not None]
+    peak_bytes = composition.get("peak_bytes")
+    peak_time = composition.get("peak_time_ms")
+    preallocated = composition.get("preallocated_bytes")
     return {
-        "phase": str(composition.get("phase") or "n/a"),
+        "phase": str(composition.get("phase") or "unknown"),
+        "peak_text": format_bytes(peak_bytes) if peak_bytes is not None else "",
+        "peak_time_text": f"{peak_time:.1f} ms" if isinstance(peak_time, (int, float)) else "",
+        "peak_op": str(composition.get("peak_op") or ""),
+        "preallocated_text": format_bytes(preallocated) if preallocated else "",
+        "attributed": composition.get("attributed", True) is not False,
+        "source": str(composition.get("source") or ""),
+        "allocator": str(composition.get("allocator") or ""),
         "allocations": [{
             "op": str(allocation.get("op", "")),
             "shape_text": format_shape(allocation.get("shape")),
+            "dtype": str(allocation.get("dtype") or ""),
+            "count_text": format_count(allocation.get("count")) if allocation.get("count") else "",
             "bytes_text": format_bytes(allocation.get("bytes")),
             "region": str(allocation.get("region", "")),
         } for allocation in allocations],

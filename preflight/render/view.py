@@ -198,8 +198,16 @@ def _facts(document: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
         ("Device", str(device.get("name", "n/a"))),
         ("Device kind", str(device.get("kind", "n/a"))),
         ("Allocator", str(device.get("allocator", "n/a"))),
-        ("Batch size", format_count(document.get("batch_size"))),
     ]
+    if device.get("memory_limit_bytes"):
+        device_facts.append(("Allocator limit", format_bytes(device["memory_limit_bytes"])))
+    device_facts.append(("Batch size", format_count(document.get("batch_size"))))
+    data = document.get("data")
+    if isinstance(data, dict) and data:
+        data_text = str(data.get("kind", "n/a"))
+        if data.get("host_bytes") is not None:
+            data_text += f", {format_bytes(data['host_bytes'])} in host memory"
+        device_facts.append(("Data", data_text))
     target = document.get("target")
     if target:
         device_facts.append(("Target", f"{target.get('name', '?')}: {format_bytes(target.get('usable_bytes'))} usable"))

@@ -57,18 +57,22 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings) -> dict[str, An
         "probes": [p.to_dict() for p in sorted(outcome.probes, key=lambda p: p.batch_size)],
         "layers": [layer.to_dict() for layer in model.layers],
         "budget_bytes": budget,
-        "fits": _verdict(peak_bytes, planned, budget, outcome.device.memory_limit_bytes),
+        "fits": _verdict(peak_bytes, outcome.probes, settings.batch_size, budget,
+                         outcome.device.memory_limit_bytes),
         "findings": [],
     }
     document["findings"] = run_checks(CheckContext(document, settings.host_available_bytes))
     return document
 
 
-def _verdict(peak_bytes: int | None, planned, budget: int | None, probe_limit: int | None) -> bool | None:
+def _verdict(peak_bytes: int | None, probes, batch_size: int, budget: int | None,
+             probe_limit: int | None) -> bool | None:
     if budget is None:
         return None
     if peak_bytes is not None:
         return peak_bytes <= budget
-    if planned is not None and planned.status == "oom" and probe_limit is not None and probe_limit >= budget:
-        return False  # it ran out of memory under a limit at least as large as the budget
+    # Out of memory at this batch or a smaller one, under a limit at least as large as the budget.
+    ran_out = any(p.status == "oom" and p.batch_size <= batch_size for p in probes)
+    if ran_out and probe_limit is not None and probe_limit >= budget:
+        return False
     return None

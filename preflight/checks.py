@@ -39,14 +39,10 @@ def run_checks(context: CheckContext) -> list[dict[str, str]]:
     return [finding.to_dict() for fn in CHECKS if (finding := fn(context)) is not None]
 
 
-def _planned_probe(document: dict) -> dict | None:
-    return next((p for p in document["probes"] if p["batch_size"] == document["batch_size"]), None)
-
-
 @check
-def planned_batch_failed(ctx: CheckContext) -> Finding | None:
-    probe = _planned_probe(ctx.document)
-    if probe is None or probe["status"] == "ok":
+def probe_failed(ctx: CheckContext) -> Finding | None:
+    probe = next((p for p in ctx.document["probes"] if p["status"] != "ok"), None)
+    if probe is None:
         return None
     what = {"oom": "ran out of memory", "timeout": "timed out", "crashed": "crashed", "error": "failed"}[probe["status"]]
     limit = ctx.document["device"].get("memory_limit_bytes")

@@ -186,9 +186,19 @@ def probe_batch_size(tf, model, pool, batch_size: int, measured_steps: int, devi
 
 
 def _first_line(exc: BaseException) -> str:
+    """The informative line of a TF error: its first line is often just 'Graph execution error:'."""
     text = getattr(exc, "message", None) or str(exc)
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:400]
+    if not lines:
+        return type(exc).__name__
+    oom = next((line for line in lines if line.startswith("OOM when allocating")), None)
+    node = next((line.split("Detected at node", 1)[1].split(" defined at")[0].strip(" '")
+                 for line in lines if "Detected at node" in line), None)
+    if oom:
+        oom = oom.split(" on /job:")[0]
+        return (oom + (f" (op {node})" if node else ""))[:400]
+    informative = [line for line in lines if not line.endswith("error:")] or lines
+    return (informative[-1] if node else informative[0])[:400]
 
 
 def describe_model(model, pool) -> ModelInfo:

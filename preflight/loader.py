@@ -82,7 +82,8 @@ def find_model(namespace: dict, source: str) -> Any:
             try:
                 model = factory()
             except Exception as exc:  # noqa: BLE001
-                raise TargetLoadError(f"{source}: {name}() raised {type(exc).__name__}: {exc}",
+                raise TargetLoadError(f"{source}: {name}() raised {type(exc).__name__}: {exc}"
+                                      f"{_user_frame(exc, Path(namespace['__file__']))}",
                                       hint=f"fix {name}() so that it returns a compiled keras.Model") from None
             return _checked_model(model, f"{name}()", source, keras)
     for name in MODEL_VARIABLES:
@@ -120,7 +121,8 @@ def find_data(namespace: dict, source: str) -> Any | None:
             try:
                 return factory()
             except Exception as exc:  # noqa: BLE001
-                raise TargetLoadError(f"{source}: {name}() raised {type(exc).__name__}: {exc}",
+                raise TargetLoadError(f"{source}: {name}() raised {type(exc).__name__}: {exc}"
+                                      f"{_user_frame(exc, Path(namespace['__file__']))}",
                                       hint=f"fix {name}(), or remove it to let preflight synthesize inputs") from None
     for name in DATA_VARIABLES:
         if namespace.get(name) is not None:

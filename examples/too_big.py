@@ -1,0 +1,23 @@
+"""A model that needs far more memory than a small machine has: about 50 GiB at its batch size.
+
+Each sample's hidden activation is 1 MiB (262,144 float32 units), and the backward pass keeps several
+such tensors alive, so batch 12288 needs tens of GiB while the weights stay small (about 7 M params).
+`python -m preflight examples/too_big.py --budget 8GiB` says it does not fit, in seconds, without
+ever allocating that much.
+"""
+import keras
+
+batch_size = 12288
+
+
+def build_model():
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(16,), name="features"),
+            keras.layers.Dense(262_144, activation="relu", name="very_wide"),
+            keras.layers.Dense(10, activation="softmax", name="classes"),
+        ],
+        name="too_big",
+    )
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model

@@ -1,0 +1,39 @@
+"""Shared fixtures. Integration tests run real TensorFlow in child processes on tiny models."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+MODELS = Path(__file__).parent / "models"
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+# Quieter TF logs in the children; the variable is inherited.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture
+def models_dir() -> Path:
+    return MODELS
+
+
+@pytest.fixture
+def examples_dir() -> Path:
+    return EXAMPLES
+
+
+def has_gpu() -> bool:
+    try:
+        import tensorflow as tf
+    except ImportError:
+        return False
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def pytest_collection_modifyitems(config, items):
+    if any("gpu" in item.keywords for item in items) and not has_gpu():
+        skip = pytest.mark.skip(reason="no GPU on this machine")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)

@@ -1,0 +1,18 @@
+"""A custom layer, as a user would define one next to their notebook."""
+import keras
+
+
+class ScaledDense(keras.layers.Layer):
+    def __init__(self, units, scale=2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.scale = scale
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.units), initializer="glorot_uniform")
+
+    def call(self, inputs):
+        return self.scale * keras.ops.matmul(inputs, self.kernel)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "scale": self.scale}

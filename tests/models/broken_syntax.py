@@ -1,0 +1,4 @@
+import keras
+
+def build_model(:
+    return keras.Sequential()

@@ -25,6 +25,7 @@ class StaticFeatures:
     activation_bytes_per_sample: int  # sum of every layer's output, one sample
     input_bytes_per_sample: int
     params_total: int
+    largest_weight_bytes: int = 0     # the biggest trainable variable: the optimizer update's temporaries scale with it
 
     @property
     def state_bytes(self) -> int:
@@ -40,7 +41,7 @@ class StaticFeatures:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "StaticFeatures":
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
 def _dtype_size(dtype: Any) -> int:
@@ -108,6 +109,8 @@ def static_features(model: Any) -> StaticFeatures:
     param_bytes = sum(_shape_elements((None, *w.shape)) * _dtype_size(w.dtype) for w in model.weights)
     trainable = sum(_shape_elements((None, *w.shape)) * _dtype_size(w.dtype) for w in model.trainable_weights)
     params_total = sum(_shape_elements((None, *w.shape)) for w in model.weights)
+    largest = max((_shape_elements((None, *w.shape)) * _dtype_size(w.dtype) for w in model.trainable_weights),
+                  default=0)
     activation = sum(_output_bytes_per_sample(layer) for layer in _iter_layers(model))
     input_bytes = 0
     try:
@@ -123,5 +126,5 @@ def static_features(model: Any) -> StaticFeatures:
         optimizer=type(optimizer).__name__ if optimizer is not None else "none",
         optimizer_slots_per_weight=optimizer_slots(optimizer),
         activation_bytes_per_sample=int(activation), input_bytes_per_sample=int(input_bytes),
-        params_total=int(params_total),
+        params_total=int(params_total), largest_weight_bytes=int(largest),
     )

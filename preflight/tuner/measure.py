@@ -29,6 +29,7 @@ class ConfigMeasurement:
     status: str                      # "ok" | "error"
     peak_bytes: int | None = None    # BFC peak of one steady training step
     step_seconds: float | None = None
+    warmup_seconds: float | None = None  # first step: build, trace, optimizer slots
     message: str = ""
     source: str = "measured (BFC CPU child)"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -70,16 +71,24 @@ def _one_batch(data: Any, batch_size: int) -> Any:
 
 
 def measure_configs(hypermodel: Any, configs: list[dict[str, Any]], batch_size: int, data: Any = None,
-                    *, timeout_seconds: float = 600.0) -> list[ConfigMeasurement]:
-    """Dry-run each configuration for one measured step in one fresh child. Order is kept."""
+                    *, timeout_seconds: float = 300.0) -> list[ConfigMeasurement]:
+    """Dry-run each configuration for one measured step, each in its own fresh child. Order is kept.
+
+    One child per configuration: a child that trained one model keeps hundreds of MiB in the
+    allocator after `clear_session` + `gc.collect` (measured: 350-400 MiB after a 460 MiB config),
+    which would leak into the next configuration's peak.
+    """
+    return [_measure_in_child(hypermodel, values, batch_size, data, timeout_seconds) for values in configs]
+
+
+def _measure_in_child(hypermodel: Any, values: dict[str, Any], batch_size: int, data: Any,
+                      timeout_seconds: float) -> ConfigMeasurement:
     import cloudpickle
 
-    if not configs:
-        return []
     _pickle_by_value_if_user_code(getattr(hypermodel, "build_fn", hypermodel))
-    largest_batch = max([batch_size] + [int(c.get("batch_size", batch_size)) for c in configs])
-    spec = {"hypermodel": hypermodel, "configs": configs, "batch_size": batch_size,
-            "batch": _one_batch(data, largest_batch)}
+    config_batch = int(values.get("batch_size", batch_size))
+    spec = {"hypermodel": hypermodel, "configs": [values], "batch_size": batch_size,
+            "batch": _one_batch(data, config_batch)}
     with tempfile.TemporaryDirectory(prefix="preflight-tuner-") as tmp:
         spec_path = Path(tmp) / "spec.pkl"
         spec_path.write_bytes(cloudpickle.dumps(spec))
@@ -90,17 +99,16 @@ def measure_configs(hypermodel: Any, configs: list[dict[str, Any]], batch_size: 
                 [sys.executable, "-m", "preflight.tuner.measure", str(spec_path)],
                 capture_output=True, text=True, env=env, timeout=timeout_seconds,
             )
-        except subprocess.TimeoutExpired as exc:
-            raise ProbeError(f"measuring {len(configs)} search configurations took over {timeout_seconds:.0f} s") from exc
-    results = [json.loads(line[len("@@ "):]) for line in completed.stdout.splitlines() if line.startswith("@@ ")]
-    if len(results) < len(configs):
-        tail = (completed.stderr or "").strip().splitlines()[-5:]
-        for values in configs[len(results):]:
-            results.append({"values": values, "batch_size": int(values.get("batch_size", batch_size)),
-                            "status": "error",
-                            "message": f"child exited {completed.returncode}: " + " | ".join(tail)})
-    return [ConfigMeasurement(**{k: v for k, v in r.items() if k in ConfigMeasurement.__dataclass_fields__})
-            for r in results]
+        except subprocess.TimeoutExpired:
+            return ConfigMeasurement(values=values, batch_size=config_batch, status="error",
+                                     message=f"timed out after {timeout_seconds:.0f} s")
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("@@ ")]
+    if not lines:
+        tail = " | ".join((completed.stderr or "").strip().splitlines()[-5:])
+        return ConfigMeasurement(values=values, batch_size=config_batch, status="error",
+                                 message=f"child exited {completed.returncode}: {tail}"[:800])
+    result = json.loads(lines[-1][len("@@ "):])
+    return ConfigMeasurement(**{k: v for k, v in result.items() if k in ConfigMeasurement.__dataclass_fields__})
 
 
 def synthetic_batch(model: Any, batch_size: int, seed: int = 0) -> tuple[Any, Any]:
@@ -140,14 +148,16 @@ def _measure_one(hypermodel: Any, values: dict[str, Any], batch_size: int, batch
         x, y = batch[0][:batch_size], batch[1][:batch_size]
     else:
         x, y = synthetic_batch(model, batch_size)
+    start = time.perf_counter()
     model.train_on_batch(x, y)  # warm-up: trace, optimizer slots
+    warmup_seconds = time.perf_counter() - start
     tf.config.experimental.reset_memory_stats("CPU:0")
     start = time.perf_counter()
     model.train_on_batch(x, y)
     step_seconds = time.perf_counter() - start
     peak = int(tf.config.experimental.get_memory_info("CPU:0")["peak"])
     return {"values": active, "batch_size": batch_size, "status": "ok", "peak_bytes": peak,
-            "step_seconds": step_seconds}
+            "step_seconds": step_seconds, "warmup_seconds": warmup_seconds}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,15 +169,12 @@ def main(argv: list[str] | None = None) -> int:
 
     tf.config.threading.set_inter_op_parallelism_threads(1)
     tf.config.threading.set_intra_op_parallelism_threads(1)
-    import keras
-
     for values in spec["configs"]:
         try:
             result = _measure_one(spec["hypermodel"], values, spec["batch_size"], spec["batch"])
         except Exception as exc:  # noqa: BLE001 - one bad configuration must not hide the others
             result = {"values": values, "batch_size": int(values.get("batch_size", spec["batch_size"])),
                       "status": "error", "message": f"{type(exc).__name__}: {exc}"[:500]}
-        keras.backend.clear_session()
         print("@@ " + json.dumps(result, default=str), flush=True)
     return 0
 

@@ -270,6 +270,16 @@ def _set_policy(config: dict[str, Any], policy: str, keep_float32: set[str]) -> 
         inner["dtype"] = policy
 
 
+def _cpu_has_native_bfloat16() -> bool:
+    """True when /proc/cpuinfo lists a bfloat16 instruction set; without one TF emulates bfloat16 math."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = handle.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def mixed_precision(model, policy: str = "mixed_bfloat16"):
     """The model rebuilt under `policy` ("mixed_bfloat16" or "mixed_float16"), output layer(s) float32.
 
@@ -324,6 +334,10 @@ def mixed_precision(model, policy: str = "mixed_bfloat16"):
                          "to the GPU, the step time does not (expect it faster there, not slower). ")
     else:
         tradeoff += "bfloat16 keeps float32's range (no loss scaling); it has 8 bits of mantissa. "
+        if not tf.config.list_physical_devices("GPU") and not _cpu_has_native_bfloat16():
+            tradeoff += ("This CPU has no native bfloat16 (no AVX512_BF16/AMX), so bfloat16 is emulated here: "
+                         "the memory figure holds, the step time is far slower than on a target with bfloat16 "
+                         "units (TPU, recent GPUs and CPUs). ")
     tradeoff += f"Output layer(s) {outputs} kept in float32."
     return new_model, _describe(
         "mixed_precision", f"Mixed precision ({policy})", snippet, tradeoff, new_model, policy=policy,

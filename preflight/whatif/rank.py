@@ -1,0 +1,82 @@
+"""Ranking measured what-ifs into the report's `"recommendations"` list. Pure: no TensorFlow.
+
+Input: the baseline's measured peak and step time, and one dict per what-if as the dry-run measured it
+(its description from `variants.apply_variant` plus `peak_bytes` / `step_seconds`; `peak_bytes` None
+when the variant failed or was not applicable, with `status` / `message` saying why).
+
+Output entries (JSON-able, in display order):
+
+    {"kind", "title", "peak_bytes", "saving_bytes", "saving_fraction", "step_seconds", "step_ratio",
+     "params", "snippet", "tradeoff", "fits", "recommended", "lead", "status", "message", "details"}
+
+Order: if some recommended variant fits the budget, the least intrusive of those leads (batch_size <
+mixed_precision < optimizer < remat < shrink; larger saving breaks ties), because the smallest change
+that makes the run fit is the one to try first. Then the other recommended variants by saving, then
+the ones that save less than MIN_SAVING_FRACTION (kept, so the report can say they were measured and
+did not help), then the ones without a measurement.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+MIN_SAVING_FRACTION = 0.02  # below this the difference is within run-to-run spread: not a recommendation
+INTRUSIVENESS = ("batch_size", "mixed_precision", "optimizer", "remat", "shrink")
+
+
+def _intrusiveness(kind: str) -> int:
+    return INTRUSIVENESS.index(kind) if kind in INTRUSIVENESS else len(INTRUSIVENESS)
+
+
+def rank_recommendations(
+    baseline_peak_bytes: int,
+    measured: list[dict[str, Any]],
+    budget_bytes: int | None,
+    baseline_step_seconds: float | None,
+) -> list[dict[str, Any]]:
+    """Recommendation entries for the report, ranked as the module docstring says."""
+    if baseline_peak_bytes is None or baseline_peak_bytes <= 0:
+        raise ValueError(f"baseline_peak_bytes must be a positive byte count, not {baseline_peak_bytes!r}")
+    entries = []
+    for item in measured:
+        peak = item.get("peak_bytes")
+        step = item.get("step_seconds")
+        saving = baseline_peak_bytes - int(peak) if peak is not None else None
+        fraction = saving / baseline_peak_bytes if saving is not None else None
+        entries.append({
+            "kind": item.get("kind"),
+            "title": item.get("title", item.get("kind")),
+            "peak_bytes": int(peak) if peak is not None else None,
+            "saving_bytes": saving,
+            "saving_fraction": round(fraction, 4) if fraction is not None else None,
+            "step_seconds": step,
+            "step_ratio": round(step / baseline_step_seconds, 3)
+            if step is not None and baseline_step_seconds else None,
+            "params": item.get("params"),
+            "snippet": item.get("snippet", ""),
+            "tradeoff": item.get("tradeoff", ""),
+            "fits": (int(peak) <= budget_bytes) if peak is not None and budget_bytes is not None else None,
+            "recommended": fraction is not None and fraction >= MIN_SAVING_FRACTION,
+            "lead": False,
+            "status": item.get("status", "ok" if peak is not None else "error"),
+            "message": item.get("message", ""),
+            "details": item.get("details", {}),
+        })
+
+    fitting = [e for e in entries if e["recommended"] and e["fits"]]
+    lead = min(fitting, key=lambda e: (_intrusiveness(e["kind"]), -e["saving_bytes"])) if fitting else None
+    if lead is not None:
+        lead["lead"] = True
+
+    def order(entry: dict[str, Any]) -> tuple:
+        if entry is lead:
+            return (0, 0)
+        if entry["recommended"]:
+            return (1, -entry["saving_bytes"])
+        if entry["saving_bytes"] is not None:
+            return (2, -entry["saving_bytes"])
+        return (3, 0)
+
+    return sorted(entries, key=order)
+
+
+__all__ = ["INTRUSIVENESS", "MIN_SAVING_FRACTION", "rank_recommendations"]

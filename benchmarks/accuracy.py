@@ -1,0 +1,160 @@
+"""Accuracy of preflight's peak prediction at batch sizes it did not probe, against ground truth.
+
+For each zoo model: run `preflight.api.check` on a generated model.py at planned batch `--batch-size`
+(default 32: the engine probes 8, 16, 32 and then 64), rebuild the prediction from the report's probes
+with `preflight.predict.PeakModel` (what the report's curve uses), and compare it at the ground-truth
+batch sizes (8, 24, 48, 96 by default; `benchmarks/ground_truth.py`, max over >= 3 fresh processes).
+
+error = predicted / truth - 1 (positive: over-estimate, safe). Unsafe: error < -2 %.
+Engine runs are cached in `benchmarks/results/preflight_runs.json` (wall time included; speed.py reads
+it); results go to `benchmarks/results/accuracy.json`.
+
+    python -m benchmarks.accuracy                     # every zoo model with ground truth
+    python -m benchmarks.accuracy --models cnn mlp --rerun
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks import ground_truth, zoo  # noqa: E402
+from preflight.measurements import ProbeResult  # noqa: E402
+from preflight.predict import PeakModel  # noqa: E402
+
+RESULTS_DIR = ground_truth.RESULTS_DIR
+RUNS_PATH = RESULTS_DIR / "preflight_runs.json"
+ACCURACY_PATH = RESULTS_DIR / "accuracy.json"
+UNSAFE_BELOW = -0.02
+DEFAULT_PLANNED_BATCH = 32
+
+
+def _load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def _save(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run_preflight(model_name: str, planned_batch_size: int, budget: int | None = None) -> dict[str, Any]:
+    """One `check()` on the zoo model's model.py; returns probes, wall time and the report's own figures."""
+    from preflight.api import check
+
+    with tempfile.TemporaryDirectory(prefix=f"preflight-bench-{model_name}-") as directory:
+        path = zoo.write_model_file(model_name, Path(directory) / "model.py", planned_batch_size,
+                                    num_samples=4 * planned_batch_size)
+        started = time.perf_counter()
+        report = check(str(path), batch_size=planned_batch_size, budget=budget, progress=False)
+        wall_seconds = time.perf_counter() - started
+    document = report.document
+    return {
+        "planned_batch_size": planned_batch_size, "budget_bytes": budget,
+        "wall_seconds": round(wall_seconds, 2), "probes": document.get("probes", []),
+        "input_bytes_per_sample": (document.get("model") or {}).get("input_bytes_per_sample", 0),
+        "memory_limit_bytes": (document.get("device") or {}).get("memory_limit_bytes"),
+        "curve": document.get("curve"), "max_batch_size": document.get("max_batch_size"),
+        "recommended_batch_size": document.get("recommended_batch_size"),
+    }
+
+
+def peak_model_from_run(run: dict[str, Any]) -> PeakModel:
+    probes = [ProbeResult.from_dict(probe) for probe in run["probes"]]
+    return PeakModel(probes, min_bytes_per_sample=run.get("input_bytes_per_sample") or 0,
+                     memory_limit_bytes=run.get("memory_limit_bytes"))
+
+
+def evaluate(model_names: list[str], truth_sizes: list[int], planned_batch_size: int, rerun: bool,
+             min_runs: int) -> dict[str, Any]:
+    runs = _load(RUNS_PATH)
+    truth_cache = ground_truth.load_cache()
+    rows: list[dict[str, Any]] = []
+    for model_name in model_names:
+        key = f"{model_name}@{planned_batch_size}"
+        if rerun or key not in runs:
+            print(f"[preflight] {model_name} at planned batch {planned_batch_size} ...", flush=True)
+            runs[key] = run_preflight(model_name, planned_batch_size)
+            _save(RUNS_PATH, runs)
+        run = runs[key]
+        peak_model = peak_model_from_run(run)
+        probed = sorted(p["batch_size"] for p in run["probes"] if p["status"] == "ok")
+        for batch_size in truth_sizes:
+            truth = ground_truth.truth_bytes(truth_cache, model_name, batch_size, min_runs=min_runs)
+            if truth is None:
+                continue
+            prediction = peak_model.predict_peak(batch_size)
+            runs_entry = truth_cache["models"][model_name][str(batch_size)]["runs"]
+            rows.append({
+                "model": model_name, "batch_size": batch_size, "truth_bytes": truth,
+                "truth_runs": sum(1 for r in runs_entry if r.get("status") == "ok"),
+                "predicted_bytes": prediction.peak_bytes, "source": prediction.source,
+                "margin_fraction": prediction.margin_fraction, "probed": probed,
+                "error": round(prediction.peak_bytes / truth - 1, 4),
+            })
+    return {"rows": rows, "summary": summarize(rows), "planned_batch_size": planned_batch_size,
+            "unsafe_below": UNSAFE_BELOW}
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def stats(subset: list[dict[str, Any]]) -> dict[str, Any]:
+        errors = [row["error"] for row in subset]
+        return {"n": len(errors), "median_error": round(statistics.median(errors), 4) if errors else None,
+                "worst_over": round(max(errors), 4) if errors else None,
+                "worst_under": round(min(errors), 4) if errors else None,
+                "unsafe": sum(1 for e in errors if e < UNSAFE_BELOW)}
+
+    per_model = {}
+    for model_name in dict.fromkeys(row["model"] for row in rows):
+        per_model[model_name] = stats([row for row in rows if row["model"] == model_name])
+    return {"all": stats(rows), "unprobed": stats([r for r in rows if r["source"] == "predicted"]),
+            "per_model": per_model}
+
+
+def print_table(result: dict[str, Any]) -> None:
+    print(f"\n{'model':15s} {'batch':>5s} {'truth MiB':>10s} {'pred MiB':>9s} {'error':>7s}  source     probed")
+    for row in result["rows"]:
+        flag = "  UNSAFE" if row["error"] < UNSAFE_BELOW else ""
+        print(f"{row['model']:15s} {row['batch_size']:5d} {row['truth_bytes'] / 2**20:10.1f} "
+              f"{row['predicted_bytes'] / 2**20:9.1f} {row['error']:+7.1%}  {row['source']:9s}  "
+              f"{row['probed']}{flag}")
+    print(f"\n{'model':15s} {'n':>3s} {'median':>8s} {'worst over':>11s} {'worst under':>12s} {'unsafe':>7s}")
+    summary = result["summary"]
+    for name, stats in list(summary["per_model"].items()) + [("ALL", summary["all"]),
+                                                              ("ALL unprobed", summary["unprobed"])]:
+        if not stats["n"]:
+            continue
+        print(f"{name:15s} {stats['n']:3d} {stats['median_error']:+8.1%} {stats['worst_over']:+11.1%} "
+              f"{stats['worst_under']:+12.1%} {stats['unsafe']:7d}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="*", default=None)
+    parser.add_argument("--batch-sizes", nargs="*", type=int, default=list(ground_truth.DEFAULT_BATCH_SIZES))
+    parser.add_argument("--planned-batch-size", type=int, default=DEFAULT_PLANNED_BATCH)
+    parser.add_argument("--min-truth-runs", type=int, default=ground_truth.DEFAULT_RUNS)
+    parser.add_argument("--rerun", action="store_true", help="run preflight again even when cached")
+    args = parser.parse_args(argv)
+    model_names = args.models or [name for name in zoo.ZOO
+                                  if name in ground_truth.load_cache().get("models", {})]
+    result = evaluate(model_names, args.batch_sizes, args.planned_batch_size, args.rerun, args.min_truth_runs)
+    _save(ACCURACY_PATH, result)
+    print_table(result)
+    print(f"\nwritten: {ACCURACY_PATH.relative_to(REPO_ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

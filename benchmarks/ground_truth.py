@@ -58,9 +58,9 @@ def _worker(model_name: str, batch_size: int, steps: int) -> dict[str, Any]:
         step_seconds.append(time.perf_counter() - started)
         peaks.append(int(tf.config.experimental.get_memory_info("CPU:0")["peak"]))
     return {
-        "status": "ok", "peak_bytes": max(peaks), "step_peaks": peaks,
+        "status": "ok", "peak_bytes": max(peaks) if peaks else None, "step_peaks": peaks,
         "resident_bytes": int(resident_bytes), "warmup_seconds": round(warmup_seconds, 3),
-        "step_seconds": round(sorted(step_seconds)[len(step_seconds) // 2], 4),
+        "step_seconds": round(sorted(step_seconds)[len(step_seconds) // 2], 4) if step_seconds else None,
     }
 
 

@@ -61,18 +61,28 @@ def run_preflight(model_name: str, planned_batch_size: int, budget: int | None =
         wall_seconds = time.perf_counter() - started
     document = report.document
     return {
-        "planned_batch_size": planned_batch_size, "budget_bytes": budget,
+        "model": model_name, "planned_batch_size": planned_batch_size, "budget_bytes": budget,
         "wall_seconds": round(wall_seconds, 2), "probes": document.get("probes", []),
-        "input_bytes_per_sample": (document.get("model") or {}).get("input_bytes_per_sample", 0),
+        # The engine floors the slope at x + y bytes per sample; the document may not carry it.
+        "input_bytes_per_sample": (document.get("model") or {}).get("input_bytes_per_sample")
+        or input_bytes_per_sample(model_name),
         "memory_limit_bytes": (document.get("device") or {}).get("memory_limit_bytes"),
         "curve": document.get("curve"), "max_batch_size": document.get("max_batch_size"),
         "recommended_batch_size": document.get("recommended_batch_size"),
     }
 
 
+def input_bytes_per_sample(model_name: str) -> int:
+    import numpy as np
+
+    x, y = zoo.make_data(model_name, 1)
+    return int(sum(np.asarray(part).nbytes for part in (*(x if isinstance(x, tuple) else (x,)), y)))
+
+
 def peak_model_from_run(run: dict[str, Any]) -> PeakModel:
     probes = [ProbeResult.from_dict(probe) for probe in run["probes"]]
-    return PeakModel(probes, min_bytes_per_sample=run.get("input_bytes_per_sample") or 0,
+    return PeakModel(probes, min_bytes_per_sample=run.get("input_bytes_per_sample")
+                     or input_bytes_per_sample(run["model"]),
                      memory_limit_bytes=run.get("memory_limit_bytes"))
 
 

@@ -46,6 +46,14 @@ def main() -> None:
 
     name, batch_size = sys.argv[1], int(sys.argv[2])
     model, shape = build(name)
+    if len(sys.argv) > 3:   # XLA mode: argv[3] is the dump dir named in XLA_FLAGS
+        from preflight.graph_estimate import persistent_bytes, xla_buffer_total_bytes
+
+        result = xla_buffer_total_bytes(model, batch_size, tf.TensorSpec((None,) + shape, tf.float32),
+                                        tf.TensorSpec((None,), tf.int32), sys.argv[3])
+        result["persistent_bytes"] = persistent_bytes(model)
+        print(json.dumps(result))
+        return
     estimate = estimate_step_peak(model, batch_size, tf.TensorSpec((None,) + shape, tf.float32),
                                   tf.TensorSpec((None,), tf.int32))
     x = np.random.default_rng(0).random((batch_size,) + shape, dtype=np.float32)

@@ -21,10 +21,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 HELPER = Path(__file__).resolve().parent / "graph_estimate_probe.py"
 
 
-def run_probe(model: str, batch_size: int) -> dict:
+def run_probe(model: str, batch_size: int, xla_dump_dir: str | None = None) -> dict:
     env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true", TF_CPP_MIN_LOG_LEVEL="3",
                PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    completed = subprocess.run([sys.executable, str(HELPER), model, str(batch_size)], env=env,
+    extra = []
+    if xla_dump_dir:
+        env["XLA_FLAGS"] = f"--xla_dump_to={xla_dump_dir}"
+        extra = [xla_dump_dir]
+    completed = subprocess.run([sys.executable, str(HELPER), model, str(batch_size), *extra], env=env,
                                capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-2000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])
@@ -55,3 +59,13 @@ def test_parse_buffer_assignment_total():
     assert parse_buffer_assignment_total("Total bytes used: 1024B") == 1024
     assert parse_buffer_assignment_total("Total bytes used:    466037063 (444.44MiB)") == 466037063
     assert parse_buffer_assignment_total("no such line") is None
+
+
+def test_xla_buffer_assignment_total_is_read_without_running(tmp_path):
+    small = run_probe("mlp", 16, xla_dump_dir=str(tmp_path / "small"))
+    large = run_probe("mlp", 512, xla_dump_dir=str(tmp_path / "large"))
+    for result in (small, large):
+        assert result["xla_total_bytes"] is not None
+        # Parameters (weights, slots) are inside XLA's total; activations come on top.
+        assert result["xla_total_bytes"] >= result["persistent_bytes"]
+    assert large["xla_total_bytes"] > small["xla_total_bytes"]

@@ -31,12 +31,14 @@ _OPTIMIZER_SCOPES = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adadelta", "
 _PREALLOCATED = "unused preallocated device memory"
 
 
-def capture_profile(step_fn: Callable[[], Any], logdir: str | os.PathLike, steps: int = 3) -> Path:
+def capture_profile(step_fn: Callable[[], Any], logdir: str | os.PathLike, steps: int = 1) -> Path:
     """Run `step_fn()` `steps` times under the TF profiler; returns the .xplane.pb file written.
 
-    Call it after a warm-up step, so tracing and slot creation are not in the profile. Three steps by
-    default: with two, xprof's memory_profile sometimes assigns the peak to a step whose allocations it
-    then does not list (everything shows as "unused preallocated").
+    Call it after a warm-up step, so tracing and slot creation are not in the profile. One step by
+    default: xprof's memory_profile takes the step id of the *last* snapshot whose heap equals the peak
+    but only replays events up to the *first* time the peak is reached, so when two identical steps hit
+    exactly the same peak (common single-threaded) it lists no live allocation at all (`attributed`
+    False below). With one traced step the peak belongs to that step.
     """
     import tensorflow as tf
 

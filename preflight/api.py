@@ -9,11 +9,13 @@ from __future__ import annotations
 import ast
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from preflight.analysis import RunSettings, build_document
+from preflight.analysis import RunSettings, build_document, usable_bytes
 from preflight.errors import UsageError
+from preflight.plan import first_round
 from preflight.progress import ProgressDisplay
 from preflight.report import Report
 from preflight.runner import ProbeJob, run_probes
@@ -36,21 +38,6 @@ def literal_batch_size(path: str | os.PathLike) -> int | None:
     return None
 
 
-def probe_plan(batch_size: int) -> list[int]:
-    """The planned batch and two smaller ones, so the report shows how the peak scales."""
-    return sorted({max(1, batch_size // 4), max(1, batch_size // 2), batch_size})
-
-
-def resolve_target(name: str | None) -> dict | None:
-    if not name:
-        return None
-    from preflight.devices import get_target
-
-    target = get_target(name)
-    return {"name": target.name, "kind": target.kind, "usable_bytes": target.usable_bytes,
-            "description": target.description}
-
-
 def host_available_bytes() -> int:
     import psutil
 
@@ -66,14 +53,13 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
     data: optional; a tf.data.Dataset, a (x, y) tuple of arrays, or a keras.utils.PyDataset.
     budget: '15GiB', '16GB' or bytes; target: a device name such as 't4' (its usable memory is the budget).
     """
-    budget_bytes = parse_size(budget) if budget is not None else None
-    target_info = resolve_target(target)
-    if budget_bytes is None and target_info is not None:
-        budget_bytes = target_info["usable_bytes"]
     host_free = host_available_bytes()
+    settings = RunSettings(batch_size=0, budget_bytes=parse_size(budget) if budget is not None else None,
+                           target_name=target, host_available_bytes=host_free)
+    usable = usable_bytes(settings)  # also validates the target name before anything starts
     limit = int(host_free * HOST_SHARE_FOR_PROBES)
-    if budget_bytes is not None:
-        limit = min(limit, budget_bytes)
+    if usable is not None:
+        limit = min(limit, usable)
 
     with tempfile.TemporaryDirectory(prefix="preflight-handoff-") as handoff_dir:
         if isinstance(model, (str, os.PathLike)):
@@ -86,15 +72,15 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
             batch_size = batch_size or literal_batch_size(model) or DEFAULT_BATCH_SIZE
         else:
             batch_size = batch_size or DEFAULT_BATCH_SIZE
-            plan = probe_batch_sizes or probe_plan(batch_size)
-            source = _hand_off(model, data, max(plan), handoff_dir)
-        job = ProbeJob(source=source, batch_sizes=probe_batch_sizes or probe_plan(batch_size),
+            # The pool covers the planned batch twice over: later rounds may probe up to 2B.
+            source = _hand_off(model, data, 2 * max(probe_batch_sizes or [batch_size]), handoff_dir)
+        job = ProbeJob(source=source, batch_sizes=probe_batch_sizes or first_round(batch_size),
                        measured_steps=steps, memory_limit_bytes=limit, timeout_seconds=timeout,
-                       single_thread=single_thread)
+                       single_thread=single_thread, adaptive=probe_batch_sizes is None,
+                       planned_batch_size=batch_size, usable_bytes=usable)
         with ProgressDisplay(enabled=progress) as display:
             outcome = run_probes(job, on_progress=display)
-    settings = RunSettings(batch_size=batch_size, budget_bytes=budget_bytes, target=target_info,
-                           host_available_bytes=host_free)
+    settings = replace(settings, batch_size=batch_size)
     return Report(build_document(outcome, settings))
 
 

@@ -15,6 +15,7 @@ import sys
 import time
 from typing import Any
 
+from preflight import plan
 from preflight.errors import ModelError, PreflightError
 from preflight.measurements import DeviceInfo, LayerInfo, ModelInfo, ProbeResult
 
@@ -72,8 +73,7 @@ def run_job(job: dict, events: EventWriter) -> None:
 
     from preflight.data import make_pool
 
-    batch_sizes = sorted(set(int(b) for b in job["batch_sizes"]))
-    pool = make_pool(data, model, max(batch_sizes))
+    pool = make_pool(data, model, max(job["batch_sizes"]))
     device = describe_device(tf, job.get("memory_limit_bytes"))
     # Slots exist before the first step, so optimizer bytes are known even if that step runs out of memory.
     if not model.optimizer.built:
@@ -82,12 +82,57 @@ def run_job(job: dict, events: EventWriter) -> None:
                 data={"kind": pool.kind, "host_bytes": pool.host_bytes})
 
     measured_steps = int(job.get("measured_steps", 3))
-    for index, batch_size in enumerate(batch_sizes):
-        probe = probe_batch_size(tf, model, pool, batch_size, measured_steps, device, events, started,
-                                 first=index == 0)
-        events.emit("probe", probe=probe.to_dict())
-        if probe.status == "oom":
-            break  # larger batches would only fail the same way, after a long wait
+    probes: list[ProbeResult] = []
+    round_sizes = sorted(set(int(b) for b in job["batch_sizes"]))
+    decided = not job.get("adaptive")
+    for _ in range(plan.MAX_SHRINK_ROUNDS + 2):
+        for batch_size in round_sizes:
+            probe = probe_batch_size(tf, model, pool, batch_size, measured_steps, device, events, started,
+                                     first=not probes)
+            probes.append(probe)
+            events.emit("probe", probe=probe.to_dict())
+            if probe.status != "ok":
+                break  # larger batches of this round would only fail the same way, after a long wait
+        if decided:
+            return
+        if any(p.status == "ok" for p in probes):
+            decided = True
+            slope = graph_slope(model, pool, job["planned_batch_size"], events)
+            round_sizes = plan.decision_round(
+                job["planned_batch_size"], probes, local_limit_bytes=job.get("memory_limit_bytes"),
+                usable_bytes=job.get("usable_bytes"),
+                min_bytes_per_sample=max(pool.bytes_per_sample(), slope),
+                measured_steps=measured_steps, time_allowance_seconds=time.monotonic() - started)
+        else:
+            round_sizes = plan.shrink_round(job["planned_batch_size"], probes)
+        if not round_sizes:
+            return
+        events.emit("plan", batch_sizes=round_sizes)
+
+
+def graph_slope(model, pool, planned_batch_size: int, events: EventWriter) -> float:
+    """Bytes per sample by which the liveness estimate of the step grows (preflight.graph_estimate).
+
+    Small probes of a model dominated by its optimizer show a flat peak; this slope is what keeps the
+    prediction from promising that huge batches fit. Reported as an event; 0 when the estimate fails.
+    """
+    from preflight.graph_estimate import estimate_step_peak
+
+    x, *rest = pool.batch(1)
+    y = rest[0] if rest else None
+    estimates = {}
+    # Far past the probes, where activations dominate: the slope there is the per-sample growth that
+    # optimizer temporaries hide at small batches. Tracing only computes shapes, so size costs nothing.
+    large = max(16 * planned_batch_size, 4096)
+    for batch_size in (large, 2 * large):
+        try:
+            estimates[batch_size] = int(estimate_step_peak(model, batch_size, x, y)["peak_bytes"])
+        except Exception as exc:  # noqa: BLE001 - an estimate is optional; the probes stand alone
+            events.emit("graph_estimate", estimates={}, message=f"{type(exc).__name__}: {_first_line(exc)}")
+            return 0.0
+    events.emit("graph_estimate", estimates={str(b): v for b, v in estimates.items()}, message="")
+    low, high = sorted(estimates)
+    return max(0.0, (estimates[high] - estimates[low]) / (high - low))
 
 
 def load_model_and_data(job: dict):

@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from preflight import errors
 from preflight.measurements import DeviceInfo, ModelInfo, ProbeResult
@@ -40,6 +40,9 @@ class ProbeJob:
     memory_limit_bytes: int | None = None
     timeout_seconds: float = 600.0     # per probe; loading the model gets the same allowance
     single_thread: bool = False
+    adaptive: bool = False             # let the child add rounds of batch sizes (preflight.plan)
+    planned_batch_size: int | None = None
+    usable_bytes: int | None = None    # the budget or target memory the recommendation aims at
     variant: dict | None = None        # a what-if (preflight.whatif) applied before probing
     profile_dir: str | None = None
 
@@ -50,6 +53,7 @@ class ProbeOutcome:
     device: DeviceInfo | None = None
     data: dict | None = None
     probes: list[ProbeResult] = field(default_factory=list)
+    graph_estimates: dict[int, int] = field(default_factory=dict)  # batch size -> liveness estimate of the peak
 
 
 def child_environment(job: ProbeJob) -> dict[str, str]:
@@ -65,21 +69,14 @@ def child_environment(job: ProbeJob) -> dict[str, str]:
 
 
 def run_probes(job: ProbeJob, on_progress: ProgressCallback | None = None) -> ProbeOutcome:
-    """Probe every batch size of the job, restarting the child after a crash only where it makes sense."""
+    """Probe the job's batch sizes (and, if adaptive, the child's later rounds) in one child process.
+
+    After an out-of-memory, hang or crash at one batch size nothing larger is tried: it would fail the
+    same way, after a long wait.
+    """
     outcome = ProbeOutcome()
-    remaining = sorted(set(job.batch_sizes))
-    while remaining:
-        attempt = _ChildRun(_replace(job, batch_sizes=remaining), on_progress)
-        attempt.run(outcome)
-        done = {p.batch_size for p in outcome.probes}
-        remaining = [b for b in remaining if b not in done]
-        if attempt.stopped_early or any(p.status != "ok" for p in outcome.probes):
-            break  # an OOM, hang or crash at one batch would recur at larger ones
+    _ChildRun(job, on_progress).run(outcome)
     return outcome
-
-
-def _replace(job: ProbeJob, **changes: Any) -> ProbeJob:
-    return ProbeJob(**{**asdict(job), **changes})
 
 
 class _ChildRun:
@@ -88,7 +85,6 @@ class _ChildRun:
     def __init__(self, job: ProbeJob, on_progress: ProgressCallback | None):
         self.job = job
         self.on_progress = on_progress or (lambda event: None)
-        self.stopped_early = False
 
     def run(self, outcome: ProbeOutcome) -> None:
         with tempfile.TemporaryDirectory(prefix="preflight-") as workdir:
@@ -146,6 +142,10 @@ class _ChildRun:
                 outcome.data = event.get("data")
                 deadline = time.monotonic() + self.job.timeout_seconds
                 self.on_progress(event)
+            elif kind == "graph_estimate":
+                outcome.graph_estimates = {int(b): int(v) for b, v in event["estimates"].items()}
+            elif kind == "plan":
+                pending[:] = event["batch_sizes"]  # the child finished its previous round
             elif kind == "probe":
                 probe = ProbeResult.from_dict(event["probe"])
                 outcome.probes.append(probe)
@@ -179,7 +179,6 @@ class _ChildRun:
 
     def _record_failure(self, outcome: ProbeOutcome, pending: list[int], status: str, message: str) -> None:
         outcome.probes.append(ProbeResult(pending[0], status, message=message))
-        self.stopped_early = True
 
 
 def _read_events(fd: int, events: queue.Queue) -> None:

@@ -1,0 +1,62 @@
+"""Which batch sizes the dry run measures, round by round.
+
+Round 1: the planned batch B and B/2, B/4 (ascending, so an out-of-memory at B still leaves points).
+If everything ran out of memory: smaller batches, a quarter each time, until one fits. Then one
+decision round: the points that decide the answer (predict.next_probe_batch_sizes: 2B, the predicted
+max batch) and the recommended batch, so a recommendation that fits this machine is confirmed by a real
+step. The decision round is skipped where it would cost more time than everything before it: the
+prediction is there to save that time. Pure Python; the child calls it between probes, so one
+TensorFlow start serves every round.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from preflight.measurements import ProbeResult
+from preflight.predict import PeakModel, next_probe_batch_sizes
+
+MAX_SHRINK_ROUNDS = 5
+
+
+def first_round(planned_batch_size: int) -> list[int]:
+    return next_probe_batch_sizes(planned_batch_size)
+
+
+def shrink_round(planned_batch_size: int, probes: Sequence[ProbeResult]) -> list[int]:
+    """Smaller batches after everything so far ran out of memory; [] once batch 1 was tried."""
+    if any(p.status not in ("ok", "oom") for p in probes):
+        return []  # a hang or crash: do not spend more time
+    return next_probe_batch_sizes(planned_batch_size, probes)
+
+
+def decision_round(planned_batch_size: int, probes: Sequence[ProbeResult], *, local_limit_bytes: int | None,
+                   usable_bytes: int | None, min_bytes_per_sample: float, measured_steps: int,
+                   time_allowance_seconds: float) -> list[int]:
+    if any(p.status not in ("ok", "oom") for p in probes):
+        return []
+    tried = {p.batch_size for p in probes}
+    wanted = set(next_probe_batch_sizes(planned_batch_size, probes, local_usable_bytes=local_limit_bytes,
+                                        target_usable_bytes=usable_bytes))
+    if usable_bytes:
+        model = PeakModel(probes, min_bytes_per_sample=min_bytes_per_sample, memory_limit_bytes=local_limit_bytes)
+        recommended = model.recommended_batch_size(model.max_batch_size(usable_bytes), usable_bytes)
+        if recommended and (local_limit_bytes is None
+                            or model.predict_peak(recommended).peak_bytes <= local_limit_bytes):
+            wanted.add(recommended)
+    oom = [p.batch_size for p in probes if p.status == "oom"]
+    chosen, cost = [], 0.0
+    for size in sorted(b for b in wanted if b not in tried and (not oom or b < min(oom))):
+        probe_cost = estimated_step_seconds(probes, size) * (measured_steps + 1)
+        if cost + probe_cost <= time_allowance_seconds:
+            chosen.append(size)
+            cost += probe_cost
+    return chosen
+
+
+def estimated_step_seconds(probes: Sequence[ProbeResult], batch_size: int) -> float:
+    """Step time scaled linearly from the largest measured probe: compute grows with the batch."""
+    timed = [p for p in probes if p.status == "ok" and p.step_seconds]
+    if not timed:
+        return 0.0
+    largest = max(timed, key=lambda p: p.batch_size)
+    return largest.step_seconds * batch_size / largest.batch_size

@@ -1,0 +1,117 @@
+"""Measured saving of every what-if on three small models: peak and step time against the baseline.
+
+    .venv/bin/python benchmarks/whatif_savings.py            # all three models
+    .venv/bin/python benchmarks/whatif_savings.py --models mlp --steps 2
+
+Each (model, variant) runs in its own fresh process (preflight.whatif.measure) with
+TF_CPU_ALLOCATOR_USE_BFC=true and one inter-/intra-op thread: a warm-up step, then `--steps` measured
+steps on the same synthetic batch; peak = max allocator peak over those steps, step = median time.
+Prints a table and writes benchmarks/results/whatif_savings.json (with the ranked recommendations).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import zoo  # noqa: E402
+from preflight.units import format_bytes  # noqa: E402
+from preflight.whatif.measure import measure_variant  # noqa: E402
+from preflight.whatif.rank import rank_recommendations  # noqa: E402
+
+MiB = 2**20
+# name -> (model file or zoo name, batch size, budget used for the "fits" column)
+MODELS = {
+    "wide_dense_cnn": (str(ROOT / "examples" / "wide_dense_cnn.py"), 64, 256 * MiB),
+    "mlp": ("zoo:mlp", 128, None),
+    "mobilenetv2": ("zoo:mobilenetv2", 32, None),
+}
+
+
+def _model_file(source: str, batch_size: int, workdir: Path) -> str:
+    if source.startswith("zoo:"):
+        name = source.split(":", 1)[1]
+        return str(zoo.write_model_file(name, workdir / f"{name}.py", batch_size))
+    return source
+
+
+def _specs(model_file: str) -> list[dict]:
+    """The what-ifs preflight would propose for this model on a CPU target (built here once)."""
+    from preflight.whatif.measure import _load_model
+    from preflight.whatif.variants import list_variants
+
+    return list_variants(_load_model(model_file), "CPU")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "whatif_savings.json"))
+    args = parser.parse_args(argv)
+
+    results = {"command": "benchmarks/whatif_savings.py " + " ".join(sys.argv[1:] if argv is None else argv),
+               "machine": f"{platform.processor() or platform.machine()}, BFC allocator, 1 thread",
+               "measured_steps": args.steps, "models": {}}
+    with tempfile.TemporaryDirectory(prefix="preflight-whatif-") as tmp:
+        for name in args.models:
+            source, batch_size, budget = MODELS[name]
+            model_file = _model_file(source, batch_size, Path(tmp))
+            specs = _specs(model_file)
+            started = time.monotonic()
+            baseline = measure_variant(model_file, None, batch_size, steps=args.steps)
+            if baseline.get("status") != "ok":
+                print(f"{name}: baseline failed: {baseline.get('message', '')[-500:]}", file=sys.stderr)
+                continue
+            rows = []
+            for spec in specs:
+                measured = measure_variant(model_file, spec, batch_size, steps=args.steps)
+                description = measured.get("description") or {"kind": spec["kind"], "title": spec["kind"]}
+                rows.append({**description, "spec": spec, "status": measured.get("status"),
+                             "message": measured.get("message", "")[-500:],
+                             "peak_bytes": measured.get("peak_bytes"), "step_seconds": measured.get("step_seconds"),
+                             "peak_bytes_runs": measured.get("peak_bytes_runs")})
+                _print_row(name, rows[-1], baseline)
+            ranked = rank_recommendations(baseline["peak_bytes"], rows, budget, baseline["step_seconds"])
+            results["models"][name] = {
+                "batch_size": batch_size, "budget_bytes": budget, "baseline": baseline, "variants": rows,
+                "recommendations": ranked, "seconds": round(time.monotonic() - started, 1),
+            }
+            _print_table(name, batch_size, baseline, ranked, budget)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {out}")
+    return 0
+
+
+def _print_row(model: str, row: dict, baseline: dict) -> None:
+    peak = row.get("peak_bytes")
+    text = "n/a" if peak is None else f"{format_bytes(peak)} ({(peak - baseline['peak_bytes']) / baseline['peak_bytes']:+.0%})"
+    print(f"  [{model}] {row.get('title')}: {text} {row.get('status')}", file=sys.stderr, flush=True)
+
+
+def _print_table(name: str, batch_size: int, baseline: dict, ranked: list[dict], budget: int | None) -> None:
+    print(f"\n{name}  batch {batch_size}  baseline peak {format_bytes(baseline['peak_bytes'])}, "
+          f"step {baseline['step_seconds']:.3f} s, {baseline['params']:,} params"
+          + (f", budget {format_bytes(budget)}" if budget else ""))
+    print(f"  {'what-if':58} {'peak':>11} {'saving':>8} {'step x':>7} {'params':>11} {'fits':>5} rec")
+    for entry in ranked:
+        peak = format_bytes(entry["peak_bytes"]) if entry["peak_bytes"] is not None else entry["status"]
+        saving = f"{entry['saving_fraction']:.0%}" if entry["saving_fraction"] is not None else ""
+        ratio = f"{entry['step_ratio']:.2f}" if entry["step_ratio"] is not None else ""
+        params = f"{entry['params']:,}" if entry.get("params") is not None else ""
+        fits = "" if entry["fits"] is None else ("yes" if entry["fits"] else "no")
+        mark = ("LEAD" if entry["lead"] else "yes") if entry["recommended"] else "no"
+        print(f"  {entry['title'][:58]:58} {peak:>11} {saving:>8} {ratio:>7} {params:>11} {fits:>5} {mark}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -192,16 +192,28 @@ class PeakModel:
         if not max_batch_size:
             return None
         allowed = headroom_fraction * usable_bytes
-        candidates = [b for b in _friendly_sizes(max_batch_size)]
-        for size in reversed(candidates):
-            if self.predict_peak(size).peak_bytes <= allowed:
-                return size
-        return None
+
+        def fits(size: int) -> bool:
+            return self.predict_peak(size).peak_bytes <= allowed
+
+        # The bound is nondecreasing in batch: bisect over multiples of 8, then fall back to 4, 2, 1.
+        low, high = 0, max_batch_size // 8 + 1   # fits(8 * low) holds (or low == 0); fits(8 * high) fails
+        while high - low > 1:
+            middle = (low + high) // 2
+            if fits(8 * middle):
+                low = middle
+            else:
+                high = middle
+        if low:
+            return 8 * low
+        return next((size for size in (4, 2, 1) if size <= max_batch_size and fits(size)), None)
 
 
-def _friendly_sizes(limit: int) -> list[int]:
-    small = [b for b in (1, 2, 4) if b <= limit]
-    return small + list(range(8, limit + 1, 8))
+def _friendly_at_most(limit: int) -> int:
+    """The largest multiple of 8 <= limit, or the largest power of two below 8."""
+    if limit >= 8:
+        return limit - limit % 8
+    return 1 << (max(limit, 1).bit_length() - 1)
 
 
 def next_probe_batch_sizes(planned_batch_size: int, probes: Sequence[ProbeResult] = (), *,
@@ -234,7 +246,7 @@ def next_probe_batch_sizes(planned_batch_size: int, probes: Sequence[ProbeResult
     if target_usable_bytes is not None:
         best = model.max_batch_size(target_usable_bytes)
         if best and best not in tried and best > max(tried) and fits_locally(best):
-            near = _friendly_sizes(best)[-1]
+            near = _friendly_at_most(best)
             wanted.append(near if near not in tried else best)
     return sorted(set(wanted))[:max_new]
 

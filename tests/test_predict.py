@@ -99,6 +99,9 @@ def test_max_batch_is_monotone_in_budget_and_fits(probes):
             assert recommended <= best
             assert recommended in (1, 2, 4) or recommended % 8 == 0
             assert model.predict_peak(recommended).peak_bytes <= 0.9 * budget
+            if recommended >= 8:   # the largest friendly value: the next multiple of 8 is out of bounds
+                bigger = recommended + 8
+                assert bigger > best or model.predict_peak(bigger).peak_bytes > 0.9 * budget
 
 
 def test_curve_marks_measured_and_predicted_points():

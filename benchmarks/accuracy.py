@@ -2,7 +2,7 @@
 
 For each zoo model: run `preflight.api.check` on a generated model.py at planned batch `--batch-size`
 (default 32: the engine probes 8, 16, 32 and then 64), rebuild the prediction from the report's probes
-with `preflight.predict.PeakModel` (what the report's curve uses), and compare it at the ground-truth
+and graph estimates with `preflight.predict.PeakModel`, exactly as the report's curve does, and compare it at the ground-truth
 batch sizes (8, 24, 48, 96 by default; `benchmarks/ground_truth.py`, max over >= 3 fresh processes).
 
 error = predicted / truth - 1 (positive: over-estimate, safe). Unsafe: error < -2 %.
@@ -67,6 +67,7 @@ def run_preflight(model_name: str, planned_batch_size: int, budget: int | None =
         "input_bytes_per_sample": (document.get("model") or {}).get("input_bytes_per_sample")
         or input_bytes_per_sample(model_name),
         "memory_limit_bytes": (document.get("device") or {}).get("memory_limit_bytes"),
+        "graph_estimates": document.get("graph_estimates") or {},
         "curve": document.get("curve"), "max_batch_size": document.get("max_batch_size"),
         "recommended_batch_size": document.get("recommended_batch_size"),
     }
@@ -83,6 +84,7 @@ def peak_model_from_run(run: dict[str, Any]) -> PeakModel:
     probes = [ProbeResult.from_dict(probe) for probe in run["probes"]]
     return PeakModel(probes, min_bytes_per_sample=run.get("input_bytes_per_sample")
                      or input_bytes_per_sample(run["model"]),
+                     graph_estimates={int(b): int(v) for b, v in (run.get("graph_estimates") or {}).items()},
                      memory_limit_bytes=run.get("memory_limit_bytes"))
 
 

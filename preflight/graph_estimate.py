@@ -55,6 +55,8 @@ def _with_batch(spec, batch_size: int):
     import tensorflow as tf
 
     def fix(one):
+        if one is None:   # no targets (the loss needs none) or no sample weights
+            return None
         if not isinstance(one, tf.TensorSpec):
             one = tf.TensorSpec.from_tensor(tf.convert_to_tensor(one))
         dims = one.shape.as_list()

@@ -11,6 +11,7 @@ from preflight.tuner.space import (
     build_and_values,
     build_with_values,
     enumerate_space,
+    find_hypermodel,
     load_hypermodel_from_module,
     sample_values,
 )
@@ -114,12 +115,19 @@ def test_sample_values_is_seeded_and_in_range():
 def test_load_hypermodel_from_module_prefers_tuner_and_does_not_search(tmp_path):
     tuner = kt.RandomSearch(build_loop_model, objective="val_loss", max_trials=1, directory=str(tmp_path))
     namespace = {"__name__": "tune", "build_model": build_loop_model, "tuner": tuner, "x": 1}
-    assert load_hypermodel_from_module(namespace) == ("tuner", tuner)
+    assert find_hypermodel(namespace) == ("tuner", tuner)
+    assert load_hypermodel_from_module(namespace) is tuner
     assert len(tuner.oracle.trials) == 0
-    assert load_hypermodel_from_module({"__name__": "tune", "build_model": build_loop_model}) == \
+    assert find_hypermodel({"__name__": "tune", "build_model": build_loop_model}) == \
         ("build_model", build_loop_model)
     hypermodel = BranchyHyperModel()
-    assert load_hypermodel_from_module({"__name__": "tune", "hm": hypermodel, "helper": len}) == ("hm", hypermodel)
+    assert find_hypermodel({"__name__": "tune", "hm": hypermodel, "helper": len}) == ("hm", hypermodel)
+
+    def build(hp):  # any one-argument function whose argument is `hp`, defined in the file itself
+        return None
+
+    build.__module__ = "tune"
+    assert find_hypermodel({"__name__": "tune", "make": build}) == ("make", build)
     assert load_hypermodel_from_module({"__name__": "tune", "x": 3}) is None
 
 

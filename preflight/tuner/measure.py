@@ -181,3 +181,34 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def engine_measure(path: str | os.PathLike, *, timeout_seconds: float = 300.0, measured_steps: int = 2,
+                   single_thread: bool = True):
+    """A `measure` for `analyse_space` that runs the dry-run engine (`preflight.runner`) on a tune.py:
+    one engine child per configuration, its values passed as `hp_values`. Use it when the search comes
+    from a file; `measure_configs` covers objects living in a notebook."""
+    def measure(hypermodel: Any, configs: list[dict[str, Any]], batch_size: int,
+                data: Any = None) -> list[ConfigMeasurement]:
+        from preflight.runner import ProbeJob, run_probes
+
+        results = []
+        for values in configs:
+            config_batch = int(values.get("batch_size", batch_size))
+            job = ProbeJob(source={"kind": "file", "path": str(path), "hp_values": values},
+                           batch_sizes=[config_batch], measured_steps=measured_steps,
+                           timeout_seconds=timeout_seconds, single_thread=single_thread)
+            outcome = run_probes(job)
+            probe = outcome.probes[0] if outcome.probes else None
+            if probe is None or probe.status != "ok":
+                results.append(ConfigMeasurement(values=values, batch_size=config_batch, status="error",
+                                                 message=(probe.message if probe else "no probe result")[:800],
+                                                 source="dry-run engine"))
+                continue
+            results.append(ConfigMeasurement(values=values, batch_size=config_batch, status="ok",
+                                             peak_bytes=probe.peak_bytes, step_seconds=probe.step_seconds,
+                                             warmup_seconds=probe.warmup_seconds,
+                                             source="measured (dry-run engine, BFC CPU)"))
+        return results
+
+    return measure

@@ -219,6 +219,8 @@ class SpaceAnalysis:
 def _choose_configs_to_measure(candidates: list[tuple[dict[str, Any], StaticFeatures, int]],
                                count: int, cap_bytes: int) -> list[int]:
     """Indices of up to `count` candidates spread over the prior-estimated peak range, all under the cap."""
+    if count <= 0:
+        return []
     prior = PeakPredictor.prior()
     ranked = sorted(
         (prior.predict_raw(f, bs), i) for i, (_, f, bs) in enumerate(candidates) if prior.predict_raw(f, bs) <= cap_bytes
@@ -355,6 +357,8 @@ def analyse_space(hypermodel_or_tuner: Any, *, space: list[HyperparameterInfo] |
         _, features, bs = candidates[i]
         row = {"values": result.values, "batch_size": bs, "status": result.status,
                "peak_bytes": result.peak_bytes, "step_seconds": result.step_seconds,
+               "warmup_seconds": getattr(result, "warmup_seconds", None),
+               "predicted_peak_bytes": None,
                "used_in_fit": i not in validate_idx, "message": getattr(result, "message", "")}
         measured_rows.append(row)
         if result.status != "ok" or not result.peak_bytes:
@@ -366,6 +370,9 @@ def analyse_space(hypermodel_or_tuner: Any, *, space: list[HyperparameterInfo] |
         if result.step_seconds:
             step_times.append((result.step_seconds, features, bs))
     predictor = PeakPredictor.fit(fit_points)
+    for row, i in zip(measured_rows, chosen):
+        _, features, bs = candidates[i]
+        row["predicted_peak_bytes"] = predictor.predict(features, bs)
     validation = [{"values": row["values"], "batch_size": bs, "measured_peak_bytes": row["peak_bytes"],
                    "predicted_peak_bytes": predictor.predict(features, bs),
                    "predicted_raw_bytes": predictor.predict_raw(features, bs),
@@ -382,6 +389,7 @@ def analyse_space(hypermodel_or_tuner: Any, *, space: list[HyperparameterInfo] |
     for active, features, bs in sampled:
         predicted = predictor.predict(features, bs)
         samples.append({"values": active, "batch_size": bs, "predicted_peak_bytes": predicted,
+                        "param_bytes": features.param_bytes,
                         "fits": None if budget_bytes is None else predicted <= budget_bytes})
     fits_fraction = (sum(1 for s in samples if s["fits"]) / len(samples)) if samples and budget_bytes else None
 

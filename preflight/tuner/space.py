@@ -132,7 +132,13 @@ def _is_build_function(obj: Any) -> bool:
     return len(params) == 1
 
 
-def load_hypermodel_from_module(namespace: dict[str, Any]) -> tuple[str, Any] | None:
+def load_hypermodel_from_module(namespace: dict[str, Any]) -> Any | None:
+    """What a file defines to search (a tuner, a HyperModel or `build_model(hp)`), or None."""
+    found = find_hypermodel(namespace)
+    return None if found is None else found[1]
+
+
+def find_hypermodel(namespace: dict[str, Any]) -> tuple[str, Any] | None:
     """Find, by convention, what a file defines to search: a tuner, a HyperModel, or `build_model(hp)`.
 
     Returns (name, object) or None. Preference: a tuner (it carries the search settings), then a

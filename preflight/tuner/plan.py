@@ -1,0 +1,165 @@
+"""`check_search`: the report's `"search"` section, computed before `tuner.search` starts.
+
+Owns the section's shape and its findings. The section (all bytes ints, all times seconds):
+
+    {"hyperparameters": [HyperparameterInfo.to_dict()], "batch_size", "budget_bytes",
+     "worst_case": {"values", "batch_size", "peak_bytes", "peak_source": "measured"|"predicted",
+                    "predicted_peak_bytes", "measured_peak_bytes", "params_total", "fits"},
+     "fits_fraction": float|null (share of sampled configurations predicted to fit),
+     "samples": [{"values", "batch_size", "predicted_peak_bytes", "param_bytes", "fits"}],
+     "drivers": [{"name", "effect", "correlation", "active_in"}],
+     "bounds": {hp: {"max_fitting_with_others_at_worst", "max_fitting_with_others_smallest", "max_value"},
+                "_together": {"values": {hp: value}, "others", "grid_fraction"}},
+     "predictor": PeakPredictor.to_dict(), "measurements": [...], "validation": [...],
+     "schedule": SearchSchedule.to_dict(), "step_seconds", "time_estimate_seconds",
+     "time_limit_seconds", "disk_estimate_bytes", "disk_free_bytes", "directory",
+     "timings": {...}, "findings": [{"id", "severity", "message"}]}
+
+`guard(tuner, predictor=<this section>)` reuses the fitted predictor during the search, and
+`SearchGuard.to_dict()` is meant to go under `"guard"` in the same section after the search.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from preflight.units import format_bytes, parse_duration, parse_size
+
+
+def _num_samples(data: Any) -> int | None:
+    """Rows in (x, y) array data; None for anything else (give `num_samples`)."""
+    if isinstance(data, (tuple, list)) and data:
+        try:
+            return len(data[0])
+        except TypeError:
+            return None
+    return None
+
+
+def _format_value(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _bounds_sentence(bounds: dict[str, Any], batch_size: int, budget_bytes: int) -> str | None:
+    together = bounds.get("_together")
+    if not together:
+        return None
+    values = together["values"]
+    # group a loop's units_0..units_7 into one clause when they share a value
+    groups: dict[tuple[str, str], list[str]] = {}
+    for name, value in values.items():
+        stem = name.rstrip("0123456789").rstrip("_")
+        groups.setdefault((stem if stem != name else name, _format_value(value)), []).append(name)
+    clauses = []
+    for (stem, value), names in groups.items():
+        label = f"{stem}_i" if len(names) > 1 else names[0]
+        clauses.append(f"{label} <= {value}")
+    return (f"{' and '.join(clauses)} fit {format_bytes(budget_bytes)} together at batch {batch_size} "
+            f"(other hyperparameters at their worst case)")
+
+
+def _findings(section: dict[str, Any]) -> list[dict[str, Any]]:
+    findings = []
+    budget = section["budget_bytes"]
+    worst = section["worst_case"]
+    if budget is not None:
+        if worst["fits"] is False:
+            findings.append({"id": "search-worst-case-does-not-fit", "severity": "warning", "message":
+                             f"the largest configuration needs {format_bytes(worst['peak_bytes'])} "
+                             f"({worst['peak_source']}), over the {format_bytes(budget)} budget: "
+                             + ", ".join(f"{k}={_format_value(v)}" for k, v in worst["values"].items())})
+        fraction = section["fits_fraction"]
+        if fraction is not None and fraction < 1.0:
+            severity = "error" if fraction < 0.5 else "warning"
+            findings.append({"id": "search-space-does-not-fit", "severity": severity, "message":
+                             f"{(1 - fraction) * 100:.0f}% of {len(section['samples'])} sampled configurations "
+                             f"are predicted not to fit; unguarded, keras-tuner aborts after 3 failed "
+                             f"trials in a row: run the search under preflight.guard(tuner, ...)"})
+        sentence = _bounds_sentence(section["bounds"], section["batch_size"], budget)
+        if sentence and worst["fits"] is False:
+            findings.append({"id": "search-bounds", "severity": "info", "message": sentence})
+    drivers = [d for d in section["drivers"] if d["effect"] >= 0.1][:3]
+    if drivers:
+        findings.append({"id": "search-drivers", "severity": "info", "message":
+                         "memory is driven by " + ", ".join(f"{d['name']} (+{d['effect'] * 100:.0f}% "
+                                                           f"across its range)" for d in drivers)})
+    estimate, limit = section["time_estimate_seconds"], section["time_limit_seconds"]
+    if estimate is not None and limit is not None and estimate > limit:
+        findings.append({"id": "search-time-over-limit", "severity": "error", "message":
+                         f"the search needs about {estimate / 3600:.1f} h ({section['schedule']['detail']}, "
+                         f"{section['step_seconds']:.3g} s per step measured on this CPU), over the "
+                         f"{limit / 3600:.1f} h limit"})
+    elif estimate is None:
+        findings.append({"id": "search-time-unknown", "severity": "info", "message":
+                         "no search time estimate: give the data (or num_samples) and epochs"})
+    disk, free = section["disk_estimate_bytes"], section["disk_free_bytes"]
+    if disk is not None and free is not None and disk > free:
+        findings.append({"id": "search-disk-over-free", "severity": "error", "message":
+                         f"checkpoints need about {format_bytes(disk)}, only {format_bytes(free)} free "
+                         f"in {section['directory']}"})
+    return findings
+
+
+def check_search(hypermodel_or_tuner: Any, data: Any = None, *, batch_size: int = 32,
+                 budget_bytes: int | str | None = None, time_limit_seconds: float | str | None = None,
+                 epochs: int | None = None, max_trials: int | None = None, validation_split: float = 0.0,
+                 num_samples: int | None = None, directory: str | None = None, n_samples: int = 200,
+                 sample_seconds: float = 60.0, n_measure: int = 5, n_validate: int = 0,
+                 measure: Callable[..., list[Any]] | None = None, seed: int = 0) -> dict[str, Any]:
+    """Check a whole search space before searching. Returns the report's `"search"` section (see module doc).
+
+    `hypermodel_or_tuner`: a `build_model(hp)` function, a `kt.HyperModel` or a tuner (its schedule and
+    directory are used; it is not searched). `measure`: how to dry-run a few configurations (default: a
+    fresh BFC child per configuration; `measure.engine_measure(path)` for a tune.py).
+    """
+    from preflight.tuner.budget import (
+        disk_estimate,
+        free_disk_bytes,
+        search_schedule,
+        steps_per_epoch,
+        time_estimate,
+        tuner_directory,
+    )
+    from preflight.tuner.predict import analyse_space
+
+    budget = None if budget_bytes is None else parse_size(budget_bytes)
+    limit = None if time_limit_seconds is None else parse_duration(time_limit_seconds)
+    analysis = analyse_space(hypermodel_or_tuner, batch_size=batch_size, budget_bytes=budget, data=data,
+                             n_samples=n_samples, sample_seconds=sample_seconds, n_measure=n_measure,
+                             n_validate=n_validate, measure=measure, seed=seed)
+    is_tuner = hasattr(hypermodel_or_tuner, "oracle")
+    schedule = search_schedule(hypermodel_or_tuner if is_tuner else None, epochs=epochs, max_trials=max_trials)
+
+    samples_count = num_samples or _num_samples(data)
+    steps = steps_per_epoch(samples_count, batch_size, validation_split)
+    warmups = sorted(m.get("warmup_seconds") or 0.0 for m in analysis.measurements if m["status"] == "ok")
+    overhead = warmups[len(warmups) // 2] if warmups else 0.0
+    estimate = (time_estimate(schedule, analysis.step_seconds, steps, overhead)
+                if analysis.step_seconds is not None and steps else None)
+
+    mean_param_bytes = (int(sum(s["param_bytes"] for s in analysis.samples) / len(analysis.samples))
+                        if analysis.samples else analysis.worst_case["features"]["param_bytes"])
+    where = directory or (tuner_directory(hypermodel_or_tuner) if is_tuner else None) or "."
+    section: dict[str, Any] = {
+        "hyperparameters": [info.to_dict() for info in analysis.space],
+        "batch_size": batch_size,
+        "budget_bytes": budget,
+        "worst_case": {k: v for k, v in analysis.worst_case.items() if k != "features"},
+        "fits_fraction": analysis.fits_fraction,
+        "samples": analysis.samples,
+        "drivers": analysis.drivers,
+        "bounds": analysis.bounds,
+        "predictor": analysis.predictor.to_dict(),
+        "measurements": analysis.measurements,
+        "validation": analysis.validation,
+        "schedule": schedule.to_dict(),
+        "step_seconds": analysis.step_seconds,
+        "step_seconds_source": "median of the measured configurations, one thread, this CPU",
+        "time_estimate_seconds": estimate,
+        "time_limit_seconds": limit,
+        "disk_estimate_bytes": disk_estimate(schedule, mean_param_bytes),
+        "disk_free_bytes": free_disk_bytes(where),
+        "directory": where,
+        "timings": analysis.timings,
+    }
+    section["findings"] = _findings(section)
+    return section

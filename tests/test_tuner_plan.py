@@ -1,0 +1,80 @@
+"""check_search end to end on a tiny real search space: a few real BFC dry runs, the rest predicted."""
+from __future__ import annotations
+
+import json
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import pytest
+
+from preflight.tuner.plan import check_search
+
+BUDGET = 8 * 1024**2
+X = np.random.default_rng(0).standard_normal((256, 64)).astype("float32")
+Y = np.random.default_rng(1).integers(0, 10, size=(256,))
+
+
+def build_model(hp):
+    inputs = keras.Input((64,))
+    x = inputs
+    for i in range(hp.Int("num_layers", 1, 4)):
+        x = keras.layers.Dense(hp.Int(f"units_{i}", 32, 1024, step=32), activation="relu")(x)
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model
+
+
+@pytest.fixture(scope="module")
+def section():
+    return check_search(build_model, (X, Y), batch_size=16, budget_bytes=BUDGET, epochs=3, max_trials=50,
+                        validation_split=0.2, time_limit_seconds=0.5, n_samples=80, n_measure=4, n_validate=1)
+
+
+def test_section_reports_worst_case_fraction_and_bounds(section):
+    names = {h["name"] for h in section["hyperparameters"]}
+    assert {"num_layers", "units_0", "units_1", "units_2", "units_3"} == names
+    worst = section["worst_case"]
+    assert worst["values"]["num_layers"] == 4 and worst["values"]["units_3"] == 1024
+    assert worst["fits"] is False and worst["peak_bytes"] > BUDGET
+    assert 0.0 < section["fits_fraction"] < 1.0
+    assert all((s["predicted_peak_bytes"] <= BUDGET) == s["fits"] for s in section["samples"])
+    assert section["drivers"][0]["name"] in names and section["drivers"][0]["effect"] > 0
+    together = section["bounds"]["_together"]["values"]
+    assert together["num_layers"] < 4 or together["units_0"] < 1024
+    ids = {f["id"] for f in section["findings"]}
+    assert {"search-worst-case-does-not-fit", "search-space-does-not-fit", "search-bounds",
+            "search-time-over-limit"} <= ids
+    json.dumps(section)  # the report document must serialise
+
+
+def test_measured_configurations_are_covered_by_the_margin(section):
+    fitted = [m for m in section["measurements"] if m["used_in_fit"] and m["status"] == "ok"]
+    assert len(fitted) >= 3
+    for row in fitted:
+        assert row["predicted_peak_bytes"] >= row["peak_bytes"]
+    # a configuration kept out of the fit is predicted within a loose band
+    for row in section["validation"]:
+        assert abs(row["relative_error_raw"]) < 0.5, row
+
+
+def test_time_and_disk_estimates(section):
+    schedule = section["schedule"]
+    assert schedule["trials"] == 50 and schedule["epochs_total"] == 150
+    steps = int(np.ceil(256 * 0.8 / 16))
+    assert section["time_estimate_seconds"] >= section["step_seconds"] * steps * 150
+    mean_params = sum(s["param_bytes"] for s in section["samples"]) / len(section["samples"])
+    assert section["disk_estimate_bytes"] >= 50 * mean_params
+    assert section["disk_free_bytes"] > 0
+
+
+def test_a_tuner_gives_its_schedule_and_directory(tmp_path):
+    tuner = kt.Hyperband(build_model, objective="val_loss", max_epochs=9, directory=str(tmp_path),
+                         project_name="p")
+    from preflight.tuner.budget import hyperband_schedule
+
+    section = check_search(tuner, batch_size=16, budget_bytes=BUDGET, n_samples=10, n_measure=0)
+    assert section["schedule"]["trials"] == hyperband_schedule(9, 3, 1)[0]
+    assert section["directory"].startswith(str(tmp_path))
+    assert section["predictor"]["fitted_on"] == 0  # nothing measured: the conservative prior
+    assert len(tuner.oracle.trials) == 0

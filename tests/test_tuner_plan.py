@@ -78,3 +78,32 @@ def test_a_tuner_gives_its_schedule_and_directory(tmp_path):
     assert section["directory"].startswith(str(tmp_path))
     assert section["predictor"]["fitted_on"] == 0  # nothing measured: the conservative prior
     assert len(tuner.oracle.trials) == 0
+
+
+TUNE_FILE = '''
+import keras, keras_tuner as kt, numpy as np
+
+def build_model(hp):
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(hp.Int("units", 8, 512, step=8)),
+                              keras.layers.Dense(1)])
+    model.compile("adam", "mse")
+    return model
+
+x = np.zeros((100, 16), "float32"); y = np.zeros((100, 1), "float32")
+tuner = kt.RandomSearch(build_model, objective="val_loss", max_trials=7, directory=DIRECTORY)
+tuner.search(x, y, epochs=4, batch_size=10, validation_split=0.2)
+SEARCHED = len(tuner.oracle.trials)
+'''
+
+
+def test_a_file_that_searches_at_top_level_is_checked_without_searching(tmp_path):
+    from preflight.tuner.cli_support import check_search_file
+
+    path = tmp_path / "tune.py"
+    path.write_text(TUNE_FILE.replace("DIRECTORY", repr(str(tmp_path / "runs"))))
+    section = check_search_file(path, budget="64MiB", n_samples=10, n_measure=2)
+    assert section["source"]["found"] == "tuner" and section["source"]["search_call_recorded"]
+    assert section["batch_size"] == 10                      # from the recorded search call
+    assert section["schedule"]["trials"] == 7 and section["schedule"]["epochs_total"] == 28
+    assert [m["status"] for m in section["measurements"]] == ["ok", "ok"]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("trial.json"))

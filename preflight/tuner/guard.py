@@ -43,6 +43,7 @@ class SearchGuard:
         self._features = FeatureCache(tuner.hypermodel)
         self.skipped: list[dict[str, Any]] = []       # every proposal kept out of a trial, and why
         self.rss_per_trial: list[dict[str, Any]] = []
+        self.trials: list[dict[str, Any]] = []          # what ran: values, predicted peak, status
         self.trials_seen = 0
         self.gave_up: list[str] = []
         self.rss_at_start: int | None = None
@@ -148,6 +149,14 @@ class SearchGuard:
 
             keras.backend.clear_session()
             gc.collect()
+        values = dict(getattr(getattr(trial, "hyperparameters", None), "values", {}) or {})
+        predicted = self.predicted_peak(values) if self.budget_bytes is not None else None
+        self.trials.append({
+            "trial_id": getattr(trial, "trial_id", None), "status": str(getattr(trial, "status", "")),
+            "values": {k: v for k, v in values.items() if not k.startswith("tuner/")},
+            "peak_bytes": predicted, "peak_source": "predicted",
+            "fits": None if predicted is None else predicted <= self.budget_bytes,
+        })
         rss = self._rss()
         previous = self.rss_per_trial[-1]["rss_bytes"] if self.rss_per_trial else self.rss_at_start
         self.rss_per_trial.append({
@@ -187,7 +196,7 @@ class SearchGuard:
         """The guard's record for the report's "search" section."""
         return {
             "budget_bytes": self.budget_bytes, "batch_size": self.batch_size,
-            "trials_seen": self.trials_seen, "skipped": list(self.skipped), "skipped_count": len(self.skipped),
+            "trials_seen": self.trials_seen, "trials": list(self.trials), "skipped": list(self.skipped), "skipped_count": len(self.skipped),
             "rss_at_start_bytes": self.rss_at_start, "rss_per_trial": list(self.rss_per_trial),
             "rss_growth": self.rss_growth(), "warnings": self.warnings(),
             "static_builds": self._features.builds,
@@ -196,13 +205,18 @@ class SearchGuard:
 
 
 def guard(tuner: Any, budget_bytes: int | str | None = None, predictor: Any = None, *,
-          batch_size: int = 32, **options: Any) -> SearchGuard:
+          batch_size: int = 32, target: str | None = None, **options: Any) -> SearchGuard:
     """Install a `SearchGuard` on `tuner` and return it; then call `tuner.search(...)` as usual.
 
+    `target`: a device name (`preflight.devices`) whose usable memory is the budget.
     `predictor`: a `PeakPredictor`, the dict `check_search` returned (its fitted predictor is used),
     or a callable values -> peak bytes. Without one, a conservative prior (weights + gradients +
     optimizer slots + 2x activations, +50 %) is used.
     """
+    if budget_bytes is None and target is not None:
+        from preflight.devices import get_target
+
+        budget_bytes = get_target(target).usable_bytes
     if budget_bytes is None and isinstance(predictor, dict) and predictor.get("budget_bytes"):
         budget_bytes = predictor["budget_bytes"]
     if isinstance(predictor, dict) and "batch_size" in predictor and batch_size == 32:

@@ -6,10 +6,12 @@ Owns the section's shape and its findings. The section (all bytes ints, all time
      "worst_case": {"values", "batch_size", "peak_bytes", "peak_source": "measured"|"predicted",
                     "predicted_peak_bytes", "measured_peak_bytes", "params_total", "fits"},
      "fits_fraction": float|null (share of sampled configurations predicted to fit),
-     "samples": [{"values", "batch_size", "predicted_peak_bytes", "param_bytes", "fits"}],
+     "samples": [{"values", "batch_size", "predicted_peak_bytes", "peak_bytes" (= predicted),
+                  "peak_source": "predicted", "param_bytes", "fits"}],
      "drivers": [{"name", "effect", "correlation", "active_in"}],
      "bounds": {hp: {"max_fitting_with_others_at_worst", "max_fitting_with_others_smallest", "max_value"},
                 "_together": {"values": {hp: value}, "others", "grid_fraction"}},
+     "bounds_summary": str|null (the bounds as one sentence), "memory_driver": str|null (top numeric driver),
      "predictor": PeakPredictor.to_dict(), "measurements": [...], "validation": [...],
      "schedule": SearchSchedule.to_dict(), "step_seconds", "time_estimate_seconds",
      "time_limit_seconds", "disk_estimate_bytes", "disk_free_bytes", "directory",
@@ -104,12 +106,15 @@ def check_search(hypermodel_or_tuner: Any, data: Any = None, *, batch_size: int 
                  epochs: int | None = None, max_trials: int | None = None, validation_split: float = 0.0,
                  num_samples: int | None = None, directory: str | None = None, n_samples: int = 200,
                  sample_seconds: float = 60.0, n_measure: int = 5, n_validate: int = 0,
-                 measure: Callable[..., list[Any]] | None = None, seed: int = 0) -> dict[str, Any]:
+                 measure: Callable[..., list[Any]] | None = None, seed: int = 0,
+                 target: str | None = None, time_limit: float | str | None = None) -> dict[str, Any]:
     """Check a whole search space before searching. Returns the report's `"search"` section (see module doc).
 
     `hypermodel_or_tuner`: a `build_model(hp)` function, a `kt.HyperModel` or a tuner (its schedule and
     directory are used; it is not searched). `measure`: how to dry-run a few configurations (default: a
-    fresh BFC child per configuration; `measure.engine_measure(path)` for a tune.py).
+    fresh BFC child per configuration; `measure.engine_measure(path)` for a tune.py). `target` (a device
+    name) stands for its usable memory when no budget is given; `time_limit` is `time_limit_seconds`
+    written as '12h'.
     """
     from preflight.tuner.budget import (
         disk_estimate,
@@ -121,6 +126,11 @@ def check_search(hypermodel_or_tuner: Any, data: Any = None, *, batch_size: int 
     )
     from preflight.tuner.predict import analyse_space
 
+    if budget_bytes is None and target is not None:
+        from preflight.devices import get_target
+
+        budget_bytes = get_target(target).usable_bytes
+    time_limit_seconds = time_limit if time_limit_seconds is None else time_limit_seconds
     budget = None if budget_bytes is None else parse_size(budget_bytes)
     limit = None if time_limit_seconds is None else parse_duration(time_limit_seconds)
     analysis = analyse_space(hypermodel_or_tuner, batch_size=batch_size, budget_bytes=budget, data=data,
@@ -148,6 +158,10 @@ def check_search(hypermodel_or_tuner: Any, data: Any = None, *, batch_size: int 
         "samples": analysis.samples,
         "drivers": analysis.drivers,
         "bounds": analysis.bounds,
+        "bounds_summary": (_bounds_sentence(analysis.bounds, batch_size, budget) if budget else None),
+        "memory_driver": next((d["name"] for d in analysis.drivers
+                               if any(h.name == d["name"] and h.type in ("Int", "Float") for h in analysis.space)),
+                              None),
         "predictor": analysis.predictor.to_dict(),
         "measurements": analysis.measurements,
         "validation": analysis.validation,

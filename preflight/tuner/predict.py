@@ -389,7 +389,7 @@ def analyse_space(hypermodel_or_tuner: Any, *, space: list[HyperparameterInfo] |
     for active, features, bs in sampled:
         predicted = predictor.predict(features, bs)
         samples.append({"values": active, "batch_size": bs, "predicted_peak_bytes": predicted,
-                        "param_bytes": features.param_bytes,
+                        "peak_bytes": predicted, "peak_source": "predicted", "param_bytes": features.param_bytes,
                         "fits": None if budget_bytes is None else predicted <= budget_bytes})
     fits_fraction = (sum(1 for s in samples if s["fits"]) / len(samples)) if samples and budget_bytes else None
 

@@ -33,6 +33,8 @@ class HyperparameterInfo:
         data = asdict(self)
         data["values"] = list(self.values)
         data["conditions"] = [dict(c) for c in self.conditions]
+        if self.type in ("Int", "Float"):
+            data["range"] = [self.min_value, self.max_value]  # what the report's table shows
         return data
 
     @property

@@ -1,8 +1,9 @@
 """A small image classifier whose Flatten feeds a wide Dense: most of its 8.5M parameters sit in one layer.
 
-Try: `preflight check examples/wide_dense_cnn.py --budget 256MiB`. At batch 64 it does not fit that
-budget; the what-ifs show which change makes it fit (global pooling instead of Flatten removes almost
-all of the Dense layer's weights, their gradients and Adam's two slots for each).
+Try: `preflight check examples/wide_dense_cnn.py --budget 160MiB`. At batch 64 its step peaks near
+205 MiB (BFC, CPU), so it does not fit; the what-ifs show which change makes it fit: global pooling
+instead of Flatten removes almost all of the Dense layer's weights, their gradients and Adam's two
+slots for each (about 130 MiB measured).
 """
 import keras
 

@@ -67,3 +67,24 @@ def test_batch_size_leads_when_it_fits():
 def test_rejects_a_missing_baseline():
     with pytest.raises(ValueError):
         rank_recommendations(0, [], None, None)
+
+
+def test_batch_size_and_unmeasured_entries_rank_like_measured_ones():
+    import ast
+
+    from preflight.whatif.rank import batch_size_entry, unmeasured_entry
+
+    smaller = batch_size_entry(64, 16, 250 * MiB, 1000, source="predicted")
+    ast.parse(smaller["snippet"])
+    assert "gradient_accumulation_steps=4" in smaller["tradeoff"]
+    skipped = unmeasured_entry({"kind": "remat", "args": {}}, "not_applicable", "subclassed model")
+    ranked = rank_recommendations(400 * MiB, [skipped, smaller], 300 * MiB, 1.0)
+    assert ranked[0]["kind"] == "batch_size" and ranked[0]["lead"] and ranked[0]["fits"]
+    assert ranked[1]["status"] == "not_applicable" and ranked[1]["recommended"] is False
+
+
+def test_no_lead_when_the_baseline_already_fits():
+    ranked = rank_recommendations(200 * MiB, [_measured("optimizer", 180), _measured("shrink", 120)],
+                                  budget_bytes=256 * MiB, baseline_step_seconds=1.0)
+    assert [e["kind"] for e in ranked] == ["shrink", "optimizer"]
+    assert not any(e["lead"] for e in ranked)

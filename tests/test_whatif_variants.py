@@ -176,3 +176,16 @@ def test_mixed_precision_peak_measured_with_bfc_in_a_child_is_lower(tmp_path):
     assert mixed["status"] == "ok", mixed
     assert "bfloat16" in mixed["output_dtypes"] and mixed["output_dtypes"][-1] == "float32"
     assert mixed["peak_bytes"] < baseline["peak_bytes"], (mixed["peak_bytes"], baseline["peak_bytes"])
+
+
+@pytest.mark.parametrize("mode", ["full", "larger_than"])
+def test_remat_scope_still_fails_in_tf_function_which_is_why_remat_wraps_blocks(mode):
+    # If Keras fixes this, RematScope becomes a one-line alternative and the remat tradeoff text must change.
+    kwargs = {"output_size_threshold": 10} if mode == "larger_than" else {}
+    with keras.RematScope(mode=mode, **kwargs):
+        inputs = keras.Input((16,))
+        hidden = keras.layers.Dense(32, activation="relu")(inputs)
+        model = keras.Model(inputs, keras.layers.Dense(4)(hidden))
+    model.compile(optimizer="adam", loss="mse")
+    with pytest.raises(ValueError, match="keywords arguments only when eager"):
+        model.train_on_batch(np.zeros((4, 16), "float32"), np.zeros((4, 4), "float32"))

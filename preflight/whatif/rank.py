@@ -9,7 +9,8 @@ Output entries (JSON-able, in display order):
     {"kind", "title", "peak_bytes", "saving_bytes", "saving_fraction", "step_seconds", "step_ratio",
      "params", "snippet", "tradeoff", "fits", "recommended", "lead", "status", "message", "details"}
 
-Order: if some recommended variant fits the budget, the least intrusive of those leads (batch_size <
+Order: if the baseline does not fit the budget and some recommended variant does, the least intrusive
+of those leads (batch_size <
 mixed_precision < optimizer < remat < shrink; larger saving breaks ties), because the smallest change
 that makes the run fit is the one to try first. Then the other recommended variants by saving, then
 the ones that save less than MIN_SAVING_FRACTION (kept, so the report can say they were measured and
@@ -62,7 +63,9 @@ def rank_recommendations(
             "details": item.get("details", {}),
         })
 
-    fitting = [e for e in entries if e["recommended"] and e["fits"]]
+    # Only a run that does not fit needs "the smallest change that makes it fit".
+    baseline_fits = budget_bytes is not None and baseline_peak_bytes <= budget_bytes
+    fitting = [e for e in entries if e["recommended"] and e["fits"]] if not baseline_fits else []
     lead = min(fitting, key=lambda e: (_intrusiveness(e["kind"]), -e["saving_bytes"])) if fitting else None
     if lead is not None:
         lead["lead"] = True
@@ -79,4 +82,31 @@ def rank_recommendations(
     return sorted(entries, key=order)
 
 
-__all__ = ["INTRUSIVENESS", "MIN_SAVING_FRACTION", "rank_recommendations"]
+def unmeasured_entry(spec: dict[str, Any], status: str, message: str) -> dict[str, Any]:
+    """A measured-list item for a what-if that has no peak: "not_applicable", "oom", "error" or "timeout"."""
+    args = spec.get("args") or {}
+    detail = args.get("policy") or args.get("name") or args.get("change") or ""
+    return {"kind": spec.get("kind"), "title": f"{spec.get('kind')} {detail}".strip(), "peak_bytes": None,
+            "step_seconds": None, "params": None, "snippet": "", "tradeoff": "", "status": status,
+            "message": message}
+
+
+def batch_size_entry(current_batch_size: int, new_batch_size: int, peak_bytes: int, params: int,
+                     step_seconds: float | None = None, source: str = "measured") -> dict[str, Any]:
+    """The measured-list item for the batch-size what-if, from the batch-size prediction or a probe."""
+    return {
+        "kind": "batch_size",
+        "title": f"Batch size {current_batch_size} -> {new_batch_size}",
+        "peak_bytes": int(peak_bytes),
+        "step_seconds": step_seconds,
+        "params": params,
+        "snippet": f"batch_size = {int(new_batch_size)}\n",
+        "tradeoff": (f"Peak {source} at batch {new_batch_size}. Fewer samples per step: more steps per epoch, "
+                     "noisier gradients; scale the learning rate with the batch (or accumulate gradients with "
+                     f"the optimizer's gradient_accumulation_steps={max(1, current_batch_size // max(1, new_batch_size))} "
+                     "to keep the effective batch)."),
+        "details": {"batch_size": int(new_batch_size), "source": source},
+    }
+
+
+__all__ = ["INTRUSIVENESS", "MIN_SAVING_FRACTION", "batch_size_entry", "rank_recommendations", "unmeasured_entry"]

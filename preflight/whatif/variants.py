@@ -325,7 +325,8 @@ def mixed_precision(model, policy: str = "mixed_bfloat16"):
         )
     tradeoff = (
         f"Activations and matmuls in {low}; weights, gradients and optimizer state stay float32, so the "
-        "saving is on activations only. "
+        "saving is on activations only; where weights or the optimizer update set the peak, the "
+        "low-precision copies of the weights can raise it instead (the measurement says which). "
     )
     if policy == "mixed_float16":
         tradeoff += "Needs loss scaling (LossScaleOptimizer). Fast on GPUs with tensor cores. "
@@ -519,8 +520,9 @@ def remat_blocks(model, cut_after: list[str]):
 def remat(model, cut_after: list[str] | None = None, num_blocks: int = 4):
     """The model rebuilt as pieces wrapped in keras.remat (cut after `cut_after`, or balanced cuts).
 
-    keras.RematScope is not used: its "full"/"larger_than" modes fail inside tf.function on the TF
-    backend (custom_gradient with keyword arguments), and "activations" raised the peak in our probes.
+    keras.RematScope is not used: its "full", "larger_than" and "list_of_layers" modes fail inside
+    tf.function on the TF backend (custom_gradient with keyword arguments; a test keeps checking), and
+    "activations" raised the peak in our probes.
     """
     config = _rebuildable_config(model)
     clone = _from_config(model, config)
@@ -540,8 +542,10 @@ def remat(model, cut_after: list[str] | None = None, num_blocks: int = 4):
         f"Forward activations inside {len(cut_after) + 1} pieces are recomputed during backward instead "
         "of kept: more compute per step (typically +30-40 %), and BatchNormalization/Dropout run twice "
         "in the forward (moving statistics update twice). Only keras.remat around a multi-layer function "
-        "lowers the peak on the TensorFlow backend; keras.RematScope's 'full'/'larger_than' modes fail "
-        "inside tf.function there and 'activations' raised the peak."
+        "lowers the peak on the TensorFlow backend: keras.RematScope's 'full', 'larger_than' and "
+        "'list_of_layers' modes fail inside tf.function there ('The custom_gradient decorator currently "
+        "supports keywords arguments only when eager execution is enabled'; checked on Keras 3.15 / TF 2.21) "
+        "and 'activations' runs but raised the peak in our probes."
     )
     return new_model, _describe(
         "remat", f"Rematerialize {len(cut_after) + 1} blocks (cut after {', '.join(cut_after)})",

@@ -57,6 +57,22 @@ def capture_profile(step_fn: Callable[[], Any], logdir: str | os.PathLike, steps
     return Path(new_files[-1])
 
 
+def profile_training_step(model, x, y=None, sample_weight=None, logdir: str | os.PathLike = "preflight-profile",
+                          steps: int = 1) -> dict[str, Any]:
+    """Profile `steps` training steps of an already warmed-up model; return its peak composition.
+
+    For the dry-run child, after its measured steps (the profiler's own overhead must not touch those).
+    `tensorboard --logdir LOGDIR` shows the trace under the profile plugin.
+    """
+    capture_profile(lambda: model.train_on_batch(x, y, sample_weight=sample_weight), logdir, steps=steps)
+    optimizer = getattr(model, "optimizer", None)
+    inner = getattr(optimizer, "inner_optimizer", None)  # a LossScaleOptimizer's updates run in its scope
+    names = [n for n in (getattr(optimizer, "name", None), getattr(inner, "name", None)) if n]
+    composition = read_peak_composition(logdir, optimizer_name=names[-1] if names else None)
+    composition["logdir"] = str(logdir)
+    return composition
+
+
 def _xplane_files(logdir: str) -> list[str]:
     return glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb"))
 
@@ -184,4 +200,4 @@ def sample_timeline(events: list[dict[str, Any]], start_ps: int = 0,
 
 
 __all__ = ["capture_profile", "memory_profile_json", "peak_composition_from_profile", "phase_of_op",
-           "read_peak_composition", "sample_timeline"]
+           "profile_training_step", "read_peak_composition", "sample_timeline"]

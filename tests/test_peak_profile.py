@@ -16,10 +16,10 @@ from preflight.peak_profile import phase_of_op, sample_timeline
 ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = textwrap.dedent("""
-    import json, sys
+    import glob, json, sys
     import numpy as np
-    import keras, tensorflow as tf
-    from preflight.peak_profile import capture_profile, read_peak_composition
+    import keras
+    from preflight.peak_profile import profile_training_step
 
     inputs = keras.Input((32, 32, 3))
     h = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv_a")(inputs)
@@ -32,9 +32,8 @@ CHILD = textwrap.dedent("""
     x = np.random.rand(16, 32, 32, 3).astype("float32")
     y = np.random.randint(0, 10, 16)
     model.train_on_batch(x, y)  # warm-up outside the trace
-    xplane = capture_profile(lambda: model.train_on_batch(x, y), sys.argv[1])
-    composition = read_peak_composition(sys.argv[1], optimizer_name=model.optimizer.name)
-    composition["xplane"] = str(xplane)
+    composition = profile_training_step(model, x, y, logdir=sys.argv[1])
+    composition["xplane"] = glob.glob(sys.argv[1] + "/plugins/profile/*/*.xplane.pb")[0]
     composition["weight_bytes"] = sum(int(np.prod(w.shape)) * 4 for w in model.weights)
     print("RESULT " + json.dumps(composition))
 """)

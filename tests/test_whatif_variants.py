@@ -189,3 +189,15 @@ def test_remat_scope_still_fails_in_tf_function_which_is_why_remat_wraps_blocks(
     model.compile(optimizer="adam", loss="mse")
     with pytest.raises(ValueError, match="keywords arguments only when eager"):
         model.train_on_batch(np.zeros((4, 16), "float32"), np.zeros((4, 4), "float32"))
+
+
+def test_mixed_precision_reaches_layers_of_a_nested_model():
+    inner_inputs = keras.Input((8, 8, 3))
+    inner = keras.Model(inner_inputs, keras.layers.Conv2D(4, 3, name="inner_conv")(inner_inputs), name="backbone")
+    model = keras.Sequential([keras.Input((8, 8, 3)), inner, keras.layers.Flatten(),
+                              keras.layers.Dense(2, activation="softmax", name="head")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    variant, _ = mixed_precision(model, "mixed_bfloat16")
+    assert variant.get_layer("backbone").get_layer("inner_conv").compute_dtype == "bfloat16"
+    assert variant.get_layer("head").compute_dtype == "float32"
+    np.testing.assert_allclose(variant.get_layer("head").get_weights()[0], model.get_layer("head").get_weights()[0])

@@ -95,7 +95,7 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings) -> dict[str, An
     elif settings.target_name:
         document["target"] = get_target(settings.target_name).to_dict()
 
-    parts, sources = footprint(model, batch_size, document["peak_bytes"])
+    parts, sources = footprint(model, batch_size, document["peak_bytes"], document["peak_source"])
     document["footprint"] = {part: int(parts[part]) for part in PARTS}
     document["footprint_sources"] = sources
     document["fits"] = _verdict(verdict_bytes, outcome.probes, batch_size, budget, probe_limit)

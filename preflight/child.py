@@ -102,7 +102,8 @@ def run_job(job: dict, events: EventWriter) -> None:
                 job["planned_batch_size"], probes, local_limit_bytes=job.get("memory_limit_bytes"),
                 usable_bytes=job.get("usable_bytes"),
                 min_bytes_per_sample=max(pool.bytes_per_sample(), slope),
-                measured_steps=measured_steps, time_allowance_seconds=time.monotonic() - started)
+                measured_steps=measured_steps,
+                time_allowance_seconds=plan.DECISION_SHARE * (time.monotonic() - started))
         else:
             round_sizes = plan.shrink_round(job["planned_batch_size"], probes)
         if not round_sizes:

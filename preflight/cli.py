@@ -143,9 +143,9 @@ def _render(argv: list[str]) -> int:
 
 
 def _targets() -> int:
-    from preflight.devices import list_targets
+    from preflight.devices import get_target, list_targets
     from preflight.units import format_bytes
 
-    for target in list_targets():
+    for target in map(get_target, list_targets()):
         print(f"{target.name:<12} {target.kind:<4} {format_bytes(target.usable_bytes):>10}  {target.description}")
     return errors.EXIT_OK

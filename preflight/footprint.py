@@ -13,8 +13,10 @@ from preflight.measurements import ModelInfo
 PARTS = ("parameters", "gradients", "optimizer", "activations", "inputs", "other")
 
 
-def footprint(model: ModelInfo, batch_size: int, peak_bytes: int | None) -> tuple[dict[str, int], dict[str, str]]:
-    """(bytes per part, source per part) at `batch_size` for a step whose peak is `peak_bytes`."""
+def footprint(model: ModelInfo, batch_size: int, peak_bytes: int | None,
+              peak_source: str = "measured") -> tuple[dict[str, int], dict[str, str]]:
+    """(bytes per part, source per part) at `batch_size` for a step whose peak is `peak_bytes`
+    (`peak_source`: "measured" or "predicted")."""
     parts = {
         "parameters": model.param_bytes,
         "gradients": model.trainable_param_bytes,
@@ -34,7 +36,7 @@ def footprint(model: ModelInfo, batch_size: int, peak_bytes: int | None) -> tupl
     room_for_activations = max(0, peak_bytes - others)
     if parts["activations"] > room_for_activations:
         parts["activations"] = room_for_activations
-        sources["activations"] = "derived (capped at the measured peak)"
+        sources["activations"] = f"derived (capped at the {peak_source} peak)"
     parts["other"] = max(0, peak_bytes - others - parts["activations"])
-    sources["other"] = "measured peak minus the rest"
+    sources["other"] = f"{peak_source} peak minus the rest"
     return parts, sources

@@ -16,6 +16,7 @@ from preflight.measurements import ProbeResult
 from preflight.predict import PeakModel, next_probe_batch_sizes
 
 MAX_SHRINK_ROUNDS = 5
+DECISION_SHARE = 0.5  # the decision round may add at most half the time spent before it
 
 
 def first_round(planned_batch_size: int) -> list[int]:

@@ -1,0 +1,103 @@
+"""The command line: exit codes, reports written whole or not at all, the CI gate, re-rendering."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from preflight.cli import main
+
+CONTRACT_KEYS = {"format", "preflight_version", "model", "device", "batch_size", "peak_bytes", "peak_source",
+                 "footprint", "probes", "layers", "budget_bytes", "fits", "findings"}
+
+
+@pytest.fixture(scope="module")
+def mlp_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mlp")
+    code = main(["examples/mnist_mlp.py", "--budget", "1GiB", "--json", str(out / "r.json"),
+                 "--html", str(out / "r.html"), "--quiet"])
+    return code, out
+
+
+def test_fitting_model_exits_0_and_writes_both_reports(mlp_run):
+    code, out = mlp_run
+    assert code == 0
+    document = json.loads((out / "r.json").read_text())
+    assert CONTRACT_KEYS <= set(document)
+    assert document["fits"] is True and document["format"] == 1
+    assert set(document["footprint"]) == {"parameters", "gradients", "optimizer", "activations", "inputs", "other"}
+    for probe in document["probes"]:
+        assert probe["status"] == "ok" and len(probe["peak_bytes_runs"]) == 3
+    html = (out / "r.html").read_text()
+    assert "mnist_mlp" in html and "hidden_1" in html
+
+
+def test_too_big_model_does_not_fit_and_still_writes_the_report(tmp_path):
+    started = time.monotonic()
+    code = main(["examples/too_big.py", "--budget", "8GiB", "--json", str(tmp_path / "r.json"),
+                 "--html", str(tmp_path / "r.html"), "--quiet"])
+    elapsed = time.monotonic() - started
+    assert code == 1
+    document = json.loads((tmp_path / "r.json").read_text())
+    assert document["fits"] is False
+    assert document["peak_bytes"] > 8 * 2**30 and document["peak_source"] == "predicted"
+    assert any(p["status"] == "oom" for p in document["probes"])
+    assert any(p["status"] == "ok" for p in document["probes"])
+    assert "DOES NOT FIT" in (tmp_path / "r.html").read_text().upper()
+    assert elapsed < 240  # the goal is 2 minutes on an idle 2-core machine; CI shares its cores
+
+
+def test_gate_fails_when_peak_grew_over_the_baseline(mlp_run, tmp_path):
+    _, out = mlp_run
+    baseline = json.loads((out / "r.json").read_text())
+    baseline["peak_bytes"] = baseline["peak_bytes"] // 2  # pretend the model used to need half
+    (tmp_path / "baseline.json").write_text(json.dumps(baseline))
+    code = main(["examples/mnist_mlp.py", "--baseline", str(tmp_path / "baseline.json"), "--max-increase", "10%",
+                 "--json", str(tmp_path / "r.json"), "--html", "none", "--quiet"])
+    assert code == 1
+    gate = json.loads((tmp_path / "r.json").read_text())["gate"]
+    assert gate["passed"] is False and "against the baseline" in gate["reasons"][0]
+
+
+def test_render_subcommand_rerenders_a_saved_report(mlp_run, tmp_path):
+    _, out = mlp_run
+    assert main(["render", str(out / "r.json"), "--html", str(tmp_path / "again.html"),
+                 "--markdown", str(tmp_path / "summary.md")]) == 0
+    assert "hidden_1" in (tmp_path / "again.html").read_text()
+    assert "mnist\\_mlp" in (tmp_path / "summary.md").read_text()  # Markdown-escaped
+
+
+@pytest.mark.parametrize("argv", [
+    ["does/not/exist.py"],
+    ["examples/mnist_mlp.py", "--budget", "lots"],
+    ["examples/mnist_mlp.py", "--target", "t5000"],
+    ["examples/mnist_mlp.py", "--no-such-flag"],
+])
+def test_usage_errors_exit_2(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "preflight: error" in err or "usage:" in err
+
+
+def test_usage_error_message_is_one_readable_line(capsys):
+    assert main(["examples/mnist_mlp.py", "--target", "t5000"]) == 2
+    err = capsys.readouterr().err
+    assert "t5000" in err and "t4" in err and "Traceback" not in err
+
+
+def test_broken_model_exits_3_without_a_report(models_dir, tmp_path, capsys):
+    code = main([str(models_dir / "raises.py"), "--json", str(tmp_path / "r.json"),
+                 "--html", str(tmp_path / "r.html"), "--quiet"])
+    assert code == 3
+    assert not (tmp_path / "r.json").exists() and not (tmp_path / "r.html").exists()
+    assert list(tmp_path.iterdir()) == []  # no half-written temp files either
+    err = capsys.readouterr().err
+    assert "NameError" in err and "raises.py, line 5" in err and "Traceback" not in err
+
+
+def test_targets_lists_the_catalogue(capsys):
+    assert main(["targets"]) == 0
+    listed = capsys.readouterr().out
+    for name in ("t4", "a100-40gb", "tpu-v3", "cpu"):
+        assert name in listed

@@ -2,7 +2,7 @@
 
 Each sample's hidden activation is 1 MiB (262,144 float32 units) and the backward pass keeps about two
 such tensors per sample alive (the probes measure 2 MiB per sample), so batch 24576 needs about 48 GiB
-while the weights stay small (6.8 M params). `python -m preflight examples/too_big.py --budget 8GiB`
+while the weights stay small (7.1 M params). `python -m preflight examples/too_big.py --budget 8GiB`
 says it does not fit, without ever allocating that much.
 """
 import keras

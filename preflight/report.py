@@ -40,6 +40,9 @@ def write_atomically(path: str | os.PathLike, text: str) -> None:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is an ordinary file
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)

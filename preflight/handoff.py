@@ -51,8 +51,7 @@ def write_handoff(model, pool, directory: str | Path) -> None:
             f"could not hand model {model.name!r} to the isolated dry run: {type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}",
             hint="give custom layers and models a get_config() (see the Keras serialization guide), or put "
-                 "the model in a model.py and run `python -m preflight model.py`, or pass isolate=False "
-                 "(measures in this process: an out-of-memory can then end it)",
+                 "the model in a model.py and run `python -m preflight model.py`",
         ) from None
     with open(directory / "pool.pkl", "wb") as handle:
         pickle.dump({"samples": pool.samples, "kind": pool.kind, "host_bytes": pool.host_bytes,

@@ -16,3 +16,22 @@ class ScaledDense(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "scale": self.scale}
+
+
+class Scaler:
+    """A plain Python object: Keras cannot serialize it as a layer argument."""
+
+    def __init__(self, factor):
+        self.factor = factor
+
+
+class NoConfigLayer(keras.layers.Layer):
+    """Takes a plain object in its constructor and has no get_config(): Keras cannot save it."""
+
+    def __init__(self, units, scaler, **kwargs):
+        super().__init__(**kwargs)
+        self.scaler = scaler
+        self.dense = keras.layers.Dense(units)
+
+    def call(self, inputs):
+        return self.scaler.factor * self.dense(inputs)

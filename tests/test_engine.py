@@ -119,3 +119,17 @@ def test_hanging_step_times_out_and_is_reported(models_dir):
     probe = report.document["probes"][0]
     assert probe["status"] == "timeout" and "20 s" in probe["message"]
     assert any(f["id"] == "probe-timeout" for f in report.findings)
+
+
+def test_unsaveable_notebook_model_gets_an_isolation_error():
+    import keras
+    import numpy as np
+
+    from preflight.errors import IsolationError
+    from tests.custom_layers import NoConfigLayer, Scaler
+
+    model = keras.Sequential([keras.Input((4,)), NoConfigLayer(3, Scaler(2.0), name="needs_units")])
+    model.compile("sgd", "mse")
+    with pytest.raises(IsolationError, match="NoConfigLayer|needs_units|get_config") as info:
+        preflight.check(model, (np.zeros((8, 4), "float32"), np.zeros((8, 3), "float32")), progress=False)
+    assert "model.py" in info.value.hint

@@ -47,9 +47,9 @@ def write_handoff(model, pool, directory: str | Path) -> None:
         with open(directory / "custom_objects.pkl", "wb") as handle:
             cloudpickle.dump(custom_objects, handle)
     except Exception as exc:  # noqa: BLE001 - serialization of user classes fails in many ways
+        reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         raise IsolationError(
-            f"could not hand model {model.name!r} to the isolated dry run: {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}",
+            f"could not hand model {model.name!r} to the isolated dry run: {type(exc).__name__}: {reason[:300]}",
             hint="give custom layers and models a get_config() (see the Keras serialization guide), or put "
                  "the model in a model.py and run `python -m preflight model.py`",
         ) from None

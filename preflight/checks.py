@@ -108,3 +108,21 @@ def measured_on_cpu_for_accelerator(ctx: CheckContext) -> Finding | None:
     return Finding("projected-target", "info",
                    f"Measured on the CPU and projected to {target.get('name')}: on a {target.get('kind')} "
                    "Keras compiles the step with XLA by default, which changes memory; confirm on the device.")
+
+
+@check
+def pipeline_holds_host_memory(ctx: CheckContext) -> Finding | None:
+    pipeline = (ctx.document.get("data") or {}).get("pipeline") or {}
+    shuffle, cache = pipeline.get("shuffle_buffer_bytes", 0), pipeline.get("in_memory_cache_bytes", 0)
+    held = shuffle + cache
+    if not held or not ctx.host_available_bytes or held / ctx.host_available_bytes < 0.25:
+        return None
+    parts = []
+    if shuffle:
+        parts.append(f"a shuffle buffer of up to {format_bytes(shuffle)}")
+    if cache:
+        parts.append(f"an in-memory cache of {format_bytes(cache)}")
+    return Finding("pipeline-in-memory", "warning",
+                   f"The tf.data pipeline holds {' and '.join(parts)} in host RAM "
+                   f"({held / ctx.host_available_bytes:.0%} of the {format_bytes(ctx.host_available_bytes)} "
+                   "available). Use a smaller shuffle buffer, or cache to a file: dataset.cache('/tmp/cache').")

@@ -79,7 +79,7 @@ def run_job(job: dict, events: EventWriter) -> None:
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     events.emit("model", model=describe_model(model, pool).to_dict(), device=device.to_dict(),
-                data={"kind": pool.kind, "host_bytes": pool.host_bytes})
+                data={"kind": pool.kind, "host_bytes": pool.host_bytes, "pipeline": pool.pipeline})
 
     measured_steps = int(job.get("measured_steps", 3))
     probes: list[ProbeResult] = []

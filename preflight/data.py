@@ -21,8 +21,10 @@ class SamplePool:
     samples: tuple                 # (x,) or (x, y) or (x, y, sample_weight); x/y may be lists or dicts of arrays
     kind: str                      # "tf.data" | "numpy" | "PyDataset" | "synthetic"
     host_bytes: int | None = None  # bytes the user's data holds in host memory, when it is all in memory
+    pipeline: dict | None = None   # tf.data only: shuffle buffers and in-memory caches (describe_pipeline)
 
     def batch(self, batch_size: int) -> tuple:
+        """The first `batch_size` samples, the pool repeated when it holds fewer."""
         return tuple(_map(lambda a: _first_n(a, batch_size), part) for part in self.samples)
 
     def bytes_per_sample(self) -> int:
@@ -98,7 +100,7 @@ def _pool_from_arrays(data, pool_size: int) -> SamplePool:
         raise DataError(f"x and y have different numbers of samples: {sorted(lengths)}",
                         hint="pass arrays with the same first dimension")
     host_bytes = sum(a.nbytes for part in arrays for a in _leaves(part))
-    samples = tuple(_map(lambda a: _first_n(a, pool_size), part) for part in arrays)
+    samples = tuple(_map(lambda a: a[:pool_size], part) for part in arrays)
     return SamplePool(samples, "numpy", host_bytes)
 
 
@@ -113,7 +115,7 @@ def _pool_from_pydataset(data, pool_size: int) -> SamplePool:
     if not batches:
         raise DataError("the PyDataset is empty (len() == 0)")
     samples = tuple(_concat([b[i] for b in batches]) for i in range(len(batches[0])))
-    return SamplePool(tuple(_map(lambda a: _first_n(a, pool_size), part) for part in samples), "PyDataset")
+    return SamplePool(tuple(_map(lambda a: a[:pool_size], part) for part in samples), "PyDataset")
 
 
 def _concat(parts: list):
@@ -138,8 +140,41 @@ def _pool_from_dataset(dataset, model, pool_size: int) -> SamplePool:
         raise DataError(f"could not batch the dataset's elements: {str(exc).splitlines()[0]}",
                         hint="elements must have the same shape (pad variable-length data)") from None
     samples = tuple(_map(lambda t: t.numpy(), part) for part in _as_tuple(element))
-    samples = tuple(_map(lambda a: _first_n(a, pool_size), part) for part in samples)
-    return SamplePool(samples, "tf.data")
+    return SamplePool(samples, "tf.data", pipeline=describe_pipeline(dataset))
+
+
+def describe_pipeline(dataset) -> dict:
+    """Host memory a tf.data pipeline holds by design: shuffle buffers and in-memory caches.
+
+    Walks the private `_input_dataset` chain (cheap; no serialization of embedded arrays, notes §9).
+    A shuffle directly over `from_tensor_slices` shares the source tensor's memory, so its figure is an
+    upper bound there; over mapped or file data it is real.
+    """
+    shuffle_bytes, cache_bytes, stage = 0, 0, dataset
+    while stage is not None:
+        name = type(stage).__name__
+        element_bytes = _spec_bytes(stage.element_spec)
+        if "Shuffle" in name and hasattr(stage, "_buffer_size") and element_bytes:
+            shuffle_bytes = max(shuffle_bytes, int(stage._buffer_size) * element_bytes)
+        if "Cache" in name and getattr(stage, "_filename", None) in (b"", "") and element_bytes:
+            count = int(stage.cardinality())
+            if count > 0:
+                cache_bytes = max(cache_bytes, count * element_bytes)
+        stage = getattr(stage, "_input_dataset", None)
+    return {"shuffle_buffer_bytes": shuffle_bytes, "in_memory_cache_bytes": cache_bytes}
+
+
+def _spec_bytes(spec) -> int | None:
+    """Bytes of one element with fully known shapes; None when a dimension is unknown."""
+    import tensorflow as tf
+
+    total = 0
+    for leaf in tf.nest.flatten(spec):
+        dims = leaf.shape.as_list() if leaf.shape.rank is not None else None
+        if dims is None or any(d is None for d in dims):
+            return None
+        total += int(np.prod(dims, dtype=np.int64)) * leaf.dtype.size
+    return total
 
 
 def _is_batched(dataset, model) -> bool:

@@ -33,7 +33,7 @@ def build_model(hp):
 rng = np.random.default_rng(0)
 x = rng.standard_normal((512, INPUT_FEATURES)).astype("float32")
 y = rng.integers(0, CLASSES, size=(512,))
-data = (x, y)
+train_data = (x, y)
 
 if __name__ == "__main__":
     tuner = kt.RandomSearch(build_model, objective="val_accuracy", max_trials=10,

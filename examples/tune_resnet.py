@@ -12,4 +12,4 @@ batch_size = 32
 rng = np.random.default_rng(0)
 x = rng.random((64, 32, 32, 3), dtype=np.float32)
 y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, size=64)]  # HyperResNet compiles categorical_crossentropy
-data = (x, y)
+train_data = (x, y)

@@ -22,7 +22,8 @@ from preflight.tuner.space import HyperparameterInfo, as_hypermodel, build_and_v
 # and two temporaries the size of the largest weight inside the optimizer update (notes §1: the MLP's
 # peak sits in Adam's update of its biggest kernel).
 PRIOR = (1.0, 2.0, 2.0, 0.0)
-EXTRA_MARGIN = 0.10  # added to the worst relative under-prediction seen on the measured configurations
+EXTRA_MARGIN = 0.10
+DRIVER_MIN_EFFECT = 0.01  # hps that move the worst case's peak by less than 1 % get no bounds  # added to the worst relative under-prediction seen on the measured configurations
 
 
 def _nnls(rows: list[tuple[float, ...]], targets: list[float]) -> tuple[float, ...]:
@@ -79,13 +80,15 @@ class PeakPredictor:
 
     @classmethod
     def fit(cls, points: list[tuple[StaticFeatures, int, int]]) -> "PeakPredictor":
-        """Fit on (features, batch_size, measured peak bytes). Fewer than 4 points: prior slopes, fitted offset."""
+        """Fit on (features, batch_size, measured peak bytes). With fewer points than unknowns (4), only
+        one factor is fitted: the prior's shape scaled by the mean measured/prior ratio."""
         if not points:
             return cls.prior()
         if len(points) < 4:
             prior = cls(*PRIOR, margin=0.0)
-            offset = max(peak - prior.predict_raw(f, bs) for f, bs, peak in points)
-            coef = (*PRIOR[:3], max(0.0, offset))
+            ratios = [peak / max(1, prior.predict_raw(f, bs)) for f, bs, peak in points]
+            scale = sum(ratios) / len(ratios)
+            coef = (PRIOR[0] * scale, PRIOR[1] * scale, PRIOR[2] * scale, 0.0)
         else:
             coef = _nnls([(f.state_bytes, f.batch_bytes(bs), f.largest_weight_bytes, 1.0) for f, bs, _ in points],
                          [float(peak) for _, _, peak in points])
@@ -233,37 +236,29 @@ def _choose_configs_to_measure(candidates: list[tuple[dict[str, Any], StaticFeat
     return sorted(picks)
 
 
-def _drivers(space: list[HyperparameterInfo], samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """How much each hp moves the predicted peak: spread of the mean peak across its value buckets,
-    relative to the overall mean (a marginal effect over the random sample)."""
-    peaks = [s["predicted_peak_bytes"] for s in samples]
-    if len(peaks) < 4:
-        return []
-    overall = sum(peaks) / len(peaks)
+def _drivers(space: list[HyperparameterInfo], samples: list[dict[str, Any]], worst: dict[str, Any],
+             cost: Callable[[dict[str, Any]], int | None]) -> list[dict[str, Any]]:
+    """How much each hp moves the peak: with every other hp at its worst case, the spread of the
+    predicted peak over the hp's values, relative to the worst case's peak (deterministic: a
+    learning rate moves nothing, a depth moves a lot). `correlation` is over the random sample."""
+    worst_peak = cost(worst) or 1
     drivers = []
     for info in space:
         if info.type == "Fixed":
             continue
-        pairs = [(s["values"][info.name], s["predicted_peak_bytes"]) for s in samples if info.name in s["values"]]
-        if len(pairs) < 4:
+        grid = _grid(info, limit=64)
+        probes = [grid[0], grid[-1]] if info.type in ("Int", "Float") else grid
+        peaks = [p for p in (cost({**worst, info.name: value}) for value in probes) if p is not None]
+        if len(peaks) < 2:
             continue
-        numeric = info.type in ("Int", "Float") or all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v, _ in pairs)
-        buckets: dict[Any, list[int]] = {}
-        if numeric:
-            ordered = sorted(pairs, key=lambda p: p[0])
-            n_buckets = min(4, len({v for v, _ in pairs}))
-            for rank, (_, peak) in enumerate(ordered):
-                buckets.setdefault(rank * n_buckets // len(ordered), []).append(peak)
-        else:
-            for value, peak in pairs:
-                buckets.setdefault(repr(value), []).append(peak)
-        means = [sum(b) / len(b) for b in buckets.values() if b]
-        effect = (max(means) - min(means)) / overall if overall and len(means) > 1 else 0.0
-        correlation = _correlation([float(v) for v, _ in pairs], [float(p) for _, p in pairs]) if numeric else None
+        effect = (max(peaks) - min(peaks)) / worst_peak
+        pairs = [(s["values"][info.name], s["predicted_peak_bytes"]) for s in samples if info.name in s["values"]]
+        numeric = pairs and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v, _ in pairs)
+        correlation = (_correlation([float(v) for v, _ in pairs], [float(p) for _, p in pairs])
+                       if numeric and len(pairs) > 2 else None)
         drivers.append({"name": info.name, "effect": round(effect, 4),
                         "correlation": None if correlation is None else round(correlation, 4),
-                        "active_in": round(len(pairs) / len(samples), 3)})
+                        "active_in": round(len(pairs) / len(samples), 3) if samples else None})
     return sorted(drivers, key=lambda d: -d["effect"])
 
 
@@ -395,10 +390,18 @@ def analyse_space(hypermodel_or_tuner: Any, *, space: list[HyperparameterInfo] |
 
     # 4. drivers and bounds
     start = time.perf_counter()
-    drivers = _drivers(space, samples)
+    def cost(values: dict[str, Any]) -> int | None:
+        try:
+            features, _ = cache.get(values)
+        except Exception:  # noqa: BLE001 - a combination the build rejects
+            return None
+        return predictor.predict(features, config_batch_size(values, batch_size))
+
+    drivers = _drivers(space, samples, worst, cost)
     bounds: dict[str, Any] = {}
     if budget_bytes is not None:
-        bounds = _bounds(space, drivers[:bounds_for], worst, cache, predictor, batch_size, budget_bytes)
+        moving = [d for d in drivers if d["effect"] >= DRIVER_MIN_EFFECT]
+        bounds = _bounds(space, moving[:bounds_for], moving, worst, cache, predictor, batch_size, budget_bytes)
     timings["bounds_seconds"] = time.perf_counter() - start
 
     step_seconds = _step_seconds_at(step_times, predictor, batch_size)
@@ -433,7 +436,8 @@ def _all_numeric_values(values: Any) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
-def _bounds(space: list[HyperparameterInfo], drivers: list[dict[str, Any]], worst: dict[str, Any],
+def _bounds(space: list[HyperparameterInfo], drivers: list[dict[str, Any]], moving: list[dict[str, Any]],
+            worst: dict[str, Any],
             cache: FeatureCache, predictor: PeakPredictor, batch_size: int, budget_bytes: int) -> dict[str, Any]:
     """For each driving hp: the largest value that fits with the others at worst case, and with the
     others at their smallest; then one joint frontier (every driver at the same grid fraction)."""
@@ -458,12 +462,12 @@ def _bounds(space: list[HyperparameterInfo], drivers: list[dict[str, Any]], wors
         bounds[info.name] = {"max_fitting_with_others_at_worst": at_worst,
                              "max_fitting_with_others_smallest": alone,
                              "max_value": grid[-1]}
-    # the joint frontier moves every Int and numeric Choice (and driving Floats) together, so a
-    # num_layers loop's units_i all shrink with num_layers
-    driver_names = {d["name"] for d in drivers}
-    numeric = [info for info in space if info.type == "Int"
-               or (info.type == "Float" and info.name in driver_names)
-               or (info.type == "Choice" and _all_numeric_values(info.values) and len(info.values) > 1)]
+    # the joint frontier moves every numeric hp that moves memory together, so a num_layers loop's
+    # units_i all shrink with num_layers
+    moving_names = {d["name"] for d in moving}
+    numeric = [info for info in space if info.name in moving_names and (
+               info.type in ("Int", "Float")
+               or (info.type == "Choice" and _all_numeric_values(info.values) and len(info.values) > 1))]
     if numeric:
         grids = {info.name: _grid(info, limit=32) for info in numeric}
 

@@ -201,3 +201,21 @@ def test_mixed_precision_reaches_layers_of_a_nested_model():
     assert variant.get_layer("backbone").get_layer("inner_conv").compute_dtype == "bfloat16"
     assert variant.get_layer("head").compute_dtype == "float32"
     np.testing.assert_allclose(variant.get_layer("head").get_weights()[0], model.get_layer("head").get_weights()[0])
+
+
+def test_remat_never_cuts_inside_a_skip_connection():
+    from preflight.whatif.variants import remat_cut_points
+
+    inputs = keras.Input((8, 8, 4))
+    a = keras.layers.Conv2D(4, 3, padding="same", name="a")(inputs)
+    b = keras.layers.Conv2D(4, 3, padding="same", name="b")(a)
+    c = keras.layers.Conv2D(4, 3, padding="same", name="c")(b)
+    added = keras.layers.Add(name="add")([a, c])
+    d = keras.layers.Conv2D(4, 3, padding="same", name="d")(added)
+    outputs = keras.layers.Dense(2, name="out")(keras.layers.GlobalAveragePooling2D(name="gap")(d))
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    cuts = remat_cut_points(model, num_blocks=6)
+    assert cuts and not {"b", "c"} & set(cuts), cuts  # `a` is still needed by `add` after b and c
+    variant, _ = remat(model, cut_after=cuts)
+    assert np.all(np.isfinite(variant.train_on_batch(np.ones((2, 8, 8, 4), "float32"), np.array([0, 1]))))

@@ -70,7 +70,7 @@ def _rebuildable_config(model) -> dict[str, Any]:
         raise VariantNotApplicable(
             f"model {model.name!r} is a subclassed keras.Model ({type(model).__name__}); preflight can "
             "only rebuild Functional or Sequential models from their config",
-            hint="apply the change in your model's code (see the snippet) and run preflight again",
+            hint="apply the change in your model's code and run preflight on the changed model",
         )
     config = copy.deepcopy(model.get_config())
     if "layers" not in config:
@@ -460,12 +460,12 @@ def remat_cut_points(model, num_blocks: int = 4) -> list[str]:
     if len(layers) < 2:
         raise VariantNotApplicable("the model has fewer than two layers to rematerialize")
     cuts: list[int] = []
-    furthest = -1
+    furthest_before = -1  # the furthest consumer of any layer before `index`
     for index in range(len(layers) - 1):
-        furthest = max(furthest, *consumers.get(index, [index]))
         single_output = sequential or not isinstance(layers[index].output, (list, tuple))
-        if furthest <= index + 1 and single_output:
-            cuts.append(index)
+        if furthest_before <= index and single_output:
+            cuts.append(index)  # nothing from earlier layers is needed after this one
+        furthest_before = max(furthest_before, *consumers.get(index, [index]))
     activation = _activation_bytes(model, layers)
     total = sum(activation)
     if not cuts or total == 0:
@@ -598,7 +598,56 @@ def shrink_candidates(model) -> list[dict[str, Any]]:
     if convs:
         biggest = max(convs, key=lambda l: (_activation_bytes_per_sample(l), l.count_params()))
         candidates.append({"change": "halve_filters", "layer": biggest.name})
+    if len(model.inputs) == 1 and len(model.inputs[0].shape) == 4:
+        height, width = model.inputs[0].shape[1:3]
+        if height and width and min(height, width) >= 2 * _MIN_RESOLUTION:
+            candidates.append({"change": "half_resolution", "layer": _input_layer_name(model)})
     return candidates
+
+
+_MIN_RESOLUTION = 32  # keras.applications refuse smaller images; below it little is left to see
+_RESIZE_NAME = "preflight_half_resolution"
+
+
+def _input_layer_name(model) -> str:
+    config = model.get_config()
+    first = next(e for e in config["layers"] if e["class_name"] == "InputLayer") if "layers" in config else None
+    return _layer_name(first) if first else model.inputs[0].name
+
+
+def _insert_half_resolution(model, config: dict[str, Any], input_name: str) -> tuple[int, int, int, int]:
+    """Put a Resizing layer to half height and width right after the input; returns (h, w, new_h, new_w)."""
+    keras = _keras()
+    height, width = (int(d) for d in model.inputs[0].shape[1:3])
+    new_height, new_width = height // 2, width // 2
+    layers = config["layers"]
+    position = next((i for i, e in enumerate(layers) if _layer_name(e) == input_name), None)
+    if position is None or layers[position]["class_name"] != "InputLayer":
+        raise VariantNotApplicable(f"no input layer named {input_name!r}")
+    resize = {"module": "keras.layers", "class_name": "Resizing", "registered_name": None, "name": _RESIZE_NAME,
+              "config": {"name": _RESIZE_NAME, "height": new_height, "width": new_width,
+                         "interpolation": "bilinear", "trainable": True}}
+    if not isinstance(model, keras.Sequential):
+        resize["inbound_nodes"] = [{"args": [{"class_name": "__keras_tensor__", "config": {
+            "shape": tuple(model.inputs[0].shape), "dtype": str(model.inputs[0].dtype),
+            "keras_history": [input_name, 0, 0]}}], "kwargs": {}}]
+        for entry in layers:
+            _redirect_history(entry.get("inbound_nodes", []), input_name, _RESIZE_NAME)
+    layers.insert(position + 1, resize)
+    return height, width, new_height, new_width
+
+
+def _redirect_history(node: Any, old: str, new: str) -> None:
+    if isinstance(node, dict):
+        history = node.get("config", {}).get("keras_history") if node.get("class_name") == "__keras_tensor__" else None
+        if history and history[0] == old:
+            history[0] = new
+        else:
+            for value in node.values():
+                _redirect_history(value, old, new)
+    elif isinstance(node, list):
+        for value in node:
+            _redirect_history(value, old, new)
 
 
 def _feeds_merge(layers, consumers, index: int) -> bool:
@@ -614,15 +663,24 @@ def _feeds_merge(layers, consumers, index: int) -> bool:
 
 
 def shrink(model, change: str, layer: str):
-    """The model rebuilt with one layer changed: "flatten_to_gap", "halve_units" or "halve_filters"."""
+    """The model rebuilt with one change: "flatten_to_gap", "halve_units", "halve_filters" (at `layer`) or
+    "half_resolution" (a Resizing layer after the input named `layer`)."""
     config = _rebuildable_config(model)
     _strip_build_configs(config)
     entry = next((e for e in config["layers"] if _layer_name(e) == layer), None)
     if entry is None:
         raise VariantNotApplicable(f"no top-level layer named {layer!r}")
-    old_layer = model.get_layer(layer)
     layer_config = entry["config"]
-    if change == "flatten_to_gap":
+    if change == "half_resolution":
+        height, width, new_height, new_width = _insert_half_resolution(model, config, layer)
+        before = None
+        after = f"keras.layers.Resizing({new_height}, {new_width}, name={_RESIZE_NAME!r})"
+        title = f"Half input resolution: {height}x{width} -> {new_height}x{new_width}"
+        tradeoff = ("Every activation after the input shrinks about 4x; the data pipeline can stay as it is "
+                    "(or resize there and skip the layer). Fine detail is lost, which can cost accuracy; a "
+                    "Flatten-fed Dense also changes size.")
+    elif change == "flatten_to_gap":
+        old_layer = model.get_layer(layer)
         rank = len(old_layer.input.shape)
         if entry["class_name"] != "Flatten" or rank not in _GLOBAL_POOL:
             raise VariantNotApplicable(f"{layer!r} is not a Flatten over a 1-3D feature map")
@@ -663,13 +721,12 @@ def shrink(model, change: str, layer: str):
     _copy_matching_weights(model, new_model)
     _compile_like(new_model, model)
     old_params, new_params = model.count_params(), new_model.count_params()
-    snippet = (
-        "import keras\n"
-        "# in your model definition, replace\n"
-        f"#     {before}\n"
-        "# with:\n"
-        f"{after}\n"
-    )
+    if before is None:
+        snippet = ("import keras\n"
+                   f"# in your model definition, add as the first layer after the Input (data stays {height}x{width}):\n"
+                   f"{after}\n")
+    else:
+        snippet = f"import keras\n# in your model definition, replace\n#     {before}\n# with:\n{after}\n"
     return new_model, _describe(
         "shrink", title, snippet, f"{tradeoff} Parameters {old_params:,} -> {new_params:,}.", new_model,
         change=change, layer=layer, params_before=int(old_params),
@@ -720,7 +777,7 @@ def apply_variant(model, spec: VariantSpec):
     kind, args = spec.get("kind"), dict(spec.get("args") or {})
     builders = {"mixed_precision": mixed_precision, "optimizer": optimizer, "remat": remat, "shrink": shrink}
     if kind not in builders:
-        raise VariantNotApplicable(f"unknown what-if kind {kind!r}")
+        raise VariantNotApplicable(f"unknown what-if kind {kind!r}; one of {', '.join(KINDS)}")
     if kind == "shrink" and not args:
         _rebuildable_config(model)  # raises the subclassed-model reason
     return builders[kind](model, **args)

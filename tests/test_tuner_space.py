@@ -148,3 +148,14 @@ def test_hyper_resnet_enumerates_and_its_worst_case_builds():
     model = build_with_values(hypermodel, worst)  # a real build, weights allocated
     smallest = build_with_values(hypermodel, dict(worst, conv4_depth=6, conv3_depth=4))
     assert model.count_params() > smallest.count_params() > 0
+
+
+def test_importing_the_tuner_package_imports_no_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys, preflight.tuner, preflight.tuner.space, preflight.tuner.predict, preflight.tuner.guard, "
+            "preflight.tuner.plan, preflight.tuner.budget, preflight.tuner.measure, preflight.tuner.cli_support; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'keras_tuner') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -88,3 +88,11 @@ def test_no_lead_when_the_baseline_already_fits():
                                   budget_bytes=256 * MiB, baseline_step_seconds=1.0)
     assert [e["kind"] for e in ranked] == ["shrink", "optimizer"]
     assert not any(e["lead"] for e in ranked)
+
+
+def test_within_shrink_pooling_leads_over_a_lower_resolution():
+    resolution = {**_measured("shrink", 70, title="half resolution"), "details": {"change": "half_resolution"}}
+    pooling = {**_measured("shrink", 130, title="pooling"), "details": {"change": "flatten_to_gap"}}
+    ranked = rank_recommendations(210 * MiB, [resolution, pooling], 160 * MiB, 1.0)
+    assert [e["title"] for e in ranked] == ["pooling", "half resolution"]
+    assert ranked[0]["lead"]

@@ -10,11 +10,11 @@ Output entries (JSON-able, in display order):
      "params", "snippet", "tradeoff", "fits", "recommended", "lead", "status", "message", "details"}
 
 Order: if the baseline does not fit the budget and some recommended variant does, the least intrusive
-of those leads (batch_size <
-mixed_precision < optimizer < remat < shrink; larger saving breaks ties), because the smallest change
-that makes the run fit is the one to try first. Then the other recommended variants by saving, then
-the ones that save less than MIN_SAVING_FRACTION (kept, so the report can say they were measured and
-did not help), then the ones without a measurement.
+of those leads (batch_size < mixed_precision < optimizer < remat < shrink, and within shrink
+flatten_to_gap < halve_units < halve_filters < half_resolution; larger saving breaks ties), because
+the smallest change that makes the run fit is the one to try first. Then the other recommended
+variants by saving, then the ones that save less than MIN_SAVING_FRACTION (kept, so the report can say
+they were measured and did not help), then the ones without a measurement.
 """
 from __future__ import annotations
 
@@ -24,8 +24,16 @@ MIN_SAVING_FRACTION = 0.02  # below this the difference is within run-to-run spr
 INTRUSIVENESS = ("batch_size", "mixed_precision", "optimizer", "remat", "shrink")
 
 
-def _intrusiveness(kind: str) -> int:
-    return INTRUSIVENESS.index(kind) if kind in INTRUSIVENESS else len(INTRUSIVENESS)
+# Within "shrink": swapping Flatten for pooling keeps the data and usually the accuracy; narrower layers
+# cost capacity; a lower input resolution throws information away.
+SHRINK_INTRUSIVENESS = ("flatten_to_gap", "halve_units", "halve_filters", "half_resolution")
+
+
+def _intrusiveness(entry: dict[str, Any]) -> tuple[int, int]:
+    kind = entry["kind"]
+    change = (entry.get("details") or {}).get("change")
+    return (INTRUSIVENESS.index(kind) if kind in INTRUSIVENESS else len(INTRUSIVENESS),
+            SHRINK_INTRUSIVENESS.index(change) if change in SHRINK_INTRUSIVENESS else len(SHRINK_INTRUSIVENESS))
 
 
 def rank_recommendations(
@@ -66,7 +74,7 @@ def rank_recommendations(
     # Only a run that does not fit needs "the smallest change that makes it fit".
     baseline_fits = budget_bytes is not None and baseline_peak_bytes <= budget_bytes
     fitting = [e for e in entries if e["recommended"] and e["fits"]] if not baseline_fits else []
-    lead = min(fitting, key=lambda e: (_intrusiveness(e["kind"]), -e["saving_bytes"])) if fitting else None
+    lead = min(fitting, key=lambda e: (_intrusiveness(e), -e["saving_bytes"])) if fitting else None
     if lead is not None:
         lead["lead"] = True
 
@@ -109,4 +117,4 @@ def batch_size_entry(current_batch_size: int, new_batch_size: int, peak_bytes: i
     }
 
 
-__all__ = ["INTRUSIVENESS", "MIN_SAVING_FRACTION", "batch_size_entry", "rank_recommendations", "unmeasured_entry"]
+__all__ = ["INTRUSIVENESS", "MIN_SAVING_FRACTION", "SHRINK_INTRUSIVENESS", "batch_size_entry", "rank_recommendations", "unmeasured_entry"]

@@ -116,3 +116,32 @@ def test_rss_growth_warning_only_for_a_leaking_build(tmp_path, leaky):
         assert search_guard.rss_growth()["mean_growth_bytes"] >= 40 * 1024 * 1024
     else:
         assert rss_warnings == [], search_guard.rss_per_trial
+
+
+def build_grid_model(hp):
+    """Grid order starts with the biggest widths, so the first proposals do not fit."""
+    inputs = keras.Input((8,))
+    x = keras.layers.Dense(hp.Choice("units_a", [96, 64, 8]), activation="relu")(inputs)
+    x = keras.layers.Dense(hp.Choice("units_b", [96, 64, 8]), activation="relu")(x)
+    model = keras.Model(inputs, keras.layers.Dense(1)(x))
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+def test_guard_checks_proposals_that_do_not_come_from_random_draws(tmp_path):
+    def grid_peak(values) -> int:
+        features = static_features(build_and_values(build_grid_model, values, allocate=False)[0])
+        return PeakPredictor.prior().predict(features, BATCH)
+
+    budget = grid_peak({"units_a": 64, "units_b": 8})
+    assert grid_peak({"units_a": 96, "units_b": 96}) > budget
+    tuner = kt.GridSearch(build_grid_model, objective="val_loss", max_trials=3, directory=str(tmp_path),
+                          project_name="grid")
+    search_guard = guard(tuner, budget, PeakPredictor.prior(), batch_size=BATCH)
+    tuner.search(X, Y, epochs=1, batch_size=BATCH, validation_split=0.25, verbose=0)
+    trials = list(tuner.oracle.trials.values())
+    assert trials and all(t.status == "COMPLETED" for t in trials)
+    assert all(grid_peak(t.hyperparameters.values) <= budget for t in trials)
+    assert any(s["action"] == "asked the oracle again" for s in search_guard.skipped)
+    assert {record["trial_id"] for record in search_guard.trials} == {t.trial_id for t in trials}
+    assert all(record["fits"] for record in search_guard.trials)

@@ -107,3 +107,17 @@ def test_a_file_that_searches_at_top_level_is_checked_without_searching(tmp_path
     assert section["schedule"]["trials"] == 7 and section["schedule"]["epochs_total"] == 28
     assert [m["status"] for m in section["measurements"]] == ["ok", "ok"]
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("trial.json"))
+
+
+def test_search_files_are_recognised_without_running_them(tmp_path):
+    from preflight.tuner.cli_support import looks_like_search_file
+
+    search = tmp_path / "tune.py"
+    search.write_text("import keras_tuner as kt\nraise SystemExit('must not run')\n")
+    plain = tmp_path / "model.py"
+    plain.write_text("import keras\ndef build_model():\n    return None\n")
+    function_only = tmp_path / "hp.py"
+    function_only.write_text("def make(hp, scale=2):\n    return hp\n")
+    assert looks_like_search_file(search) and looks_like_search_file(function_only)
+    assert not looks_like_search_file(plain)
+    assert looks_like_search_file("examples/tune.py") and looks_like_search_file("examples/tune_resnet.py")

@@ -14,6 +14,29 @@ from preflight.errors import TargetLoadError
 from preflight.units import parse_size
 
 
+def looks_like_search_file(path: str | os.PathLike) -> bool:
+    """True when a file, read without running it, imports keras_tuner or defines a function whose only
+    required argument is `hp`: the CLI then checks a search instead of one model."""
+    import ast
+    from pathlib import Path
+
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "keras_tuner" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "keras_tuner":
+            return True
+        if isinstance(node, ast.FunctionDef) and node.args.args:
+            required = node.args.args[: len(node.args.args) - len(node.args.defaults)]
+            names = [a.arg for a in required if a.arg != "self"]
+            if names == ["hp"]:
+                return True
+    return False
+
+
 @contextlib.contextmanager
 def searches_recorded() -> Iterator[list[dict[str, Any]]]:
     """Replace `BaseTuner.search` with a recorder for the duration: [{"tuner", "args", "kwargs"}]."""

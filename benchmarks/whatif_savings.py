@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/whatif_savings.py            # all three models
     .venv/bin/python benchmarks/whatif_savings.py --models mlp --steps 2
+    .venv/bin/python benchmarks/whatif_savings.py --rerank   # ranking rules changed: no new measurements
 
 Each (model, variant) runs in its own fresh process (preflight.whatif.measure) with
 TF_CPU_ALLOCATOR_USE_BFC=true and one inter-/intra-op thread: a warm-up step, then `--steps` measured
@@ -55,7 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "whatif_savings.json"))
+    parser.add_argument("--rerank", action="store_true",
+                        help="re-rank and print the saved results without measuring again")
     args = parser.parse_args(argv)
+    if args.rerank:
+        return _rerank(Path(args.out))
 
     results = {"command": "benchmarks/whatif_savings.py " + " ".join(sys.argv[1:] if argv is None else argv),
                "machine": f"{platform.processor() or platform.machine()}, BFC allocator, 1 thread",
@@ -93,6 +98,19 @@ def main(argv: list[str] | None = None) -> int:
         results["models"] = {**earlier, **results["models"]}
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {out}")
+    return 0
+
+
+def _rerank(path: Path) -> int:
+    """Apply the current ranking rules to saved measurements (rank.py is pure, so this needs no TF)."""
+    results = json.loads(path.read_text(encoding="utf-8"))
+    for name, model in results["models"].items():
+        baseline = model["baseline"]
+        model["recommendations"] = rank_recommendations(baseline["peak_bytes"], model["variants"],
+                                                        model["budget_bytes"], baseline["step_seconds"])
+        _print_table(name, model["batch_size"], baseline, model["recommendations"], model["budget_bytes"])
+    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"re-ranked {path}")
     return 0
 
 

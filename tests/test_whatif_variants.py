@@ -219,3 +219,14 @@ def test_remat_never_cuts_inside_a_skip_connection():
     assert cuts and not {"b", "c"} & set(cuts), cuts  # `a` is still needed by `add` after b and c
     variant, _ = remat(model, cut_after=cuts)
     assert np.all(np.isfinite(variant.train_on_batch(np.ones((2, 8, 8, 4), "float32"), np.array([0, 1]))))
+
+
+def test_a_what_if_that_cannot_be_built_is_listed_with_its_reason():
+    shared = keras.layers.Dense(4, name="shared")
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Dense(2, name="out")(shared(shared(inputs)))  # one layer called twice
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss="mse")
+    [spec] = [s for s in list_variants(model, "CPU") if s["kind"] == "remat"]
+    with pytest.raises(VariantNotApplicable, match="shared"):
+        apply_variant(model, spec)

@@ -7,7 +7,8 @@ The description is plain data: {"kind", "title", "snippet", "tradeoff", "params"
 
 `list_variants(model, target_kind)` proposes JSON-able specs {"kind", "args"}; the engine sends a spec
 to its dry-run child, which calls `apply_variant(model, spec)`. A variant that cannot be built for this
-model raises `VariantNotApplicable` (a ModelError) with the reason.
+model raises `VariantNotApplicable` (a ModelError) with the reason; list_variants already knows some
+reasons and lists those specs with args {"not_applicable": reason}, so the report can say why.
 
 TensorFlow and Keras are imported inside functions so `import preflight` stays light.
 """
@@ -756,15 +757,16 @@ def list_variants(model, target_kind: str = "CPU") -> list[VariantSpec]:
         if name != current:
             specs.append({"kind": "optimizer", "args": {"name": name}})
     if rebuildable:
+        # A what-if that cannot be built is still listed, with the reason, so the report can say so.
         try:
             specs.append({"kind": "remat", "args": {"cut_after": remat_cut_points(model)}})
-        except VariantNotApplicable:
-            pass
+        except VariantNotApplicable as exc:
+            specs.append({"kind": "remat", "args": {"not_applicable": exc.message}})
         try:
             for candidate in shrink_candidates(model):
                 specs.append({"kind": "shrink", "args": candidate})
-        except VariantNotApplicable:
-            pass
+        except VariantNotApplicable as exc:
+            specs.append({"kind": "shrink", "args": {"not_applicable": exc.message}})
     else:
         # Listed anyway so the report says why they were not measured.
         specs.append({"kind": "remat", "args": {}})
@@ -778,6 +780,8 @@ def apply_variant(model, spec: VariantSpec):
     builders = {"mixed_precision": mixed_precision, "optimizer": optimizer, "remat": remat, "shrink": shrink}
     if kind not in builders:
         raise VariantNotApplicable(f"unknown what-if kind {kind!r}; one of {', '.join(KINDS)}")
+    if "not_applicable" in args:
+        raise VariantNotApplicable(args["not_applicable"])
     if kind == "shrink" and not args:
         _rebuildable_config(model)  # raises the subclassed-model reason
     return builders[kind](model, **args)

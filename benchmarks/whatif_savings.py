@@ -4,9 +4,10 @@
     .venv/bin/python benchmarks/whatif_savings.py --models mlp --steps 2
     .venv/bin/python benchmarks/whatif_savings.py --rerank   # ranking rules changed: no new measurements
 
-Each (model, variant) runs in its own fresh process (preflight.whatif.measure) with
+Each (model, variant) runs in `--repeats` fresh processes (preflight.whatif.measure) with
 TF_CPU_ALLOCATOR_USE_BFC=true and one inter-/intra-op thread: a warm-up step, then `--steps` measured
-steps on the same synthetic batch; peak = max allocator peak over those steps, step = median time.
+steps on the same synthetic batch; peak = max allocator peak over all steps and processes, step =
+median time. The machine is shared, so step ratios are rough; peaks are what the ranking uses.
 Prints a table and writes benchmarks/results/whatif_savings.json (with the ranked recommendations).
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import zoo  # noqa: E402
 from preflight.units import format_bytes  # noqa: E402
-from preflight.whatif.measure import measure_variant  # noqa: E402
+from preflight.whatif.measure import list_variants_in_child, measure_variant  # noqa: E402
 from preflight.whatif.rank import rank_recommendations  # noqa: E402
 
 MiB = 2**20
@@ -43,18 +44,12 @@ def _model_file(source: str, batch_size: int, workdir: Path) -> str:
     return source
 
 
-def _specs(model_file: str) -> list[dict]:
-    """The what-ifs preflight would propose for this model on a CPU target (built here once)."""
-    from preflight.whatif.measure import _load_model
-    from preflight.whatif.variants import list_variants
-
-    return list_variants(_load_model(model_file), "CPU")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="fresh processes per configuration; the peak is the max over all of them")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "whatif_savings.json"))
     parser.add_argument("--rerank", action="store_true",
                         help="re-rank and print the saved results without measuring again")
@@ -64,25 +59,26 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {"command": "benchmarks/whatif_savings.py " + " ".join(sys.argv[1:] if argv is None else argv),
                "machine": f"{platform.processor() or platform.machine()}, BFC allocator, 1 thread",
-               "measured_steps": args.steps, "models": {}}
+               "measured_steps": args.steps, "repeats": args.repeats, "models": {}}
     with tempfile.TemporaryDirectory(prefix="preflight-whatif-") as tmp:
         for name in args.models:
             source, batch_size, budget = MODELS[name]
             model_file = _model_file(source, batch_size, Path(tmp))
-            specs = _specs(model_file)
+            specs = list_variants_in_child(model_file, "CPU")
             started = time.monotonic()
-            baseline = measure_variant(model_file, None, batch_size, steps=args.steps)
+            baseline = _measure(model_file, None, batch_size, args.steps, args.repeats)
             if baseline.get("status") != "ok":
                 print(f"{name}: baseline failed: {baseline.get('message', '')[-500:]}", file=sys.stderr)
                 continue
             rows = []
             for spec in specs:
-                measured = measure_variant(model_file, spec, batch_size, steps=args.steps)
+                measured = _measure(model_file, spec, batch_size, args.steps, args.repeats)
                 description = measured.get("description") or {"kind": spec["kind"], "title": spec["kind"]}
                 rows.append({**description, "spec": spec, "status": measured.get("status"),
                              "message": measured.get("message", "")[-500:],
                              "peak_bytes": measured.get("peak_bytes"), "step_seconds": measured.get("step_seconds"),
-                             "peak_bytes_runs": measured.get("peak_bytes_runs")})
+                             "peak_bytes_runs": measured.get("peak_bytes_runs"),
+                             "peak_bytes_processes": measured.get("peak_bytes_processes")})
                 _print_row(name, rows[-1], baseline)
             ranked = rank_recommendations(baseline["peak_bytes"], rows, budget, baseline["step_seconds"])
             results["models"][name] = {
@@ -99,6 +95,23 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {out}")
     return 0
+
+
+def _measure(model_file: str, spec: dict | None, batch_size: int, steps: int, repeats: int) -> dict:
+    """`repeats` fresh processes: peak = max of their peaks (the peak varies between processes even
+    single-threaded, by up to ~15 % for the optimizer-bound MLP), step = median of their medians."""
+    import statistics
+
+    runs = [measure_variant(model_file, spec, batch_size, steps=steps) for _ in range(repeats)]
+    ok = [run for run in runs if run.get("status") == "ok"]
+    if len(ok) < len(runs):
+        return next(run for run in runs if run.get("status") != "ok")
+    merged = dict(ok[0])
+    merged["peak_bytes_processes"] = [run["peak_bytes"] for run in ok]
+    merged["peak_bytes"] = max(merged["peak_bytes_processes"])
+    merged["peak_bytes_runs"] = [peak for run in ok for peak in run["peak_bytes_runs"]]
+    merged["step_seconds"] = statistics.median(run["step_seconds"] for run in ok)
+    return merged
 
 
 def _rerank(path: Path) -> int:
@@ -125,6 +138,8 @@ def _print_table(name: str, batch_size: int, baseline: dict, ranked: list[dict],
           f"step {baseline['step_seconds']:.3f} s, {baseline['params']:,} params"
           + (f", budget {format_bytes(budget)}" if budget else ""))
     print(f"  {'what-if':58} {'peak':>11} {'saving':>8} {'step x':>7} {'params':>11} {'fits':>5} rec")
+    print(f"  {'baseline':58} {format_bytes(baseline['peak_bytes']):>11} {'':>8} {'1.00':>7} "
+          f"{baseline['params']:>11,}")
     for entry in ranked:
         peak = format_bytes(entry["peak_bytes"]) if entry["peak_bytes"] is not None else entry["status"]
         saving = f"{entry['saving_fraction']:.0%}" if entry["saving_fraction"] is not None else ""

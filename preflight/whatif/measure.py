@@ -32,6 +32,21 @@ def measure_variant(model_file: str, spec: dict | None, batch_size: int, steps: 
             "returncode": completed.returncode}
 
 
+def list_variants_in_child(model_file: str, target_kind: str = "CPU", timeout_s: float = 600) -> list[dict]:
+    """list_variants for the model in `model_file`, computed in a fresh process.
+
+    Specs name layers, and Keras numbers auto-named layers per process ("dense_3"), so the listing must
+    come from a process that built the model the same way as the one that will apply the spec.
+    """
+    command = [sys.executable, "-m", "preflight.whatif.measure", "--list", model_file, target_kind]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s)
+    for line in completed.stdout.splitlines():
+        if line.startswith(_RESULT_PREFIX):
+            return json.loads(line[len(_RESULT_PREFIX):])
+    raise RuntimeError(f"listing the what-ifs of {model_file} failed:\n{completed.stderr[-2000:]}")
+
+
 def _synthetic_batch(model, batch_size: int):
     """Random inputs of the model's input shape; labels shaped for its loss (sparse ids or dense targets)."""
     import numpy as np
@@ -102,6 +117,11 @@ def _child(model_file: str, spec_json: str, batch_size: int, steps: int, single_
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[0] == "--list":
+        from preflight.whatif.variants import list_variants
+
+        print(_RESULT_PREFIX + json.dumps(list_variants(_load_model(argv[1]), argv[2])), flush=True)
+        return 0
     model_file, spec_json, batch_size, steps, single_thread = argv
     result = _child(model_file, spec_json, int(batch_size), int(steps), single_thread == "1")
     print(_RESULT_PREFIX + json.dumps(result), flush=True)

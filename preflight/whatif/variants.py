@@ -602,7 +602,8 @@ def shrink_candidates(model) -> list[dict[str, Any]]:
     if len(model.inputs) == 1 and len(model.inputs[0].shape) == 4:
         height, width = model.inputs[0].shape[1:3]
         if height and width and min(height, width) >= 2 * _MIN_RESOLUTION:
-            candidates.append({"change": "half_resolution", "layer": _input_layer_name(model)})
+            # No layer name: an auto-named input ("input_layer_3") is named differently in another process.
+            candidates.append({"change": "half_resolution"})
     return candidates
 
 
@@ -663,11 +664,15 @@ def _feeds_merge(layers, consumers, index: int) -> bool:
     return False
 
 
-def shrink(model, change: str, layer: str):
+def shrink(model, change: str, layer: str | None = None):
     """The model rebuilt with one change: "flatten_to_gap", "halve_units", "halve_filters" (at `layer`) or
     "half_resolution" (a Resizing layer after the input named `layer`)."""
     config = _rebuildable_config(model)
     _strip_build_configs(config)
+    if change == "half_resolution" and layer is None:
+        if len(model.inputs) != 1:
+            raise VariantNotApplicable("half_resolution needs a model with one image input")
+        layer = _input_layer_name(model)
     entry = next((e for e in config["layers"] if _layer_name(e) == layer), None)
     if entry is None:
         raise VariantNotApplicable(f"no top-level layer named {layer!r}")

@@ -20,6 +20,10 @@ from preflight.errors import ModelError, PreflightError
 from preflight.measurements import DeviceInfo, LayerInfo, ModelInfo, ProbeResult
 
 
+MIN_MEASURED_STEPS = 2
+SLOW_PROBE_SECONDS = 20.0
+
+
 class EventWriter:
     def __init__(self, fd: int | None):
         self._stream = os.fdopen(fd, "w", buffering=1) if fd is not None else sys.stdout
@@ -82,17 +86,20 @@ def run_job(job: dict, events: EventWriter) -> None:
                 data={"kind": pool.kind, "host_bytes": pool.host_bytes, "pipeline": pool.pipeline})
 
     measured_steps = int(job.get("measured_steps", 3))
-    probes: list[ProbeResult] = []
-    round_sizes = sorted(set(int(b) for b in job["batch_sizes"]))
+    probes: list[ProbeResult] = [ProbeResult.from_dict(p) for p in job.get("prior_probes", [])]
+    round_sizes = list(dict.fromkeys(int(b) for b in job["batch_sizes"]))  # in the job's order
     decided = not job.get("adaptive")
     for _ in range(plan.MAX_SHRINK_ROUNDS + 2):
         for batch_size in round_sizes:
+            smallest_oom = min((p.batch_size for p in probes if p.status == "oom"), default=None)
+            if smallest_oom is not None and batch_size >= smallest_oom:
+                continue  # it would run out of memory too, after a long wait
             probe = probe_batch_size(tf, model, pool, batch_size, measured_steps, device, events, started,
                                      first=not probes)
             probes.append(probe)
             events.emit("probe", probe=probe.to_dict())
-            if probe.status != "ok":
-                break  # larger batches of this round would only fail the same way, after a long wait
+            if probe.status not in ("ok", "oom"):
+                return  # a broken step would only fail again
         if decided:
             return
         if any(p.status == "ok" for p in probes):
@@ -199,12 +206,15 @@ def probe_batch_size(tf, model, pool, batch_size: int, measured_steps: int, devi
     y = rest[0] if rest else None
     sample_weight = rest[1] if len(rest) > 1 else None
     device_name = _device_name(device)
+    # A fresh trace per batch size: after two shapes tf.function would generalize the batch axis, and
+    # that generic graph's peak differs from the fixed-shape step (about 5 % lower for a small CNN).
+    model.make_train_function(force=True)
     runs: list[int] = []
     times: list[float] = []
     resident = None
     warmup_seconds = None
     try:
-        for step in range(measured_steps + 1):
+        for step in range(max(measured_steps, 1) + 1):
             events.emit("progress", stage="probe", batch_size=batch_size, step=step + 1,
                         steps=measured_steps + 1, elapsed=time.monotonic() - started)
             if step > 0:
@@ -218,6 +228,8 @@ def probe_batch_size(tf, model, pool, batch_size: int, measured_steps: int, devi
             else:
                 times.append(elapsed)
                 runs.append(int(tf.config.experimental.get_memory_info(device_name)["peak"]))
+                if len(runs) >= MIN_MEASURED_STEPS and warmup_seconds + sum(times) > SLOW_PROBE_SECONDS:
+                    break  # slow steps: two runs still show the spread; more would cost minutes
     except tf.errors.ResourceExhaustedError as exc:
         return ProbeResult(batch_size, "oom", peak_bytes_runs=runs,
                            message=f"out of memory in the probe: {_first_line(exc)}")

@@ -1,6 +1,6 @@
 """Which batch sizes the dry run measures, round by round.
 
-Round 1: the planned batch B and B/2, B/4 (ascending, so an out-of-memory at B still leaves points).
+Round 1: the planned batch B, then B/2 and B/4 (an out-of-memory at B still leaves points).
 If everything ran out of memory: smaller batches, a quarter each time, until one fits. Then one
 decision round: the points that decide the answer (predict.next_probe_batch_sizes: 2B, the predicted
 max batch) and the recommended batch, so a recommendation that fits this machine is confirmed by a real
@@ -20,7 +20,9 @@ DECISION_SHARE = 0.5  # the decision round may add at most half the time spent b
 
 
 def first_round(planned_batch_size: int) -> list[int]:
-    return next_probe_batch_sizes(planned_batch_size)
+    """Largest first: the planned batch is measured on a fresh allocator, as the real run starts. Earlier
+    smaller steps leave the allocator and oneDNN's caches in a state that lowered a CNN's peak by 7 %."""
+    return sorted(next_probe_batch_sizes(planned_batch_size), reverse=True)
 
 
 def shrink_round(planned_batch_size: int, probes: Sequence[ProbeResult]) -> list[int]:

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +30,7 @@ _ERROR_CLASSES = {cls.slug: cls for cls in (
     errors.DataError, errors.ProbeError, errors.IsolationError)}
 
 ProgressCallback = Callable[[dict], None]
+MAX_CHILD_STARTS = 4
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class ProbeJob:
     adaptive: bool = False             # let the child add rounds of batch sizes (preflight.plan)
     planned_batch_size: int | None = None
     usable_bytes: int | None = None    # the budget or target memory the recommendation aims at
+    prior_probes: list[dict] = field(default_factory=list)  # results of an earlier child of the same run
     variant: dict | None = None        # a what-if (preflight.whatif) applied before probing
     profile_dir: str | None = None
 
@@ -75,7 +77,14 @@ def run_probes(job: ProbeJob, on_progress: ProgressCallback | None = None) -> Pr
     same way, after a long wait.
     """
     outcome = ProbeOutcome()
-    _ChildRun(job, on_progress).run(outcome)
+    current = job
+    for _ in range(MAX_CHILD_STARTS):
+        run = _ChildRun(current, on_progress)
+        run.run(outcome)
+        if not run.restart_sizes:
+            break
+        # With oneDNN on, an allocator OOM can abort the process; smaller batches still deserve a probe.
+        current = replace(job, batch_sizes=run.restart_sizes, prior_probes=[p.to_dict() for p in outcome.probes])
     return outcome
 
 
@@ -85,6 +94,7 @@ class _ChildRun:
     def __init__(self, job: ProbeJob, on_progress: ProgressCallback | None):
         self.job = job
         self.on_progress = on_progress or (lambda event: None)
+        self.restart_sizes: list[int] = []  # set when the child died of OOM with smaller sizes still to try
 
     def run(self, outcome: ProbeOutcome) -> None:
         with tempfile.TemporaryDirectory(prefix="preflight-") as workdir:
@@ -173,6 +183,11 @@ class _ChildRun:
         if returncode == -signal.SIGKILL or any(marker in lowered for marker in _OOM_MARKERS):
             self._record_failure(outcome, pending, "oom",
                                  f"out of memory in the probe (process ended: {_describe_exit(returncode)})")
+            self.restart_sizes = [b for b in pending[1:] if b < pending[0]]
+            if not self.restart_sizes and self.job.adaptive and not any(p.status == "ok" for p in outcome.probes):
+                from preflight.plan import shrink_round
+
+                self.restart_sizes = shrink_round(self.job.planned_batch_size, outcome.probes)
         else:
             self._record_failure(outcome, pending, "crashed",
                                  f"the probe process crashed ({_describe_exit(returncode)}): {_last_line(log_tail)}")

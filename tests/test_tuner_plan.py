@@ -121,3 +121,19 @@ def test_search_files_are_recognised_without_running_them(tmp_path):
     assert looks_like_search_file(search) and looks_like_search_file(function_only)
     assert not looks_like_search_file(plain)
     assert looks_like_search_file("examples/tune.py") and looks_like_search_file("examples/tune_resnet.py")
+
+
+@pytest.mark.slow
+def test_hyper_resnet_file_is_checked_end_to_end():
+    from preflight.tuner.cli_support import check_search_file
+
+    section = check_search_file("examples/tune_resnet.py", budget="1GiB", n_samples=6, n_measure=1,
+                                epochs=2, max_trials=4)
+    names = {h["name"] for h in section["hyperparameters"]}
+    assert {"version", "conv3_depth", "conv4_depth", "pooling", "optimizer", "learning_rate"} <= names
+    assert section["source"]["found"] == "hypermodel"
+    assert section["worst_case"]["values"]["conv4_depth"] == 36
+    assert [m["status"] for m in section["measurements"]] == ["ok"]
+    assert section["measurements"][0]["peak_bytes"] > 0
+    assert section["fits_fraction"] is not None and section["time_estimate_seconds"] > 0
+    assert section["drivers"][0]["name"] in ("conv4_depth", "optimizer", "version")

@@ -380,9 +380,14 @@ def analyse_space(hypermodel_or_tuner: Any, *, space: list[HyperparameterInfo] |
     worst_bs = config_batch_size(worst, batch_size)
     worst_measured = next((r["peak_bytes"] for r in measured_rows
                            if r["status"] == "ok" and r["values"] == worst), None)
+    # Every configuration is at most the worst case, so once that was measured no prediction needs
+    # to exceed it by more than the measurement's own allowance.
+    ceiling = int(worst_measured * (1 + EXTRA_MARGIN)) if worst_measured else None
     samples = []
     for active, features, bs in sampled:
         predicted = predictor.predict(features, bs)
+        if ceiling is not None:
+            predicted = min(predicted, ceiling)
         samples.append({"values": active, "batch_size": bs, "predicted_peak_bytes": predicted,
                         "peak_bytes": predicted, "peak_source": "predicted", "param_bytes": features.param_bytes,
                         "fits": None if budget_bytes is None else predicted <= budget_bytes})

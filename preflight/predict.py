@@ -10,8 +10,8 @@ Pure Python, no TensorFlow. Why it is shaped this way (notes §1, §3):
   steepest credible slope (the last two envelope segments, and any
   per-sample lower bound the caller knows, e.g. from the graph estimate or the input bytes).
 - The allocator peak of the same step moves from run to run (±15 % CNN, ±50 % LSTM across processes),
-  so every figure carries a margin: the spread the probes showed, at least `MIN_RUN_MARGIN`, plus
-  `EXTRAPOLATION_MARGIN_PER_DOUBLING` for each doubling past the largest probe.
+  so every figure carries a margin: the spread the probes showed, at least `MIN_RUN_MARGIN`, plus,
+  on the growth extrapolated past the largest probe, `EXTRAPOLATION_MARGIN_PER_DOUBLING` per doubling.
 
 Entry points: `PeakModel(probes, ...)` with `predict_peak`, `curve`, `max_batch_size`,
 `recommended_batch_size`; `next_probe_batch_sizes` (the adaptive probe plan); `project_to_target`.
@@ -132,25 +132,27 @@ class PeakModel:
         value = p0 + (p1 - p0) * (batch_size - b0) / (b1 - b0)
         return (value, f"interpolated on the upper envelope between batch {b0} and {b1}", None)
 
-    def margin_at(self, batch_size: int) -> float:
-        largest = self.points[-1].batch_size
-        margin = self.run_margin
-        if batch_size > largest:
-            margin += EXTRAPOLATION_MARGIN_PER_DOUBLING * math.log2(batch_size / largest)
-        return margin
-
     def predict_peak(self, batch_size: int) -> Prediction:
-        """Upper bound of the step's peak at `batch_size`, with its margin and how it was obtained."""
+        """Upper bound of the step's peak at `batch_size`, with its margin and how it was obtained.
+
+        The run-to-run margin applies to the whole figure; past the largest probe, the extrapolation
+        margin applies to the extrapolated growth only (the measured part is not less certain there).
+        """
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
         value, how, measured = self._envelope_at(batch_size)
-        margin = self.margin_at(batch_size)
-        peak = int(math.ceil(value * (1 + margin)))
+        largest = self.points[-1].batch_size
+        extrapolation = 0.0
+        if batch_size > largest:
+            extrapolation = EXTRAPOLATION_MARGIN_PER_DOUBLING * math.log2(batch_size / largest)
+        growth = max(value - self.envelope[-1], 0.0) if batch_size > largest else 0.0
+        peak = int(math.ceil(value * (1 + self.run_margin) + growth * extrapolation))
+        margin = peak / value - 1 if value else 0.0
         if self.oom_batch_size is not None and batch_size >= self.oom_batch_size:
             peak = max(peak, int(self.memory_limit_bytes) + 1)
             how += f"; batch {self.oom_batch_size} ran out of memory under {format_bytes(self.memory_limit_bytes)}"
         method = (f"{how} + {margin:.0%} margin (run-to-run spread {self.run_margin:.0%}"
-                  + (", extrapolation" if batch_size > self.points[-1].batch_size else "") + ")")
+                  + (f", {extrapolation:.0%} of the extrapolated growth" if extrapolation else "") + ")")
         return Prediction(batch_size, peak, "measured" if measured is not None else "predicted",
                           round(margin, 4), method, measured)
 

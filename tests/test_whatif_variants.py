@@ -230,3 +230,17 @@ def test_a_what_if_that_cannot_be_built_is_listed_with_its_reason():
     [spec] = [s for s in list_variants(model, "CPU") if s["kind"] == "remat"]
     with pytest.raises(VariantNotApplicable, match="shared"):
         apply_variant(model, spec)
+
+
+def test_half_resolution_rewires_a_functional_model_behind_a_resizing_layer():
+    inputs = keras.Input((64, 64, 3))
+    hidden = keras.layers.Conv2D(4, 3, padding="same", name="first_conv")(inputs)
+    outputs = keras.layers.Dense(2, activation="softmax", name="out")(keras.layers.GlobalAveragePooling2D()(hidden))
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    assert {"change": "half_resolution"} in [s["args"] for s in list_variants(model, "CPU") if s["kind"] == "shrink"]
+    variant, description = shrink(model, "half_resolution")
+    assert tuple(variant.get_layer("first_conv").output.shape) == (None, 32, 32, 4)
+    assert variant.input_shape == (None, 64, 64, 3)  # the data stays as it is
+    ast.parse(description["snippet"])
+    assert np.all(np.isfinite(variant.train_on_batch(np.ones((2, 64, 64, 3), "float32"), np.array([0, 1]))))

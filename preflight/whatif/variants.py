@@ -647,7 +647,7 @@ def _redirect_history(node: Any, old: str, new: str) -> None:
         else:
             for value in node.values():
                 _redirect_history(value, old, new)
-    elif isinstance(node, list):
+    elif isinstance(node, (list, tuple)):  # serialized call args are tuples
         for value in node:
             _redirect_history(value, old, new)
 
@@ -724,6 +724,9 @@ def shrink(model, change: str, layer: str | None = None):
     else:
         raise VariantNotApplicable(f"unknown shrink change {change!r}")
     new_model = _from_config(model, config)
+    if change == "half_resolution" and _RESIZE_NAME not in {l.name for l in new_model.layers}:
+        # A Functional drops layers its outputs do not depend on: the rewiring did not take.
+        raise VariantNotApplicable("could not insert a Resizing layer after the input of this model")
     _copy_matching_weights(model, new_model)
     _compile_like(new_model, model)
     old_params, new_params = model.count_params(), new_model.count_params()

@@ -143,3 +143,25 @@ def _verdict(verdict_bytes: int | None, probes, batch_size: int, budget: int | N
     if verdict_bytes is not None:
         return verdict_bytes <= budget
     return None
+
+
+def search_document(section: dict[str, Any], name: str) -> dict[str, Any]:
+    """The report document of a keras-tuner search check: the verdict is the worst case's."""
+    worst = section.get("worst_case") or {}
+    return {
+        "format": FORMAT_VERSION,
+        "preflight_version": preflight.__version__,
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": {"name": name, "params_total": worst.get("params_total")},
+        "device": {"kind": "CPU", "name": "dry-run children (BFC allocator)", "allocator": "BFC"},
+        "batch_size": section.get("batch_size"),
+        "peak_bytes": worst.get("peak_bytes"),
+        "peak_source": worst.get("peak_source", "predicted"),
+        "footprint": {},
+        "probes": [],
+        "layers": [],
+        "budget_bytes": section.get("budget_bytes"),
+        "fits": worst.get("fits"),
+        "findings": list(section.get("findings") or []),
+        "search": section,
+    }

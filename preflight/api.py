@@ -96,3 +96,36 @@ def _hand_off(model: Any, data: Any, pool_size: int, directory: str) -> dict:
     check_compiled(model)
     write_handoff(model, make_pool(data, model, pool_size), directory)
     return {"kind": "saved", "dir": directory}
+
+
+def check_search(hypermodel_or_tuner: Any, data: Any = None, *, batch_size: int = 32, budget: str | int | None = None,
+                 target: str | None = None, time_limit: str | float | None = None, epochs: int | None = None,
+                 **options: Any) -> Report:
+    """Check a keras-tuner search before it starts: worst case, share that fits, bounds, time and disk.
+
+    `hypermodel_or_tuner`: a tuner (not searched), a `kt.HyperModel` or a `build_model(hp)` function.
+    A few configurations are dry-run in child processes; the rest are predicted from their shapes.
+    """
+    from preflight.analysis import search_document
+    from preflight.tuner.plan import check_search as plan_search
+
+    section = plan_search(hypermodel_or_tuner, data, batch_size=batch_size,
+                          budget_bytes=parse_size(budget) if budget is not None else None,
+                          target=target, time_limit=time_limit, epochs=epochs, **options)
+    name = getattr(getattr(hypermodel_or_tuner, "hypermodel", None), "name", None) \
+        or getattr(hypermodel_or_tuner, "__name__", None) or type(hypermodel_or_tuner).__name__
+    return Report(search_document(section, str(name)))
+
+
+def guard(tuner: Any, budget: str | int | None = None, predictor: Any = None, *, target: str | None = None,
+          batch_size: int = 32, **options: Any):
+    """Keep a search alive: configurations predicted not to fit are never built; see preflight.tuner.guard.
+
+    `predictor` may be the Report from check_search (its fitted predictor is reused).
+    """
+    from preflight.tuner.guard import guard as install_guard
+
+    if isinstance(predictor, Report):
+        predictor = predictor.document.get("search")
+    return install_guard(tuner, parse_size(budget) if budget is not None else None, predictor,
+                         batch_size=batch_size, target=target, **options)

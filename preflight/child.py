@@ -148,14 +148,18 @@ def load_model_and_data(job: dict):
     if source["kind"] == "file":
         from preflight.loader import check_compiled, find_data, find_model, run_model_file
 
-        namespace = run_model_file(source["path"])
         name = os.path.basename(source["path"])
         if source.get("hp_values") is not None:
+            from preflight.tuner.cli_support import searches_recorded
             from preflight.tuner.space import build_with_values, load_hypermodel_from_module
+
+            with searches_recorded():  # a tune.py that searches at top level must not search here
+                namespace = run_model_file(source["path"])
 
             model = build_with_values(load_hypermodel_from_module(namespace), source["hp_values"])
             check_compiled(model)
         else:
+            namespace = run_model_file(source["path"])
             model = find_model(namespace, name)
         return model, find_data(namespace, name)
     if source["kind"] == "saved":

@@ -36,6 +36,8 @@ def _check_parser() -> argparse.ArgumentParser:
                         help="one inter-op and one intra-op thread: reproducible peaks, slower steps")
     parser.add_argument("--baseline", help="a previous JSON report; with --max-increase, the CI gate compares peaks")
     parser.add_argument("--max-increase", help="fail if the peak grew more than this over the baseline, e.g. 10%%")
+    parser.add_argument("--time-limit", help="keras-tuner files: the search's time limit, e.g. 12h")
+    parser.add_argument("--epochs", type=int, help="keras-tuner files: epochs per trial (default: the file's search call)")
     parser.add_argument("--quiet", action="store_true", help="no progress and no summary, only the exit code")
     return parser
 
@@ -89,9 +91,14 @@ def _check(argv: list[str]) -> int:
     baseline = _read_baseline(settings.baseline)
     max_increase = parse_fraction(settings.max_increase) if settings.max_increase else None
 
-    report = check(args.model_file, batch_size=settings.batch_size, budget=settings.budget,
-                   target=settings.target, timeout=settings.timeout, steps=settings.steps,
-                   single_thread=settings.single_thread, progress=not args.quiet)
+    from preflight.tuner.cli_support import looks_like_search_file
+
+    if looks_like_search_file(args.model_file):
+        report = _check_search_file(args, settings)
+    else:
+        report = check(args.model_file, batch_size=settings.batch_size, budget=settings.budget,
+                       target=settings.target, timeout=settings.timeout, steps=settings.steps,
+                       single_thread=settings.single_thread, progress=not args.quiet)
     gate = evaluate_gate(report.document, max_increase, baseline)
     report.document["gate"] = gate.to_dict()
     json_path, html_path = _output_path(settings.json), _output_path(settings.html)
@@ -107,6 +114,19 @@ def _check(argv: list[str]) -> int:
         if written:
             print(f"report: {', '.join(written)}", file=sys.stderr)
     return errors.EXIT_OK if gate.passed else errors.EXIT_GATE_FAILED
+
+
+def _check_search_file(args, settings):
+    """A tune.py (build_model(hp), a HyperModel or a tuner): the search-space check, nothing searched."""
+    from preflight.analysis import search_document
+    from preflight.report import Report
+    from preflight.tuner.cli_support import check_search_file
+
+    if not args.quiet:
+        print("preflight: keras-tuner search file: checking the search space (a few dry runs)", file=sys.stderr)
+    section = check_search_file(args.model_file, budget=settings.budget, target=settings.target,
+                                batch_size=settings.batch_size, time_limit=args.time_limit, epochs=args.epochs)
+    return Report(search_document(section, Path(args.model_file).stem))
 
 
 def _read_baseline(path: str | None) -> dict | None:

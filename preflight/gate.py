@@ -32,6 +32,9 @@ def evaluate_gate(document: dict[str, Any], max_increase: float | None = None,
     if document.get("fits") is False:
         reasons.append(f"does not fit: peak {format_bytes(document.get('peak_bytes'))} "
                        f"over budget {format_bytes(document.get('budget_bytes'))}")
+    for finding in (document.get("search") or {}).get("findings") or []:
+        if finding.get("severity") == "error":
+            reasons.append(f"search: {finding.get('message')}")
     if baseline is not None and max_increase is not None:
         old, new = baseline.get("peak_bytes"), document.get("peak_bytes")
         if baseline.get("batch_size") != document.get("batch_size"):

@@ -101,3 +101,17 @@ def test_targets_lists_the_catalogue(capsys):
     listed = capsys.readouterr().out
     for name in ("t4", "a100-40gb", "tpu-v3", "cpu"):
         assert name in listed
+
+
+def test_tuner_file_gets_a_search_check_not_a_search(tmp_path):
+    code = main(["examples/tune.py", "--budget", "1GiB", "--time-limit", "1h", "--json", str(tmp_path / "r.json"),
+                 "--html", str(tmp_path / "r.html"), "--quiet"])
+    assert code == 1  # most of the space does not fit 1 GiB: an error-level search finding fails the gate
+    document = json.loads((tmp_path / "r.json").read_text())
+    search = document["search"]
+    assert search["worst_case"]["fits"] is False and search["fits_fraction"] < 0.5
+    assert {hp["name"] for hp in search["hyperparameters"]} >= {"num_layers", "units_0", "units_7"}
+    assert search["bounds_summary"]
+    assert not (tmp_path / "runs").exists()
+    html = (tmp_path / "r.html").read_text()
+    assert "num_layers" in html and "Bounds that keep a trial inside the budget" in html

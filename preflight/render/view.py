@@ -497,7 +497,8 @@ def _search(document: dict[str, Any]) -> dict[str, Any] | None:
         "hyperparameters": hyperparameters,
         "worst_case": worst_view,
         "fits_fraction_text": format_percent(fits_fraction) if fits_fraction is not None else "n/a",
-        "bounds": [(str(k), str(v)) for k, v in (search.get("bounds") or {}).items()],
+        "bounds": _bound_rows(search.get("bounds") or {}),
+        "bounds_summary": str(search.get("bounds_summary") or ""),
         "time_text": format_seconds(search.get("time_estimate_seconds")),
         "disk_text": format_bytes(search.get("disk_estimate_bytes")),
         "samples_count": len(samples),
@@ -505,6 +506,27 @@ def _search(document: dict[str, Any]) -> dict[str, Any] | None:
         "scatter": scatter,
         "trials": trial_rows,
     }
+
+
+def _bound_rows(bounds: dict[str, Any]) -> list[tuple[str, str]]:
+    """One line per hyperparameter: the largest value that fits with the others at worst / smallest."""
+    rows = []
+    for name, bound in bounds.items():
+        if name.startswith("_"):
+            continue  # the joint frontier is told by bounds_summary
+        if not isinstance(bound, dict):
+            rows.append((str(name), str(bound)))
+            continue
+        at_worst = bound.get("max_fitting_with_others_at_worst")
+        at_smallest = bound.get("max_fitting_with_others_smallest")
+        parts = [f"≤ {format_value(at_worst)} with the others at worst case" if at_worst is not None
+                 else "no value fits with the others at worst case"]
+        if at_smallest is not None:
+            parts.append(f"≤ {format_value(at_smallest)} with the others smallest")
+        if bound.get("max_value") is not None:
+            parts.append(f"(range max {format_value(bound['max_value'])})")
+        rows.append((str(name), "; ".join(parts)))
+    return rows
 
 
 def _gate(document: dict[str, Any]) -> dict[str, Any] | None:

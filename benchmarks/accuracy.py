@@ -173,10 +173,10 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def print_table(result: dict[str, Any]) -> None:
-    print(f"\n{'model':15s} {'batch':>5s} {'truth MiB':>10s} {'pred MiB':>9s} {'error':>7s}  source     probed")
+    print(f"\n{'model':15s} {'batch':>5s} {'truth MiB':>10s} {'runs':>4s} {'pred MiB':>9s} {'error':>7s}  source     probed")
     for row in result["rows"]:
         flag = "  UNSAFE" if row["error"] < UNSAFE_BELOW else ""
-        print(f"{row['model']:15s} {row['batch_size']:5d} {row['truth_bytes'] / 2**20:10.1f} "
+        print(f"{row['model']:15s} {row['batch_size']:5d} {row['truth_bytes'] / 2**20:10.1f} {row['truth_runs']:4d} "
               f"{row['predicted_bytes'] / 2**20:9.1f} {row['error']:+7.1%}  {row['source']:9s}  "
               f"{row['probed']}{flag}")
     print(f"\n{'model':15s} {'n':>3s} {'median':>8s} {'worst over':>11s} {'worst under':>12s} {'unsafe':>7s}")

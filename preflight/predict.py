@@ -26,8 +26,8 @@ from preflight.devices import Target
 from preflight.measurements import ProbeResult
 from preflight.units import format_bytes
 
-MIN_RUN_MARGIN = 0.05                    # floor for run-to-run spread that one process cannot see
-EXTRAPOLATION_MARGIN_PER_DOUBLING = 0.05  # extra per doubling of batch past the largest probe
+MIN_RUN_MARGIN = 0.10                    # floor for the cross-process spread one process cannot see (zoo: up to 20 %)
+EXTRAPOLATION_MARGIN_PER_DOUBLING = 0.10  # on extrapolated growth, per doubling past the largest probe (peaks grow convexly)
 RECOMMEND_FRACTION = 0.90                # recommended batch keeps 10 % headroom under usable memory
 MAX_SEARCH_BATCH = 1 << 24               # max_batch_size stops looking here (a flat curve never crosses)
 

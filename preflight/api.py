@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from preflight.analysis import RunSettings, build_document, usable_bytes
+from preflight.devices import get_target
 from preflight.errors import UsageError
 from preflight.plan import first_round
 from preflight.progress import ProgressDisplay
@@ -38,6 +39,15 @@ def literal_batch_size(path: str | os.PathLike) -> int | None:
     return None
 
 
+def probe_limit_bytes(host_free: int, usable: int | None) -> int:
+    """The allocator limit of the probes: room above the budget, so a step just over it is still measured
+    (the what-ifs need its peak), but nowhere near what would swap the host or take minutes to fail."""
+    limit = int(host_free * HOST_SHARE_FOR_PROBES)
+    if usable is not None:
+        limit = min(limit, int(usable * 1.25) + 256 * 2**20)
+    return limit
+
+
 def host_available_bytes() -> int:
     import psutil
 
@@ -46,20 +56,22 @@ def host_available_bytes() -> int:
 
 def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget: str | int | None = None,
           target: str | None = None, timeout: float = 600.0, steps: int = 3, single_thread: bool = False,
-          probe_batch_sizes: list[int] | None = None, progress: bool = True) -> Report:
+          probe_batch_sizes: list[int] | None = None, whatif: bool | None = None, profile: str | None = None,
+          progress: bool = True) -> Report:
     """Dry-run real training steps of `model` and return a Report (verdict, peak, footprint, findings).
 
     model: a path to a model.py (see the README's conventions) or a compiled keras.Model.
     data: optional; a tf.data.Dataset, a (x, y) tuple of arrays, or a keras.utils.PyDataset.
     budget: '15GiB', '16GB' or bytes; target: a device name such as 't4' (its usable memory is the budget).
+    whatif: measure variants (mixed precision, remat, shrinking, optimizers); None: only when it does not
+    fit and a variant could plausibly make it fit. profile: a directory for a TensorBoard profile of the
+    planned batch; its memory profile gives the report's "what holds memory at the peak".
     """
     host_free = host_available_bytes()
     settings = RunSettings(batch_size=0, budget_bytes=parse_size(budget) if budget is not None else None,
                            target_name=target, host_available_bytes=host_free)
     usable = usable_bytes(settings)  # also validates the target name before anything starts
-    limit = int(host_free * HOST_SHARE_FOR_PROBES)
-    if usable is not None:
-        limit = min(limit, usable)
+    limit = probe_limit_bytes(host_free, usable)
 
     with tempfile.TemporaryDirectory(prefix="preflight-handoff-") as handoff_dir:
         if isinstance(model, (str, os.PathLike)):
@@ -74,14 +86,43 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
             batch_size = batch_size or DEFAULT_BATCH_SIZE
             # The pool covers the planned batch twice over: later rounds may probe up to 2B.
             source = _hand_off(model, data, 2 * max(probe_batch_sizes or [batch_size]), handoff_dir)
+        target_kind = get_target(target).kind if target else None
         job = ProbeJob(source=source, batch_sizes=probe_batch_sizes or first_round(batch_size),
                        measured_steps=steps, memory_limit_bytes=limit, timeout_seconds=timeout,
                        single_thread=single_thread, adaptive=probe_batch_sizes is None,
-                       planned_batch_size=batch_size, usable_bytes=usable)
+                       planned_batch_size=batch_size, usable_bytes=usable,
+                       list_variants=whatif is not False, target_kind=target_kind,
+                       profile_dir=str(Path(profile).resolve()) if profile else None)
         with ProgressDisplay(enabled=progress) as display:
             outcome = run_probes(job, on_progress=display)
-    settings = replace(settings, batch_size=batch_size)
-    return Report(build_document(outcome, settings))
+            document = build_document(outcome, replace(settings, batch_size=batch_size))
+            _add_peak_composition(document, outcome)
+            _add_recommendations(document, job, outcome, whatif, display)
+    return Report(document)
+
+
+def _add_peak_composition(document: dict, outcome) -> None:
+    if outcome.peak_composition is None:
+        return
+    if outcome.peak_composition["composition"] is not None:
+        document["peak_composition"] = outcome.peak_composition["composition"]
+    else:
+        document["findings"].append({"id": "profile-failed", "severity": "warning", "message":
+                                     f"The memory profile could not be read: {outcome.peak_composition['message']}"})
+
+
+def _add_recommendations(document: dict, job: ProbeJob, outcome, whatif: bool | None, display) -> None:
+    from preflight.recommend import measure_variants, recommendations, should_measure_whatifs
+
+    measure = bool(outcome.variant_specs) and (whatif is True or (whatif is None and should_measure_whatifs(document)))
+    measured = measure_variants(job, outcome.variant_specs, display) if measure else []
+    if measure or document.get("fits") is False:
+        document["recommendations"] = recommendations(document, measured)
+    if whatif is None and not measure and document.get("fits") is False:
+        document["findings"].append({"id": "whatifs-skipped", "severity": "info", "message":
+                                     "What-ifs (mixed precision, remat, shrinking) were not measured: the peak is "
+                                     "more than twice the budget, beyond what one of them saves; a smaller batch "
+                                     "is the change that fits. Pass --whatif to measure them anyway."})
 
 
 def _hand_off(model: Any, data: Any, pool_size: int, directory: str) -> dict:

@@ -8,6 +8,7 @@ reported as a probe with status "oom"; a crash or a hang is diagnosed by the par
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import statistics
@@ -71,9 +72,15 @@ def run_job(job: dict, events: EventWriter) -> None:
     events.emit("progress", stage="loading model", elapsed=time.monotonic() - started)
     model, data = load_model_and_data(job)
     if job.get("variant"):
-        from preflight.whatif.variants import apply_variant
+        from preflight.whatif.variants import VariantNotApplicable, apply_variant
 
-        model, _ = apply_variant(model, job["variant"])
+        try:
+            model, description = apply_variant(model, job["variant"])
+        except VariantNotApplicable as exc:
+            events.emit("variant", description=None, message=exc.message)
+            return
+        events.emit("variant", description=description, message="")
+        gc.collect()  # the original model and throw-away optimizers must not hold allocator memory
 
     from preflight.data import make_pool
 
@@ -101,7 +108,7 @@ def run_job(job: dict, events: EventWriter) -> None:
             if probe.status not in ("ok", "oom"):
                 return  # a broken step would only fail again
         if decided:
-            return
+            break
         if any(p.status == "ok" for p in probes):
             decided = True
             slope = graph_slope(model, pool, job["planned_batch_size"], events)
@@ -114,8 +121,30 @@ def run_job(job: dict, events: EventWriter) -> None:
         else:
             round_sizes = plan.shrink_round(job["planned_batch_size"], probes)
         if not round_sizes:
-            return
+            break
         events.emit("plan", batch_sizes=round_sizes)
+    after_probes(job, model, pool, probes, device, events)
+
+
+def after_probes(job: dict, model, pool, probes: list[ProbeResult], device: DeviceInfo, events: EventWriter) -> None:
+    """What the parent asked for beyond the probes: the what-ifs this model allows, a memory profile."""
+    if job.get("list_variants"):
+        from preflight.whatif.variants import list_variants
+
+        # Listed here because specs name layers, and auto-generated names are only stable per process.
+        events.emit("variants", specs=list_variants(model, job.get("target_kind") or device.kind))
+    planned = job.get("planned_batch_size")
+    if job.get("profile_dir") and any(p.batch_size == planned and p.status == "ok" for p in probes):
+        from preflight.peak_profile import profile_training_step
+
+        x, *rest = pool.batch(planned)
+        try:
+            composition = profile_training_step(model, x, rest[0] if rest else None,
+                                                rest[1] if len(rest) > 1 else None, logdir=job["profile_dir"])
+        except Exception as exc:  # noqa: BLE001 - the profile is an extra; the measurement stands
+            events.emit("peak_composition", composition=None, message=f"{type(exc).__name__}: {_first_line(exc)}")
+            return
+        events.emit("peak_composition", composition=composition, message="")
 
 
 def graph_slope(model, pool, planned_batch_size: int, events: EventWriter) -> float:
@@ -222,6 +251,7 @@ def probe_batch_size(tf, model, pool, batch_size: int, measured_steps: int, devi
             events.emit("progress", stage="probe", batch_size=batch_size, step=step + 1,
                         steps=measured_steps + 1, elapsed=time.monotonic() - started)
             if step > 0:
+                gc.collect()  # objects dropped by earlier work still hold allocator memory until collected
                 resident = tf.config.experimental.get_memory_info(device_name)["current"]
                 tf.config.experimental.reset_memory_stats(device_name)
             t0 = time.perf_counter()

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import traceback
 import warnings
 from pathlib import Path
 
@@ -36,6 +38,11 @@ def _check_parser() -> argparse.ArgumentParser:
                         help="one inter-op and one intra-op thread: reproducible peaks, slower steps")
     parser.add_argument("--baseline", help="a previous JSON report; with --max-increase, the CI gate compares peaks")
     parser.add_argument("--max-increase", help="fail if the peak grew more than this over the baseline, e.g. 10%%")
+    parser.add_argument("--whatif", action=argparse.BooleanOptionalAction, default=None,
+                        help="measure what-ifs (mixed precision, remat, shrinking, optimizers); "
+                             "default: only when it does not fit and one could make it fit")
+    parser.add_argument("--profile", help="write a TensorBoard profile of the planned batch here "
+                                          "(tensorboard --logdir DIR); the report names what holds memory at the peak")
     parser.add_argument("--time-limit", help="keras-tuner files: the search's time limit, e.g. 12h")
     parser.add_argument("--epochs", type=int, help="keras-tuner files: epochs per trial (default: the file's search call)")
     parser.add_argument("--quiet", action="store_true", help="no progress and no summary, only the exit code")
@@ -57,8 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         print("preflight: interrupted", file=sys.stderr)
         return errors.EXIT_USAGE
     except Exception as exc:  # noqa: BLE001 - a bug in preflight: say so, briefly
+        if os.environ.get("PREFLIGHT_DEBUG"):
+            traceback.print_exc()
         print(f"preflight: internal error: {type(exc).__name__}: {exc}\n"
-              "  this is a bug in preflight; please report it with the command you ran", file=sys.stderr)
+              "  this is a bug in preflight; please report it with the command you ran "
+              "(PREFLIGHT_DEBUG=1 prints the traceback)", file=sys.stderr)
         return errors.EXIT_INTERNAL
 
 
@@ -98,7 +108,8 @@ def _check(argv: list[str]) -> int:
     else:
         report = check(args.model_file, batch_size=settings.batch_size, budget=settings.budget,
                        target=settings.target, timeout=settings.timeout, steps=settings.steps,
-                       single_thread=settings.single_thread, progress=not args.quiet)
+                       single_thread=settings.single_thread, whatif=args.whatif,
+                       profile=args.profile or settings.profile, progress=not args.quiet)
     gate = evaluate_gate(report.document, max_increase, baseline)
     report.document["gate"] = gate.to_dict()
     json_path, html_path = _output_path(settings.json), _output_path(settings.html)

@@ -46,7 +46,9 @@ class ProbeJob:
     usable_bytes: int | None = None    # the budget or target memory the recommendation aims at
     prior_probes: list[dict] = field(default_factory=list)  # results of an earlier child of the same run
     variant: dict | None = None        # a what-if (preflight.whatif) applied before probing
-    profile_dir: str | None = None
+    list_variants: bool = False        # ask the child which what-ifs this model allows
+    target_kind: str | None = None     # what the what-ifs aim at (mixed_float16 on GPU, bfloat16 elsewhere)
+    profile_dir: str | None = None     # profile the planned batch after the probes (peak composition)
 
 
 @dataclass
@@ -56,6 +58,9 @@ class ProbeOutcome:
     data: dict | None = None
     probes: list[ProbeResult] = field(default_factory=list)
     graph_estimates: dict[int, int] = field(default_factory=dict)  # batch size -> liveness estimate of the peak
+    variant: dict | None = None             # {"description", "message"} when the job applied a what-if
+    variant_specs: list[dict] | None = None  # the what-ifs the child listed
+    peak_composition: dict | None = None    # {"composition", "message"} from the profiled step
 
 
 def child_environment(job: ProbeJob) -> dict[str, str]:
@@ -154,6 +159,12 @@ class _ChildRun:
                 self.on_progress(event)
             elif kind == "graph_estimate":
                 outcome.graph_estimates = {int(b): int(v) for b, v in event["estimates"].items()}
+            elif kind == "variant":
+                outcome.variant = {"description": event["description"], "message": event["message"]}
+            elif kind == "variants":
+                outcome.variant_specs = event["specs"]
+            elif kind == "peak_composition":
+                outcome.peak_composition = {"composition": event["composition"], "message": event["message"]}
             elif kind == "plan":
                 pending[:] = event["batch_sizes"]  # the child finished its previous round
             elif kind == "probe":

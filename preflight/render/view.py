@@ -347,7 +347,7 @@ def _recommendations(document: dict[str, Any]) -> dict[str, Any] | None:
         return None
     rows = []
     for item in items:
-        params = item.get("params") or {}
+        details = item.get("details") or {}
         fits = item.get("fits")
         measured = item.get("peak_bytes") is not None
         step_ratio = item.get("step_ratio")
@@ -369,7 +369,8 @@ def _recommendations(document: dict[str, Any]) -> dict[str, Any] | None:
             "change_text": format_signed_percent(item.get("saving_fraction")),
             "step_text": format_seconds(item.get("step_seconds")),
             "step_ratio_text": f"×{step_ratio:.2f}" if isinstance(step_ratio, (int, float)) else "",
-            "params": [(str(key), format_value(value)) for key, value in params.items()],
+            "params_text": format_count(item["params"]) if isinstance(item.get("params"), int) else "",
+            "details": [(str(key), format_value(value)) for key, value in details.items()],
             "snippet": str(item.get("snippet") or ""),
             "tradeoff": str(item.get("tradeoff") or ""),
             "fits": fits,

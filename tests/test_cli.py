@@ -115,3 +115,23 @@ def test_tuner_file_gets_a_search_check_not_a_search(tmp_path):
     assert not (tmp_path / "runs").exists()
     html = (tmp_path / "r.html").read_text()
     assert "num_layers" in html and "Bounds that keep a trial inside the budget" in html
+
+
+def test_model_over_budget_gets_measured_whatifs_and_a_profile(tmp_path):
+    import ast
+
+    code = main(["examples/wide_dense_cnn.py", "--budget", "160MiB", "--profile", str(tmp_path / "profile"),
+                 "--json", str(tmp_path / "r.json"), "--html", str(tmp_path / "r.html"), "--quiet"])
+    assert code == 1
+    document = json.loads((tmp_path / "r.json").read_text())
+    measured = [r for r in document["recommendations"] if r["peak_bytes"] is not None and r["kind"] != "batch_size"]
+    assert len(measured) >= 3
+    assert any(r["fits"] for r in measured)
+    lead = document["recommendations"][0]
+    assert lead["lead"] and lead["fits"] and lead["peak_bytes"] < document["budget_bytes"]
+    for entry in measured:
+        ast.parse(entry["snippet"])
+    composition = document["peak_composition"]
+    assert composition["top_allocations"] and composition["peak_op"]
+    assert list((tmp_path / "profile" / "plugins" / "profile").glob("*/*.xplane.pb"))
+    assert "try this first" in (tmp_path / "r.html").read_text().lower()

@@ -211,7 +211,7 @@ class PeakModel:
         return next((size for size in (4, 2, 1) if size <= max_batch_size and fits(size)), None)
 
 
-def _friendly_at_most(limit: int) -> int:
+def friendly_at_most(limit: int) -> int:
     """The largest multiple of 8 <= limit, or the largest power of two below 8."""
     if limit >= 8:
         return limit - limit % 8
@@ -248,7 +248,7 @@ def next_probe_batch_sizes(planned_batch_size: int, probes: Sequence[ProbeResult
     if target_usable_bytes is not None:
         best = model.max_batch_size(target_usable_bytes)
         if best and best not in tried and best > max(tried) and fits_locally(best):
-            near = _friendly_at_most(best)
+            near = friendly_at_most(best)
             wanted.append(near if near not in tried else best)
     return sorted(set(wanted))[:max_new]
 

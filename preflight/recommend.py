@@ -76,3 +76,59 @@ def recommendations(document: dict[str, Any], measured: list[dict[str, Any]]) ->
     planned = next((p for p in document["probes"] if p["batch_size"] == document["batch_size"]), None)
     return rank_recommendations(document["peak_bytes"], items, document.get("budget_bytes"),
                                 planned.get("step_seconds") if planned else None)
+
+
+CONFIRM_ATTEMPTS = 3
+CONFIRM_STEP_DOWN = 0.85
+CONFIRM_MAX_STEP_SECONDS = 20.0
+
+
+def confirm_recommended_batch(document: dict[str, Any], baseline_job: ProbeJob, host_limit_bytes: int,
+                              on_progress=None) -> dict[str, Any] | None:
+    """Run the recommended batch in a fresh child whose allocator is limited to the budget itself.
+
+    Under a hard limit BFC fails before its unlimited in-use peak reaches the limit (a CNN's predicted
+    max of 88 ran out of memory under 512 MiB; the true max was 68), so the recommendation is proven the
+    way the real device would test it, stepping down when it fails. None when it cannot be tried here
+    (no budget, a budget larger than this machine can hold, or steps too slow).
+    """
+    from preflight.plan import estimated_step_seconds
+    from preflight.measurements import ProbeResult
+    from preflight.predict import friendly_at_most
+
+    budget, batch = document.get("budget_bytes"), document.get("recommended_batch_size")
+    if not budget or not batch or budget > host_limit_bytes:
+        return None
+    probes = [ProbeResult.from_dict(p) for p in document["probes"]]
+    if estimated_step_seconds(probes, batch) > CONFIRM_MAX_STEP_SECONDS:
+        return None
+    failed: list[int] = []
+    for _ in range(CONFIRM_ATTEMPTS):
+        job = replace(baseline_job, batch_sizes=[batch], adaptive=False, measured_steps=VARIANT_STEPS,
+                      memory_limit_bytes=budget, list_variants=False, profile_dir=None, prior_probes=[])
+        try:
+            probe = next(p for p in run_probes(job, on_progress).probes if p.batch_size == batch)
+        except (PreflightError, StopIteration):
+            return None
+        if probe.status == "ok":
+            return {"batch_size": batch, "status": "ok", "measured_peak_bytes": probe.peak_bytes,
+                    "limit_bytes": budget, "failed_batch_sizes": failed, "fits": True}
+        if probe.status != "oom":
+            return None
+        failed.append(batch)
+        smaller = friendly_at_most(int(batch * CONFIRM_STEP_DOWN))
+        if smaller >= batch:
+            break
+        batch = smaller
+    return {"batch_size": None, "status": "oom", "measured_peak_bytes": None, "limit_bytes": budget,
+            "failed_batch_sizes": failed, "fits": False}
+
+
+def apply_confirmation(document: dict[str, Any], confirmation: dict[str, Any]) -> None:
+    """The recommendation becomes the batch that ran under the budget; failures cap the max batch."""
+    document["confirmation"] = confirmation
+    if confirmation["failed_batch_sizes"]:
+        ceiling = min(confirmation["failed_batch_sizes"]) - 1
+        if document.get("max_batch_size") and document["max_batch_size"] > ceiling:
+            document["max_batch_size"] = ceiling
+        document["recommended_batch_size"] = confirmation["batch_size"]

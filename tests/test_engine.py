@@ -133,3 +133,15 @@ def test_unsaveable_notebook_model_gets_an_isolation_error():
     with pytest.raises(IsolationError, match="NoConfigLayer|needs_units|get_config") as info:
         preflight.check(model, (np.zeros((8, 4), "float32"), np.zeros((8, 3), "float32")), progress=False)
     assert "model.py" in info.value.hint
+
+
+def test_recommended_batch_is_confirmed_under_the_budget(models_dir):
+    doc = preflight.check(str(models_dir / "cnn.py"), budget="256MiB", progress=False).document
+    confirmation = doc["confirmation"]
+    assert confirmation["status"] == "ok" and confirmation["limit_bytes"] == 256 * 2**20
+    assert confirmation["batch_size"] == doc["recommended_batch_size"] <= doc["max_batch_size"]
+    assert confirmation["measured_peak_bytes"] <= 256 * 2**20
+    # The curve is an upper bound at every measured point.
+    for row in doc["curve"]:
+        if row["source"] == "measured":
+            assert row["peak_bytes"] >= row["measured_bytes"]

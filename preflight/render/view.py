@@ -317,7 +317,21 @@ def _curve(document: dict[str, Any]) -> dict[str, Any] | None:
     recommended = document.get("recommended_batch_size")
     max_batch = document.get("max_batch_size")
     recommended_peak = (by_batch.get(recommended) or {}).get("peak_bytes") if recommended is not None else None
+    confirmation = document.get("confirmation") or {}
+    if confirmation.get("status") == "ok":
+        confirmation_text = (f"confirmed: batch {format_count(confirmation['batch_size'])} ran at "
+                             f"{format_bytes(confirmation.get('measured_peak_bytes'))}")
+        if confirmation.get("limit_bytes"):
+            confirmation_text += f" under a {format_bytes(confirmation['limit_bytes'])} allocator limit"
+    elif confirmation.get("status") == "oom":
+        confirmation_text = "not confirmed: every batch tried ran out of memory under the budget"
+    else:
+        confirmation_text = "predicted, not confirmed by a run"
+    if confirmation.get("failed_batch_sizes"):
+        confirmation_text += (" (ran out of memory under the budget at "
+                              + ", ".join(format_count(b) for b in confirmation["failed_batch_sizes"]) + ")")
     return {
+        "confirmation_text": confirmation_text,
         "measured": measured,
         "predicted": predicted,
         "max_batch_size": max_batch,

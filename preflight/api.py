@@ -17,7 +17,7 @@ from preflight.analysis import RunSettings, build_document, usable_bytes
 from preflight.devices import get_target
 from preflight.errors import UsageError
 from preflight.plan import first_round
-from preflight.recommend import apply_confirmation, confirm_recommended_batch
+from preflight.recommend import confirm_batch_sizes
 from preflight.progress import ProgressDisplay
 from preflight.report import Report
 from preflight.runner import ProbeJob, run_probes
@@ -99,9 +99,7 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
             document = build_document(outcome, replace(settings, batch_size=batch_size))
             _add_peak_composition(document, outcome)
             if probe_batch_sizes is None:
-                confirmation = confirm_recommended_batch(document, job, limit, display)
-                if confirmation is not None:
-                    apply_confirmation(document, confirmation)
+                confirm_batch_sizes(document, job, limit, display)
             _add_recommendations(document, job, outcome, whatif, display)
     return Report(document)
 

@@ -8,7 +8,7 @@ either"; one that cannot be built for this model says why.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
 from preflight.errors import PreflightError
 from preflight.runner import ProbeJob, ProbeOutcome, run_probes
@@ -79,24 +79,25 @@ def recommendations(document: dict[str, Any], measured: list[dict[str, Any]]) ->
 
 
 CONFIRM_ATTEMPTS = 3
-CONFIRM_STEP_DOWN = 0.85
+MAX_BATCH_STEP_DOWN = 0.9    # the largest batch is stepped down finely: it is the number reported
+RECOMMENDED_STEP_DOWN = 0.85
 CONFIRM_MAX_STEP_SECONDS = 20.0
 
 
-def confirm_recommended_batch(document: dict[str, Any], baseline_job: ProbeJob, host_limit_bytes: int,
-                              on_progress=None) -> dict[str, Any] | None:
-    """Run the recommended batch in a fresh child whose allocator is limited to the budget itself.
+def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_limit_bytes: int,
+                        batch: int | None, step_down: Callable[[int], int],
+                        on_progress=None) -> dict[str, Any] | None:
+    """Run `batch` in a fresh child whose allocator is limited to the budget itself, stepping down on OOM.
 
     Under a hard limit BFC fails before its unlimited in-use peak reaches the limit (a CNN's predicted
-    max of 88 ran out of memory under 512 MiB; the true max was 68), so the recommendation is proven the
-    way the real device would test it, stepping down when it fails. None when it cannot be tried here
-    (no budget, a budget larger than this machine can hold, or steps too slow).
+    max of 88 ran out of memory under 512 MiB; the true max was 68), so a batch size preflight reports is
+    proven the way the real device would test it. None when it cannot be tried here (no budget, a budget
+    larger than this machine can hold, or steps too slow).
     """
-    from preflight.plan import estimated_step_seconds
     from preflight.measurements import ProbeResult
-    from preflight.predict import friendly_at_most
+    from preflight.plan import estimated_step_seconds
 
-    budget, batch = document.get("budget_bytes"), document.get("recommended_batch_size")
+    budget = document.get("budget_bytes")
     if not budget or not batch or budget > host_limit_bytes:
         return None
     probes = [ProbeResult.from_dict(p) for p in document["probes"]]
@@ -112,23 +113,38 @@ def confirm_recommended_batch(document: dict[str, Any], baseline_job: ProbeJob, 
             return None
         if probe.status == "ok":
             return {"batch_size": batch, "status": "ok", "measured_peak_bytes": probe.peak_bytes,
-                    "limit_bytes": budget, "failed_batch_sizes": failed, "fits": True}
+                    "limit_bytes": budget, "failed_batch_sizes": failed}
         if probe.status != "oom":
             return None
         failed.append(batch)
-        smaller = friendly_at_most(int(batch * CONFIRM_STEP_DOWN))
-        if smaller >= batch:
+        smaller = step_down(batch)
+        if smaller < 1 or smaller >= batch:
             break
         batch = smaller
     return {"batch_size": None, "status": "oom", "measured_peak_bytes": None, "limit_bytes": budget,
-            "failed_batch_sizes": failed, "fits": False}
+            "failed_batch_sizes": failed}
 
 
-def apply_confirmation(document: dict[str, Any], confirmation: dict[str, Any]) -> None:
-    """The recommendation becomes the batch that ran under the budget; failures cap the max batch."""
-    document["confirmation"] = confirmation
-    if confirmation["failed_batch_sizes"]:
-        ceiling = min(confirmation["failed_batch_sizes"]) - 1
-        if document.get("max_batch_size") and document["max_batch_size"] > ceiling:
-            document["max_batch_size"] = ceiling
-        document["recommended_batch_size"] = confirmation["batch_size"]
+def confirm_batch_sizes(document: dict[str, Any], baseline_job: ProbeJob, host_limit_bytes: int,
+                        on_progress=None) -> None:
+    """The largest batch, then the recommended one, each run under the budget; failures lower them."""
+    from preflight.predict import friendly_at_most
+
+    largest = confirm_under_budget(document, baseline_job, host_limit_bytes, document.get("max_batch_size"),
+                                   lambda b: int(b * MAX_BATCH_STEP_DOWN), on_progress)
+    if largest is not None:
+        document["max_batch_confirmation"] = largest
+        if largest["failed_batch_sizes"]:
+            document["max_batch_size"] = largest["batch_size"] or max(0, min(largest["failed_batch_sizes"]) - 1)
+    top, recommended = document.get("max_batch_size"), document.get("recommended_batch_size")
+    if recommended and top is not None and recommended > top:
+        document["recommended_batch_size"] = recommended = friendly_at_most(top) if top else None
+    if largest is not None and largest["status"] == "ok" and recommended == largest["batch_size"]:
+        document["confirmation"] = largest
+        return
+    confirmation = confirm_under_budget(document, baseline_job, host_limit_bytes, recommended,
+                                        lambda b: friendly_at_most(int(b * RECOMMENDED_STEP_DOWN)), on_progress)
+    if confirmation is not None:
+        document["confirmation"] = confirmation
+        if confirmation["failed_batch_sizes"]:
+            document["recommended_batch_size"] = confirmation["batch_size"]

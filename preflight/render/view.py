@@ -330,6 +330,10 @@ def _curve(document: dict[str, Any]) -> dict[str, Any] | None:
     if confirmation.get("failed_batch_sizes"):
         confirmation_text += (" (ran out of memory under the budget at "
                               + ", ".join(format_count(b) for b in confirmation["failed_batch_sizes"]) + ")")
+    largest = document.get("max_batch_confirmation") or {}
+    if largest.get("status") == "ok":
+        confirmation_text += (f"; largest batch {format_count(largest['batch_size'])} ran under the same limit at "
+                              f"{format_bytes(largest.get('measured_peak_bytes'))}")
     return {
         "confirmation_text": confirmation_text,
         "measured": measured,

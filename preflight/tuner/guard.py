@@ -111,7 +111,7 @@ class SearchGuard:
 
     def _populate_space(self, trial_id: str) -> dict[str, Any]:
         """Proposals that do not come from the random sampler (a Bayesian optimum, a grid point) are
-        checked here: asked again, then replaced by a fitting random draw, else the search stops."""
+        checked here: replaced by a fitting random draw, else the search stops."""
         original = self._originals["populate_space"]
         response = original(trial_id)
         if response.get("status") != "RUNNING" or self.fits(response.get("values") or {}):
@@ -119,11 +119,8 @@ class SearchGuard:
         if hasattr(self.tuner.oracle, "hyperband_iterations"):
             # Hyperband's later rounds resume trials that already ran, so they fit; nothing to redo.
             return response
-        for _ in range(3):
-            self._skip(response["values"], "asked the oracle again")
-            response = original(trial_id)
-            if response.get("status") != "RUNNING" or self.fits(response.get("values") or {}):
-                return response
+        # Asking the oracle again for the same trial id corrupts GridSearch's ordering (it registers the
+        # id twice: KeyError on the next trial), so a proposal that does not fit is replaced at once.
         self._skip(response["values"], "replaced by a random configuration that fits")
         values = self._random_values()
         if values is None:

@@ -110,3 +110,14 @@ def test_probe_spread():
     probe = ProbeResult(8, "ok", peak_bytes=100, peak_bytes_runs=[80, 100, 90])
     assert probe.spread == pytest.approx(0.2)
     assert ProbeResult.from_dict(probe.to_dict()) == probe
+
+
+def test_import_preflight_and_its_entry_points_load_no_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys, preflight; preflight.check; preflight.check_search; preflight.guard; "
+            "import preflight.cli, preflight.analysis, preflight.recommend; "
+            "print('tensorflow' in sys.modules or 'keras' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -106,6 +106,13 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings) -> dict[str, An
     return document
 
 
+def confirmation_record(batch_size: int | None, status: str, measured_peak_bytes: int | None,
+                        limit_bytes: int | None, failed_batch_sizes: list[int] | None = None) -> dict[str, Any]:
+    """The document's "confirmation" of a batch size by a real step, whichever way it was run."""
+    return {"batch_size": batch_size, "status": status, "measured_peak_bytes": measured_peak_bytes,
+            "limit_bytes": limit_bytes, "failed_batch_sizes": list(failed_batch_sizes or [])}
+
+
 def _batch_recommendation(peak_model: PeakModel, batch_size: int, budget: int | None,
                           outcome: ProbeOutcome) -> dict[str, Any]:
     """The curve, and (with a budget) the largest and a recommended batch, confirmed where probed."""
@@ -120,13 +127,8 @@ def _batch_recommendation(peak_model: PeakModel, batch_size: int, budget: int | 
         top = max(top, int((max_batch or 1) * 1.25))
         confirming = next((p for p in outcome.probes if p.batch_size == recommended), None)
         if confirming is not None:
-            result["confirmation"] = {
-                "batch_size": recommended, "status": confirming.status,
-                "measured_peak_bytes": confirming.peak_bytes,
-                "predicted_peak_bytes": peak_model.predict_peak(recommended).peak_bytes,
-                "fits": confirming.status == "ok" and confirming.peak_bytes is not None
-                and confirming.peak_bytes <= budget,
-            }
+            result["confirmation"] = confirmation_record(recommended, confirming.status, confirming.peak_bytes,
+                                                         outcome.device.memory_limit_bytes)
     power = 1
     while power <= top:
         sizes.add(power)

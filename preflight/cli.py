@@ -98,7 +98,7 @@ def _check(argv: list[str]) -> int:
         print(f"preflight: warning: {warning.message}", file=sys.stderr)
     if not Path(args.model_file).is_file():
         raise errors.UsageError(f"no such file: {args.model_file}", hint="pass the path of your model.py")
-    baseline = _read_baseline(settings.baseline)
+    baseline = _read_report(settings.baseline)
     max_increase = parse_fraction(settings.max_increase) if settings.max_increase else None
 
     from preflight.tuner.cli_support import looks_like_search_file
@@ -140,13 +140,13 @@ def _check_search_file(args, settings):
     return Report(search_document(section, Path(args.model_file).stem))
 
 
-def _read_baseline(path: str | None) -> dict | None:
+def _read_report(path: str | None) -> dict | None:
     if not path:
         return None
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise errors.ConfigError(f"cannot read the baseline report {path}: {exc}",
+        raise errors.ConfigError(f"cannot read the report {path}: {exc}",
                                  hint="pass a JSON report written by `python -m preflight ... --json`") from None
 
 
@@ -164,7 +164,7 @@ def _render(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return errors.EXIT_OK if exc.code == 0 else errors.EXIT_USAGE
-    document = _read_baseline(args.report_json)
+    document = _read_report(args.report_json)
     html_path = args.html or str(Path(args.report_json).with_suffix(".html"))
     write_atomically(html_path, render_html(document))
     if args.markdown:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable
 
+from preflight.analysis import confirmation_record
 from preflight.errors import PreflightError
 from preflight.runner import ProbeJob, ProbeOutcome, run_probes
 from preflight.whatif.rank import batch_size_entry, rank_recommendations, unmeasured_entry
@@ -112,8 +113,7 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
         except (PreflightError, StopIteration):
             return None
         if probe.status == "ok":
-            return {"batch_size": batch, "status": "ok", "measured_peak_bytes": probe.peak_bytes,
-                    "limit_bytes": budget, "failed_batch_sizes": failed}
+            return confirmation_record(batch, "ok", probe.peak_bytes, budget, failed)
         if probe.status != "oom":
             return None
         failed.append(batch)
@@ -121,8 +121,7 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
         if smaller < 1 or smaller >= batch:
             break
         batch = smaller
-    return {"batch_size": None, "status": "oom", "measured_peak_bytes": None, "limit_bytes": budget,
-            "failed_batch_sizes": failed}
+    return confirmation_record(None, "oom", None, budget, failed)
 
 
 def confirm_batch_sizes(document: dict[str, Any], baseline_job: ProbeJob, host_limit_bytes: int,

@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from preflight.errors import ProbeError
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import preflight
 from preflight.checks import CheckContext, run_checks
 from preflight.devices import get_target
 from preflight.footprint import PARTS, footprint
+from preflight.measurements import ModelInfo
 from preflight.predict import PeakModel, project_to_target
 from preflight.report import FORMAT_VERSION
 from preflight.runner import ProbeOutcome
@@ -38,8 +39,8 @@ def usable_bytes(settings: RunSettings) -> int | None:
     return None
 
 
-def build_document(outcome: ProbeOutcome, settings: RunSettings) -> dict[str, Any]:
-    model = outcome.model
+def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str = "model") -> dict[str, Any]:
+    model = outcome.model or _unknown_model(model_name)
     batch_size = settings.batch_size
     budget = usable_bytes(settings)
     probe_limit = outcome.device.memory_limit_bytes
@@ -78,6 +79,9 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings) -> dict[str, An
         "graph_estimates": {str(b): v for b, v in sorted(outcome.graph_estimates.items())},
         "layers": [layer.to_dict() for layer in model.layers],
         "budget_bytes": budget,
+        "floor": floor_record(model, outcome.floor),
+        "load_oom": outcome.load_oom,
+        "fits_at_no_batch": _fits_at_no_batch(outcome, budget),
         "fits": None,
         "findings": [],
     }
@@ -100,10 +104,48 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings) -> dict[str, An
 
     parts, sources = footprint(model, batch_size, document["peak_bytes"], document["peak_source"])
     document["footprint"] = {part: int(parts[part]) for part in PARTS}
+    if outcome.floor and outcome.model and not outcome.probes:
+        # Nothing was allocated: the model was sized from a shape-only build.
+        sources.update(parameters="static (shapes)", optimizer="static (shapes)")
     document["footprint_sources"] = sources
     document["fits"] = _verdict(verdict_bytes, outcome.probes, batch_size, budget, probe_limit)
+    if budget is not None and (document["fits_at_no_batch"] or document["floor"]["total_bytes"] > budget
+                               or outcome.load_oom):
+        document["fits"] = False
     document["findings"] = run_checks(CheckContext(document, settings.host_available_bytes))
     return document
+
+
+def floor_record(model: ModelInfo, static: dict | None) -> dict[str, Any]:
+    """Parameters + gradients + optimizer state: what the step holds before any activation. From the
+    child's shape-only build when it made one (with the largest layers), else from the real variables."""
+    if static:
+        return {**static, "source": "static (shapes and dtypes, nothing allocated)"}
+    return {"parameter_bytes": model.param_bytes, "gradient_bytes": model.trainable_param_bytes,
+            "optimizer_bytes": model.optimizer_bytes,
+            "total_bytes": model.param_bytes + model.trainable_param_bytes + model.optimizer_bytes,
+            "optimizer": model.optimizer, "largest_layers": [], "source": "the model's variables"}
+
+
+def _fits_at_no_batch(outcome: ProbeOutcome, budget: int | None) -> bool:
+    """True when nothing was measured at any batch: the floor was over the budget, the model ran out of
+    memory while being built, or batch 1 ran out of memory under a limit at least as large as the budget."""
+    if budget is None:
+        return False
+    if outcome.load_oom or (outcome.floor and outcome.floor["total_bytes"] > budget and not outcome.probes):
+        return True
+    limit = outcome.device.memory_limit_bytes
+    return (not any(p.status == "ok" for p in outcome.probes)
+            and any(p.status == "oom" and p.batch_size == 1 for p in outcome.probes)
+            and (limit is None or limit >= budget))
+
+
+def _unknown_model(name: str) -> ModelInfo:
+    """Stands in when the model could not be built even from shapes: every size unknown (0)."""
+    return ModelInfo(name=name, params_total=0, params_trainable=0, params_non_trainable=0, param_bytes=0,
+                     trainable_param_bytes=0, param_bytes_by_dtype={}, optimizer="unknown", optimizer_bytes=0,
+                     optimizer_slots_per_weight=0.0, input_bytes_per_sample=0, jit_compile=False,
+                     dtype_policy="unknown")
 
 
 def confirmation_record(batch_size: int | None, status: str, measured_peak_bytes: int | None,

@@ -96,7 +96,7 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
                        profile_dir=str(Path(profile).resolve()) if profile else None)
         with ProgressDisplay(enabled=progress) as display:
             outcome = run_probes(job, on_progress=display)
-            document = build_document(outcome, replace(settings, batch_size=batch_size))
+            document = build_document(outcome, replace(settings, batch_size=batch_size), model_name=_model_name(model))
             _add_peak_composition(document, outcome)
             if probe_batch_sizes is None:
                 confirm_batch_sizes(document, job, limit, display)
@@ -118,14 +118,22 @@ def _add_recommendations(document: dict, job: ProbeJob, outcome, whatif: bool | 
     from preflight.recommend import measure_variants, recommendations, should_measure_whatifs
 
     measure = bool(outcome.variant_specs) and (whatif is True or (whatif is None and should_measure_whatifs(document)))
-    measured = measure_variants(job, outcome.variant_specs, display) if measure else []
+    measured = measure_variants(job, outcome.variant_specs, display, document, outcome.variant_floors) if measure else []
     if measure or document.get("fits") is False:
         document["recommendations"] = recommendations(document, measured)
     if whatif is None and not measure and document.get("fits") is False:
         document["findings"].append({"id": "whatifs-skipped", "severity": "info", "message":
                                      "What-ifs (mixed precision, remat, shrinking) were not measured: the peak is "
-                                     "more than twice the budget, beyond what one of them saves; a smaller batch "
-                                     "is the change that fits. Pass --whatif to measure them anyway."})
+                                     "more than twice the budget, beyond what one of them saves"
+                                     + ("; a smaller batch is the change that fits" if document.get(
+                                         "recommended_batch_size") else "")
+                                     + ". Pass --whatif to measure them anyway."})
+
+
+def _model_name(model: Any) -> str:
+    if isinstance(model, (str, os.PathLike)):
+        return Path(model).stem
+    return str(getattr(model, "name", "model"))
 
 
 def _hand_off(model: Any, data: Any, pool_size: int, directory: str) -> dict:

@@ -40,6 +40,45 @@ def run_checks(context: CheckContext) -> list[dict[str, str]]:
 
 
 @check
+def floor_over_budget(ctx: CheckContext) -> Finding | None:
+    doc = ctx.document
+    floor, budget = doc.get("floor") or {}, doc.get("budget_bytes")
+    if not budget or floor.get("total_bytes", 0) <= budget:
+        return None
+    largest = ", ".join(f"{layer['name']} ({layer['class_name']}, {layer['params']:,} params, "
+                        f"{format_bytes(layer['parameter_bytes'])})" for layer in floor.get("largest_layers") or [])
+    return Finding("floor-over-budget", "error",
+                   f"No batch size fits: parameters {format_bytes(floor['parameter_bytes'])} + gradients "
+                   f"{format_bytes(floor['gradient_bytes'])} + optimizer state {format_bytes(floor['optimizer_bytes'])} "
+                   f"({floor.get('optimizer')}) = {format_bytes(floor['total_bytes'])} before any activation, "
+                   f"over the budget of {format_bytes(budget)}."
+                   + (f" Largest layers: {largest}." if largest else "")
+                   + " Only a smaller model or lighter optimizer state helps; see the what-ifs.")
+
+
+@check
+def out_of_memory_while_building(ctx: CheckContext) -> Finding | None:
+    message = ctx.document.get("load_oom")
+    if not message:
+        return None
+    limit = ctx.document["device"].get("memory_limit_bytes")
+    where = f" under the probe's {format_bytes(limit)} limit" if limit else ""
+    return Finding("load-oom", "error", f"The model could not even be built{where}: {message}. This is a memory "
+                   "verdict, not an error in the model.")
+
+
+@check
+def fits_at_no_batch(ctx: CheckContext) -> Finding | None:
+    doc = ctx.document
+    floor, budget = doc.get("floor") or {}, doc.get("budget_bytes")
+    if not doc.get("fits_at_no_batch") or doc.get("load_oom") or floor.get("total_bytes", 0) > (budget or 0):
+        return None  # the two checks above already say why
+    return Finding("no-batch-fits", "error",
+                   "No batch size fits: batch 1 ran out of memory, so a smaller batch does not help. Change the "
+                   "model (the measured what-ifs below say which change fits).")
+
+
+@check
 def probe_failed(ctx: CheckContext) -> Finding | None:
     probe = next((p for p in ctx.document["probes"] if p["status"] != "ok"), None)
     if probe is None:

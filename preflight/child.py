@@ -14,10 +14,11 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from preflight import plan
-from preflight.errors import ModelError, PreflightError
+from preflight.errors import ModelError, PreflightError, is_out_of_memory
 from preflight.measurements import DeviceInfo, LayerInfo, ModelInfo, ProbeResult
 
 
@@ -70,25 +71,36 @@ def run_job(job: dict, events: EventWriter) -> None:
     events.emit("progress", stage="starting TensorFlow", elapsed=0.0)
     tf = _start_tensorflow(job)
     events.emit("progress", stage="loading model", elapsed=time.monotonic() - started)
-    model, data = load_model_and_data(job)
-    if job.get("variant"):
-        from preflight.whatif.variants import VariantNotApplicable, apply_variant
-
-        try:
-            model, description = apply_variant(model, job["variant"])
-        except VariantNotApplicable as exc:
-            events.emit("variant", description=None, message=exc.message)
-            return
-        events.emit("variant", description=description, message="")
-        gc.collect()  # the original model and throw-away optimizers must not hold allocator memory
-
-    from preflight.data import make_pool
-
-    pool = make_pool(data, model, max(job["batch_sizes"]))
     device = describe_device(tf, job.get("memory_limit_bytes"))
-    # Slots exist before the first step, so optimizer bytes are known even if that step runs out of memory.
-    if not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
+    events.emit("device", device=device.to_dict())
+    try:
+        loaded = load_model_and_data(job)
+        model, data = loaded.model, loaded.data
+        if loaded.floor_over_budget:
+            report_floor_only(job, loaded, device, events)
+            return
+        if job.get("variant"):
+            from preflight.whatif.variants import VariantNotApplicable
+
+            try:
+                model, description = _apply_variant(model, job["variant"], loaded.shapes_only)
+            except VariantNotApplicable as exc:
+                events.emit("variant", description=None, message=exc.message)
+                return
+            events.emit("variant", description=description, message="")
+            gc.collect()  # the original model and throw-away optimizers must not hold allocator memory
+
+        from preflight.data import make_pool
+
+        pool = make_pool(data, model, max(job["batch_sizes"]))
+        # Slots exist before the first step, so optimizer bytes are known even if that step runs out of memory.
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        report_load_oom(job, exc, device, events)
+        return
     events.emit("model", model=describe_model(model, pool).to_dict(), device=device.to_dict(),
                 data={"kind": pool.kind, "host_bytes": pool.host_bytes, "pipeline": pool.pipeline})
 
@@ -172,10 +184,21 @@ def graph_slope(model, pool, planned_batch_size: int, events: EventWriter) -> fl
     return max(0.0, (estimates[high] - estimates[low]) / (high - low))
 
 
-def load_model_and_data(job: dict):
+@dataclass
+class LoadedJob:
+    model: Any                       # the real model, or a shape-only one when the floor is over budget
+    data: Any
+    floor: dict | None = None        # preflight.static_floor.static_floor of the model
+    floor_over_budget: bool = False  # the floor alone exceeds the job's usable bytes: nothing was allocated
+    shapes_only: bool = False        # the model was built from shapes alone (no weights in memory)
+
+
+def load_model_and_data(job: dict) -> LoadedJob:
+    """The model and data the job names. For a model.py with a build function the static floor comes
+    first, from a shape-only build: when it alone exceeds the budget the real model is never built."""
     source = job["source"]
     if source["kind"] == "file":
-        from preflight.loader import check_compiled, find_data, find_model, run_model_file
+        from preflight.loader import check_compiled, find_data, find_model, model_factory, run_model_file
 
         name = os.path.basename(source["path"])
         if source.get("hp_values") is not None:
@@ -187,15 +210,109 @@ def load_model_and_data(job: dict):
 
             model = build_with_values(load_hypermodel_from_module(namespace), source["hp_values"])
             check_compiled(model)
-        else:
-            namespace = run_model_file(source["path"])
-            model = find_model(namespace, name)
-        return model, find_data(namespace, name)
+            return LoadedJob(model, find_data(namespace, name))
+        namespace = run_model_file(source["path"])
+        factory = model_factory(namespace, name)
+        if factory is not None and job.get("variant") and job.get("variant_from_shapes"):
+            from preflight.static_floor import build_floor_model
+
+            # The base model does not fit: only the variant is given memory (see _apply_variant).
+            return LoadedJob(build_floor_model(factory[1]), find_data(namespace, name), shapes_only=True)
+        if factory is not None and not job.get("variant"):
+            from preflight.static_floor import build_floor_model, static_floor
+
+            floor_model = build_floor_model(factory[1])
+            check_compiled(floor_model)
+            floor = static_floor(floor_model)
+            if _over(floor, job):
+                return LoadedJob(floor_model, find_data(namespace, name), floor, floor_over_budget=True)
+            import keras
+
+            del floor_model
+            keras.backend.clear_session()
+            return LoadedJob(find_model(namespace, name), find_data(namespace, name), floor)
+        return LoadedJob(find_model(namespace, name), find_data(namespace, name))
     if source["kind"] == "saved":
         from preflight.handoff import load_handoff
 
-        return load_handoff(source["dir"])
+        model, data = load_handoff(source["dir"])
+        return LoadedJob(model, data)
     raise ModelError(f"unknown source kind {source['kind']!r}")
+
+
+def _apply_variant(model, spec: dict, base_is_shapes_only: bool):
+    """(variant model, description). From a shape-only base the variant is built from shapes too, and then
+    only its own weights are given memory (fresh initial values: the same bytes as copied ones)."""
+    from preflight.whatif.variants import apply_variant
+
+    if not base_is_shapes_only:
+        return apply_variant(model, spec)
+    from preflight.static_floor import initialize_deferred_variables, shapes_only
+
+    with shapes_only():
+        variant, description = apply_variant(model, spec)
+    initialize_deferred_variables(keep_deferred=model)
+    return variant, description
+
+
+def _over(floor: dict, job: dict) -> bool:
+    usable = job.get("usable_bytes")
+    return bool(usable) and floor["total_bytes"] > usable
+
+
+def report_floor_only(job: dict, loaded: LoadedJob, device: DeviceInfo, events: EventWriter) -> None:
+    """The floor alone is over budget: describe the shape-only model, list the what-ifs with their own
+    floors (which of them bring the floor under the budget), and stop before allocating anything."""
+    from preflight.data import make_pool
+
+    pool = make_pool(loaded.data, loaded.model, max(job["batch_sizes"]))
+    events.emit("floor", floor=loaded.floor)
+    events.emit("model", model=describe_model(loaded.model, pool).to_dict(), device=device.to_dict(),
+                data={"kind": pool.kind, "host_bytes": pool.host_bytes, "pipeline": pool.pipeline})
+    if job.get("list_variants"):
+        from preflight.static_floor import shapes_only, variant_floors
+        from preflight.whatif.variants import list_variants
+
+        with shapes_only():
+            specs = list_variants(loaded.model, job.get("target_kind") or device.kind)
+        events.emit("variant_floors", floors=variant_floors(loaded.model, specs))
+        events.emit("variants", specs=specs)
+
+
+def report_load_oom(job: dict, exc: BaseException, device: DeviceInfo, events: EventWriter) -> None:
+    """Out of memory while building the model, its optimizer or its data: a memory verdict. The real
+    objects are dropped and the model is built again from shapes alone, for the floor and the what-ifs."""
+    import keras
+
+    message = f"out of memory while building the model: {_first_line(exc)}"
+    del exc  # its traceback holds the half-built model's tensors
+    keras.backend.clear_session()
+    gc.collect()
+    try:
+        loaded = _load_shapes_only(job)
+    except Exception as static_exc:  # noqa: BLE001 - the verdict stands without the floor
+        events.emit("load_oom", message=message, floor_message=f"{type(static_exc).__name__}: "
+                                                                f"{_first_line(static_exc)}")
+        return
+    events.emit("load_oom", message=message, floor_message="")
+    report_floor_only(job, loaded, device, events)
+
+
+def _load_shapes_only(job: dict) -> LoadedJob:
+    """Run the model file (or its build function) again inside `shapes_only()`: nothing is allocated."""
+    from preflight.loader import find_data, find_model, run_model_file
+    from preflight.static_floor import build_optimizer_shapes_only, initialize_optimizer_scalars, shapes_only, static_floor
+
+    source = job["source"]
+    if source["kind"] != "file" or source.get("hp_values") is not None:
+        raise ModelError("the static floor needs a model.py")
+    name = os.path.basename(source["path"])
+    with shapes_only():
+        namespace = run_model_file(source["path"])
+        model = find_model(namespace, name)
+        build_optimizer_shapes_only(model)
+    initialize_optimizer_scalars(model.optimizer)
+    return LoadedJob(model, find_data(namespace, name), static_floor(model), floor_over_budget=True)
 
 
 def describe_device(tf, memory_limit_bytes: int | None) -> DeviceInfo:
@@ -264,10 +381,10 @@ def probe_batch_size(tf, model, pool, batch_size: int, measured_steps: int, devi
                 runs.append(int(tf.config.experimental.get_memory_info(device_name)["peak"]))
                 if len(runs) >= MIN_MEASURED_STEPS and warmup_seconds + sum(times) > SLOW_PROBE_SECONDS:
                     break  # slow steps: two runs still show the spread; more would cost minutes
-    except tf.errors.ResourceExhaustedError as exc:
-        return ProbeResult(batch_size, "oom", peak_bytes_runs=runs,
-                           message=f"out of memory in the probe: {_first_line(exc)}")
     except Exception as exc:  # noqa: BLE001 - the user's train_step may raise anything
+        if is_out_of_memory(exc):  # by type: TF's text may be only "Graph execution error ... [[{{node}}]]"
+            return ProbeResult(batch_size, "oom", peak_bytes_runs=runs,
+                               message=f"out of memory in the probe: {_first_line(exc)}")
         if first:
             raise ModelError(f"the training step failed at batch {batch_size}: {type(exc).__name__}: "
                              f"{_first_line(exc)}",

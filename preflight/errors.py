@@ -69,3 +69,18 @@ class IsolationError(PreflightError):
 
     slug = "isolation"
     exit_code = EXIT_USER_CODE
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` (or an exception it was raised from) is an allocation failure, by type, not by text.
+
+    TF raises `ResourceExhaustedError` whose text may be only "Graph execution error ... [[{{node}}]]";
+    Keras and user code may wrap it. Checked by class name so this module imports no TensorFlow.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, MemoryError) or any(cls.__name__ == "ResourceExhaustedError" for cls in type(exc).__mro__):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -26,12 +26,21 @@ def parse_fraction(text: str) -> float:
         raise ConfigError(f"cannot read {text!r} as a fraction", hint="write it like 10% or 0.1") from None
 
 
+def _does_not_fit_reason(document: dict[str, Any]) -> str:
+    budget = format_bytes(document.get("budget_bytes"))
+    floor = document.get("floor") or {}
+    if document.get("peak_bytes") is None and floor.get("total_bytes", 0) > (document.get("budget_bytes") or 0):
+        return f"does not fit at any batch size: static floor {format_bytes(floor['total_bytes'])} over budget {budget}"
+    if document.get("peak_bytes") is None and document.get("fits_at_no_batch"):
+        return f"does not fit at any batch size: batch 1 ran out of memory (budget {budget})"
+    return f"does not fit: peak {format_bytes(document.get('peak_bytes'))} over budget {budget}"
+
+
 def evaluate_gate(document: dict[str, Any], max_increase: float | None = None,
                   baseline: dict[str, Any] | None = None) -> GateResult:
     reasons = []
     if document.get("fits") is False:
-        reasons.append(f"does not fit: peak {format_bytes(document.get('peak_bytes'))} "
-                       f"over budget {format_bytes(document.get('budget_bytes'))}")
+        reasons.append(_does_not_fit_reason(document))
     for finding in (document.get("search") or {}).get("findings") or []:
         if finding.get("severity") == "error":
             reasons.append(f"search: {finding.get('message')}")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from preflight.errors import ModelError, TargetLoadError
+from preflight.errors import ModelError, TargetLoadError, is_out_of_memory
 
 MODEL_FACTORIES = ("build_model", "get_model")
 MODEL_VARIABLES = ("model",)
@@ -52,6 +52,8 @@ def run_model_file(path: str | os.PathLike) -> dict:
         raise TargetLoadError(f"{file.name} called sys.exit({exc.code}) while loading",
                               hint="move exit calls under `if __name__ == '__main__':`") from None
     except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
+        if is_out_of_memory(exc):
+            raise  # a memory verdict, not a broken file: the child reports it with the static floor
         raise TargetLoadError(
             f"{file.name} failed while loading: {type(exc).__name__}: {exc}{_user_frame(exc, file)}",
             hint="fix the error above; preflight runs the file as a module, without its __main__ block",
@@ -64,9 +66,8 @@ def _user_frame(exc: BaseException, file: Path) -> str:
     return f" ({file.name}, line {frames[-1].lineno})" if frames else ""
 
 
-def find_model(namespace: dict, source: str) -> Any:
-    import keras
-
+def model_factory(namespace: dict, source: str) -> tuple[str, Any] | None:
+    """(name, function) of the file's build_model()/get_model(), or None when it only assigns `model`."""
     for name in MODEL_FACTORIES:
         factory = namespace.get(name)
         if callable(factory):
@@ -79,13 +80,25 @@ def find_model(namespace: dict, source: str) -> Any:
                     hint="a build_model(hp) is a keras-tuner hypermodel: run `preflight search` on it, "
                          "or give a build_model() without arguments",
                 )
-            try:
-                model = factory()
-            except Exception as exc:  # noqa: BLE001
-                raise TargetLoadError(f"{source}: {name}() raised {type(exc).__name__}: {exc}"
-                                      f"{_user_frame(exc, Path(namespace['__file__']))}",
-                                      hint=f"fix {name}() so that it returns a compiled keras.Model") from None
-            return _checked_model(model, f"{name}()", source, keras)
+            return name, factory
+    return None
+
+
+def find_model(namespace: dict, source: str) -> Any:
+    import keras
+
+    found = model_factory(namespace, source)
+    if found is not None:
+        name, factory = found
+        try:
+            model = factory()
+        except Exception as exc:  # noqa: BLE001
+            if is_out_of_memory(exc):
+                raise  # the model is too big, not broken: a memory verdict (see preflight.child)
+            raise TargetLoadError(f"{source}: {name}() raised {type(exc).__name__}: {exc}"
+                                  f"{_user_frame(exc, Path(namespace['__file__']))}",
+                                  hint=f"fix {name}() so that it returns a compiled keras.Model") from None
+        return _checked_model(model, f"{name}()", source, keras)
     for name in MODEL_VARIABLES:
         if name in namespace:
             return _checked_model(namespace[name], f"`{name}`", source, keras)

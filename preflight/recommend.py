@@ -22,48 +22,87 @@ VARIANT_STEPS = 2
 
 
 def should_measure_whatifs(document: dict[str, Any]) -> bool:
+    """When it does not fit and a what-if could make it fit: the peak is within reach of one change, or
+    no batch fits at all (then only a change to the model can help, however far over the budget)."""
     budget, peak = document.get("budget_bytes"), document.get("peak_bytes")
-    return (document.get("fits") is False and budget is not None and peak is not None
-            and peak <= WHATIF_REACH * budget)
+    if document.get("fits") is not False or budget is None:
+        return False
+    return bool(document.get("fits_at_no_batch")) or (peak is not None and peak <= WHATIF_REACH * budget)
 
 
-def measure_variants(baseline_job: ProbeJob, specs: list[dict], on_progress=None) -> list[dict[str, Any]]:
-    """One measured-list item per spec (see whatif.rank): description + peak/step time, or why not."""
+def measure_variants(baseline_job: ProbeJob, specs: list[dict], on_progress=None,
+                     document: dict[str, Any] | None = None,
+                     variant_floors: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One measured-list item per spec (see whatif.rank): description + peak/step time, or why not.
+
+    When no batch fits the baseline, each variant is tried at the planned batch and at batch 1 (a change
+    that makes batch 1 fit is still the way forward). A variant whose static floor alone is over the
+    budget is not run: its floor says why it cannot fit.
+    """
+    from preflight.whatif.variants import spec_label
+
+    document = document or {}
     planned = baseline_job.planned_batch_size
+    no_batch_fits = bool(document.get("fits_at_no_batch"))
+    sizes = [planned, 1] if no_batch_fits and planned > 1 else [planned]
+    budget = document.get("budget_bytes")
+    from_shapes = bool(budget and (document.get("load_oom") or document["floor"]["total_bytes"] > budget))
     measured = []
     for spec in specs:
-        job = replace(baseline_job, batch_sizes=[planned], adaptive=False, measured_steps=VARIANT_STEPS,
-                      variant=spec, list_variants=False, profile_dir=None, prior_probes=[])
+        floor = (variant_floors or {}).get(spec_label(spec)) or {}
+        if budget and floor.get("total_bytes", 0) > budget:
+            measured.append({**unmeasured_entry(spec, "floor_over_budget", _floor_message(floor, budget)),
+                             "details": {"floor": floor}})
+            continue
+        job = replace(baseline_job, batch_sizes=sizes, adaptive=False, measured_steps=VARIANT_STEPS,
+                      variant=spec, list_variants=False, profile_dir=None, prior_probes=[],
+                      variant_from_shapes=from_shapes)
         try:
             outcome = run_probes(job, on_progress)
         except PreflightError as exc:
             measured.append(unmeasured_entry(spec, "error", exc.message))
             continue
-        measured.append(_measured_item(spec, outcome, planned))
+        measured.append(_measured_item(spec, outcome, sizes))
     return measured
 
 
-def _measured_item(spec: dict, outcome: ProbeOutcome, batch_size: int) -> dict[str, Any]:
+def _floor_message(floor: dict[str, Any], budget: int) -> str:
+    from preflight.units import format_bytes
+
+    return (f"does not fit either: its static floor (parameters {format_bytes(floor['parameter_bytes'])} + "
+            f"gradients {format_bytes(floor['gradient_bytes'])} + optimizer state "
+            f"{format_bytes(floor['optimizer_bytes'])} = {format_bytes(floor['total_bytes'])}) is over the "
+            f"budget of {format_bytes(budget)} before any activation")
+
+
+def _measured_item(spec: dict, outcome: ProbeOutcome, batch_sizes: list[int]) -> dict[str, Any]:
+    """The variant's peak at the first of `batch_sizes` that ran (the planned batch, else batch 1)."""
     variant = outcome.variant or {}
     description = variant.get("description")
     if description is None:
+        if outcome.load_oom:
+            return unmeasured_entry(spec, "oom", f"does not fit either: {outcome.load_oom}")
         return unmeasured_entry(spec, "not_applicable", variant.get("message") or "could not be built")
-    probe = next((p for p in outcome.probes if p.batch_size == batch_size), None)
-    if probe is None or probe.status != "ok":
-        status = probe.status if probe is not None else "error"
-        message = probe.message if probe is not None else "no probe result"
+    probes = {p.batch_size: p for p in outcome.probes}
+    probe = next((probes[b] for b in batch_sizes if b in probes and probes[b].status == "ok"), None)
+    if probe is None:
+        failed = probes.get(batch_sizes[0])
+        status = failed.status if failed is not None else ("oom" if outcome.load_oom else "error")
+        message = failed.message if failed is not None else (outcome.load_oom or "no probe result")
         if status == "oom":
-            message = f"does not fit either: {message}"
+            message = f"does not fit either{' at batch 1' if len(batch_sizes) > 1 else ''}: {message}"
         return {**unmeasured_entry(spec, status, message), **{k: description[k] for k in
                                                                ("kind", "title", "snippet", "tradeoff")}}
-    return {**description, "peak_bytes": probe.peak_bytes, "step_seconds": probe.step_seconds}
+    return {**description, "peak_bytes": probe.peak_bytes, "step_seconds": probe.step_seconds,
+            "batch_size": probe.batch_size}
 
 
 def recommendations(document: dict[str, Any], measured: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The ranked "recommendations" list: the measured what-ifs plus the batch-size change."""
+    """The ranked "recommendations" list: the measured what-ifs plus the batch-size change (never when
+    no batch size fits: a smaller batch is not the way out then)."""
     items = list(measured)
     recommended = document.get("recommended_batch_size")
-    if recommended and recommended < document["batch_size"]:
+    if recommended and recommended < document["batch_size"] and not document.get("fits_at_no_batch"):
         confirmation = document.get("confirmation") or {}
         measured_peak = confirmation.get("measured_peak_bytes") if confirmation.get("batch_size") == recommended else None
         curve = {row["batch_size"]: row["peak_bytes"] for row in document.get("curve") or []}
@@ -72,11 +111,12 @@ def recommendations(document: dict[str, Any], measured: list[dict[str, Any]]) ->
             items.append(batch_size_entry(document["batch_size"], recommended, peak,
                                           document["model"]["params_total"],
                                           source="measured" if measured_peak else "predicted"))
-    if not items or not document.get("peak_bytes"):
+    if not items or (not document.get("peak_bytes") and not document.get("fits_at_no_batch")):
         return []
     planned = next((p for p in document["probes"] if p["batch_size"] == document["batch_size"]), None)
-    return rank_recommendations(document["peak_bytes"], items, document.get("budget_bytes"),
-                                planned.get("step_seconds") if planned else None)
+    return rank_recommendations(document.get("peak_bytes"), items, document.get("budget_bytes"),
+                                planned.get("step_seconds") if planned else None,
+                                planned_batch_size=document["batch_size"])
 
 
 CONFIRM_ATTEMPTS = 3

@@ -49,6 +49,7 @@ class ProbeJob:
     list_variants: bool = False        # ask the child which what-ifs this model allows
     target_kind: str | None = None     # what the what-ifs aim at (mixed_float16 on GPU, bfloat16 elsewhere)
     profile_dir: str | None = None     # profile the planned batch after the probes (peak composition)
+    variant_from_shapes: bool = False  # the base model does not fit: build the variant from shapes alone
 
 
 @dataclass
@@ -61,6 +62,9 @@ class ProbeOutcome:
     variant: dict | None = None             # {"description", "message"} when the job applied a what-if
     variant_specs: list[dict] | None = None  # the what-ifs the child listed
     peak_composition: dict | None = None    # {"composition", "message"} from the profiled step
+    floor: dict | None = None               # static floor (preflight.static_floor) when the child computed it
+    variant_floors: dict | None = None      # spec label -> static floor of that what-if, when the floor is over
+    load_oom: str | None = None             # out of memory while building the model: what was being allocated
 
 
 def child_environment(job: ProbeJob) -> dict[str, str]:
@@ -163,6 +167,14 @@ class _ChildRun:
                 outcome.variant = {"description": event["description"], "message": event["message"]}
             elif kind == "variants":
                 outcome.variant_specs = event["specs"]
+            elif kind == "device":
+                outcome.device = DeviceInfo.from_dict(event["device"])
+            elif kind == "floor":
+                outcome.floor = event["floor"]
+            elif kind == "variant_floors":
+                outcome.variant_floors = event["floors"]
+            elif kind == "load_oom":
+                outcome.load_oom = event["message"]
             elif kind == "peak_composition":
                 outcome.peak_composition = {"composition": event["composition"], "message": event["message"]}
             elif kind == "plan":
@@ -184,14 +196,18 @@ class _ChildRun:
         if not pending:
             return
         log_tail = _tail(log_path)
+        ran_out = returncode == -signal.SIGKILL or any(marker in log_tail.lower() for marker in _OOM_MARKERS)
+        if outcome.model is None and ran_out:
+            # The process died building the model: the allocator aborted (oneDNN) or the kernel killed it.
+            outcome.load_oom = f"out of memory while building the model (process ended: {_describe_exit(returncode)})"
+            return
         if outcome.model is None:
             raise errors.ProbeError(
                 f"the dry-run process ended (exit {_describe_exit(returncode)}) before the model was loaded: "
                 f"{_last_line(log_tail)}",
                 hint="run `python your_model.py` to check it loads; the full log is above in verbose mode",
             )
-        lowered = log_tail.lower()
-        if returncode == -signal.SIGKILL or any(marker in lowered for marker in _OOM_MARKERS):
+        if ran_out:
             self._record_failure(outcome, pending, "oom",
                                  f"out of memory in the probe (process ended: {_describe_exit(returncode)})")
             self.restart_sizes = [b for b in pending[1:] if b < pending[0]]

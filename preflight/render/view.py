@@ -141,7 +141,16 @@ def _verdict(document: dict[str, Any]) -> dict[str, Any]:
     else:
         peak_origin = "predicted from the probes"
 
-    if peak_bytes is None:
+    floor = document.get("floor") or {}
+    if peak_bytes is None and budget_bytes and floor.get("total_bytes", 0) > budget_bytes:
+        detail = (f"No batch size fits: parameters, gradients and optimizer state alone take "
+                  f"{format_bytes(floor['total_bytes'])} of {format_bytes(budget_bytes)} {budget_label}, "
+                  "before any activation.")
+    elif peak_bytes is None and document.get("load_oom"):
+        detail = f"No batch size fits: the model ran out of memory while being built ({document['load_oom']})."
+    elif peak_bytes is None and document.get("fits_at_no_batch"):
+        detail = f"No batch size fits: batch 1 ran out of memory under {format_bytes(budget_bytes)} {budget_label}."
+    elif peak_bytes is None:
         detail = "No probe finished, so there is no peak to compare."
     elif state == "no-budget":
         detail = (f"Peak {format_bytes(peak_bytes)} at batch size {batch_size}. "

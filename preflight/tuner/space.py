@@ -6,11 +6,12 @@ of one configuration. The worst-case choice over Choices lives in `predict` (it 
 """
 from __future__ import annotations
 
-import contextlib
 import inspect
 import random
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
+
+from preflight.static_floor import shapes_only
 
 HP_TYPES = ("Int", "Float", "Choice", "Boolean", "Fixed")
 # Choice values tried one by one while enumerating, so hps that appear only under one value are found.
@@ -164,36 +165,6 @@ def find_hypermodel(namespace: dict[str, Any]) -> tuple[str, Any] | None:
 
 
 # ---------------------------------------------------------------- enumeration
-@contextlib.contextmanager
-def shapes_only() -> Iterator[None]:
-    """Build Keras objects whose variables get a shape and dtype but no memory and no init time.
-
-    Keras defers initializing variables created in a StatelessScope (initialize_variables=False);
-    it refuses constant initializers there (the optimizer's `iterations`), so for the duration
-    those are wrapped into callables. A 200M-parameter model then builds in well under a second.
-    """
-    import keras
-    import numpy as np
-    from keras.src.backend.common import variables
-
-    original_init = variables.Variable.__init__
-
-    def init_with_callable(self, initializer, shape=None, dtype=None, *args, **kwargs):
-        if not callable(initializer):
-            constant = np.asarray(initializer)
-            shape = constant.shape if shape is None else shape
-            dtype = dtype or str(constant.dtype)
-            initializer = lambda shape, dtype=None: constant  # noqa: E731 - never called
-        original_init(self, initializer, shape, dtype, *args, **kwargs)
-
-    variables.Variable.__init__ = init_with_callable
-    try:
-        with keras.StatelessScope(initialize_variables=False):
-            yield
-    finally:
-        variables.Variable.__init__ = original_init
-
-
 def _new_hp(values: dict[str, Any] | None = None) -> Any:
     import keras_tuner as kt
 

@@ -37,20 +37,27 @@ def _intrusiveness(entry: dict[str, Any]) -> tuple[int, int]:
 
 
 def rank_recommendations(
-    baseline_peak_bytes: int,
+    baseline_peak_bytes: int | None,
     measured: list[dict[str, Any]],
     budget_bytes: int | None,
     baseline_step_seconds: float | None,
+    planned_batch_size: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Recommendation entries for the report, ranked as the module docstring says."""
-    if baseline_peak_bytes is None or baseline_peak_bytes <= 0:
+    """Recommendation entries for the report, ranked as the module docstring says.
+
+    `baseline_peak_bytes` None: the baseline fits at no batch size, so it has no peak; then a what-if is
+    recommended when it fits, those that fit at the planned batch first, then those that fit at batch 1
+    (an item's "batch_size" says where its peak was measured).
+    """
+    if baseline_peak_bytes is not None and baseline_peak_bytes <= 0:
         raise ValueError(f"baseline_peak_bytes must be a positive byte count, not {baseline_peak_bytes!r}")
     entries = []
     for item in measured:
         peak = item.get("peak_bytes")
         step = item.get("step_seconds")
-        saving = baseline_peak_bytes - int(peak) if peak is not None else None
+        saving = baseline_peak_bytes - int(peak) if peak is not None and baseline_peak_bytes else None
         fraction = saving / baseline_peak_bytes if saving is not None else None
+        fits = (int(peak) <= budget_bytes) if peak is not None and budget_bytes is not None else None
         entries.append({
             "kind": item.get("kind"),
             "title": item.get("title", item.get("kind")),
@@ -63,8 +70,10 @@ def rank_recommendations(
             "params": item.get("params"),
             "snippet": item.get("snippet", ""),
             "tradeoff": item.get("tradeoff", ""),
-            "fits": (int(peak) <= budget_bytes) if peak is not None and budget_bytes is not None else None,
-            "recommended": fraction is not None and fraction >= MIN_SAVING_FRACTION,
+            "fits": fits,
+            "batch_size": item.get("batch_size", planned_batch_size),
+            "recommended": (fraction is not None and fraction >= MIN_SAVING_FRACTION)
+            or (baseline_peak_bytes is None and bool(fits)),
             "lead": False,
             "status": item.get("status", "ok" if peak is not None else "error"),
             "message": item.get("message", ""),
@@ -72,20 +81,25 @@ def rank_recommendations(
         })
 
     # Only a run that does not fit needs "the smallest change that makes it fit".
-    baseline_fits = budget_bytes is not None and baseline_peak_bytes <= budget_bytes
+    baseline_fits = budget_bytes is not None and baseline_peak_bytes is not None and baseline_peak_bytes <= budget_bytes
     fitting = [e for e in entries if e["recommended"] and e["fits"]] if not baseline_fits else []
-    lead = min(fitting, key=lambda e: (_intrusiveness(e), -e["saving_bytes"])) if fitting else None
+    at_planned = [e for e in fitting if e["batch_size"] == planned_batch_size] or fitting
+
+    def smallest_peak_first(entry: dict[str, Any]) -> int:
+        return entry["peak_bytes"] if entry["peak_bytes"] is not None else 2**62
+
+    lead = min(at_planned, key=lambda e: (_intrusiveness(e), smallest_peak_first(e))) if at_planned else None
     if lead is not None:
         lead["lead"] = True
 
     def order(entry: dict[str, Any]) -> tuple:
         if entry is lead:
-            return (0, 0)
+            return (0, 0, 0)
         if entry["recommended"]:
-            return (1, -entry["saving_bytes"])
-        if entry["saving_bytes"] is not None:
-            return (2, -entry["saving_bytes"])
-        return (3, 0)
+            return (1, entry["batch_size"] != planned_batch_size, smallest_peak_first(entry))
+        if entry["peak_bytes"] is not None:
+            return (2, 0, smallest_peak_first(entry))
+        return (3, 0, 0)
 
     return sorted(entries, key=order)
 

@@ -87,8 +87,20 @@ def _from_config(model, config):
         raise VariantNotApplicable(f"the edited model could not be rebuilt: {exc}") from exc
 
 
+def _transfer_weights(source, target) -> None:
+    """The same weights in the copy; none to copy in a shape-only build (its floor is what is wanted)."""
+    from preflight.static_floor import in_shapes_only_build
+
+    if not in_shapes_only_build():
+        target.set_weights(source.get_weights())
+
+
 def _copy_matching_weights(source, target) -> None:
     """Copy weights layer by layer (by name) where every shape still matches; changed layers keep fresh init."""
+    from preflight.static_floor import in_shapes_only_build
+
+    if in_shapes_only_build():
+        return
     source_layers = {layer.name: layer for layer in source.layers}
     for layer in target.layers:
         old = source_layers.get(layer.name)
@@ -165,7 +177,12 @@ def _trainable_bytes(variables) -> int:
 
 def _optimizer_state_bytes(optimizer, model) -> int:
     """Bytes of all optimizer variables once built for the model's trainable weights (exact)."""
-    optimizer.build(model.trainable_variables)
+    from preflight.static_floor import build_optimizer_shapes_only, in_shapes_only_build
+
+    if in_shapes_only_build():
+        build_optimizer_shapes_only(model, optimizer)
+    else:
+        optimizer.build(model.trainable_variables)
     return _trainable_bytes(optimizer.variables)
 
 
@@ -303,7 +320,7 @@ def mixed_precision(model, policy: str = "mixed_bfloat16"):
         new_model = _from_config(model, config)
     finally:
         keras.config.set_dtype_policy(previous)
-    new_model.set_weights(model.get_weights())
+    _transfer_weights(model, new_model)
     optimizer = _compile_kwargs(model)["optimizer"]
     if policy == "mixed_float16" and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -408,7 +425,7 @@ def _clone(model):
             new_model = keras.models.clone_model(model)
         except Exception as exc:  # noqa: BLE001
             raise VariantNotApplicable(f"model {model.name!r} could not be cloned: {exc}") from exc
-    new_model.set_weights(model.get_weights())
+    _transfer_weights(model, new_model)
     return new_model
 
 
@@ -527,7 +544,7 @@ def remat(model, cut_after: list[str] | None = None, num_blocks: int = 4):
     """
     config = _rebuildable_config(model)
     clone = _from_config(model, config)
-    clone.set_weights(model.get_weights())
+    _transfer_weights(model, clone)
     if cut_after is None:
         cut_after = remat_cut_points(clone, num_blocks)
     new_model = remat_blocks(clone, list(cut_after))

@@ -104,7 +104,7 @@ def describe_layer_growth(row: dict[str, Any], field_name: str) -> str:
         return f"layer '{row['name']}' ({row['type']}) added with {format_quantity(new, unit)} {what}"
     change = f" ({(new - old) / old:+.0%})" if old else ""
     return (f"layer '{row['name']}' ({row['type']}) {what} "
-            f"{format_quantity(old, unit)} -> {format_quantity(new, unit)}{change}")
+            f"{format_quantity(old, unit)} → {format_quantity(new, unit)}{change}")
 
 
 def _threshold_failures(diff: dict[str, Any], thresholds: GateThresholds) -> list[GateFailure]:
@@ -124,7 +124,7 @@ def _threshold_failures(diff: dict[str, Any], thresholds: GateThresholds) -> lis
             continue
         unit = quantity["unit"]
         message = (f"{quantity['label'].lower()} grew {change:+.1%} against the baseline "
-                   f"({format_quantity(quantity['baseline'], unit)} -> {format_quantity(quantity['current'], unit)}), "
+                   f"({format_quantity(quantity['baseline'], unit)} → {format_quantity(quantity['current'], unit)}), "
                    f"more than the allowed {allowed:.0%} ({setting})")
         layer_field = {"params_total": "params", "peak_bytes": "activation_bytes_per_sample",
                        "optimizer_bytes": "params"}.get(quantity["key"])

@@ -575,7 +575,7 @@ def _format_change(old: Any, new: Any, unit: str) -> str:
     if old == new:
         return _format_quantity(new, unit)
     change = f" ({(new - old) / old:+.0%})" if old else ""
-    return f"{_format_quantity(old, unit)} -> {_format_quantity(new, unit)}{change}"
+    return f"{_format_quantity(old, unit)} → {_format_quantity(new, unit)}{change}"
 
 
 def _baseline_diff(document: dict[str, Any]) -> dict[str, Any] | None:

@@ -57,6 +57,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     function = pyfuncitem.obj
     if inspect.iscoroutinefunction(function):
         raise pytest.UsageError(f"@pytest.mark.{MARKER} does not support async tests; use the preflight_check fixture")
+    # The test's own arguments, picked from its fixtures the way pytest's default pytest_pyfunc_call does.
     arguments = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
     model = function(**arguments)
     if model is None:

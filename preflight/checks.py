@@ -165,3 +165,27 @@ def pipeline_holds_host_memory(ctx: CheckContext) -> Finding | None:
                    f"The tf.data pipeline holds {' and '.join(parts)} in host RAM "
                    f"({held / ctx.host_available_bytes:.0%} of the {format_bytes(ctx.host_available_bytes)} "
                    "available). Use a smaller shuffle buffer, or cache to a file: dataset.cache('/tmp/cache').")
+
+
+@check
+def loss_not_finite(ctx: CheckContext) -> Finding | None:
+    for probe in ctx.document["probes"]:
+        bad = [loss for loss in probe.get("losses") or [] if isinstance(loss, str)]
+        if bad:
+            return Finding("loss-not-finite", "error",
+                           f"The loss was {bad[0]} in {len(bad)} of {len(probe['losses'])} measured steps at batch "
+                           f"{probe['batch_size']}: the model fits but cannot train. Check the data for NaN, the "
+                           "loss for log(0) or a division by zero, and the learning rate.")
+    return None
+
+
+@check
+def weights_unchanged(ctx: CheckContext) -> Finding | None:
+    compared = [p for p in ctx.document["probes"] if p.get("weights_changed") is not None]
+    if not compared or any(p["weights_changed"] for p in compared):
+        return None
+    probe = compared[0]
+    return Finding("weights-unchanged", "warning",
+                   f"No trainable weight changed over the warm-up and {len(probe.get('losses') or [])} measured "
+                   f"steps at batch {probe['batch_size']}: every gradient was zero, or the learning rate is 0. "
+                   "Check that the loss depends on the trainable layers (no stop_gradient in the path).")

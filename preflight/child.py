@@ -20,6 +20,7 @@ from typing import Any
 from preflight import plan
 from preflight.errors import ModelError, PreflightError, is_out_of_memory
 from preflight.measurements import DeviceInfo, LayerInfo, ModelInfo, ProbeResult
+from preflight.training_signal import loss_value, snapshot_weights, weights_changed
 
 
 MIN_MEASURED_STEPS = 2
@@ -361,6 +362,8 @@ def probe_batch_size(tf, model, pool, batch_size: int, measured_steps: int, devi
     model.make_train_function(force=True)
     runs: list[int] = []
     times: list[float] = []
+    losses: list = []
+    snapshot = snapshot_weights(model) if first else None  # once per run: did the steps train at all
     resident = None
     warmup_seconds = None
     try:
@@ -372,12 +375,13 @@ def probe_batch_size(tf, model, pool, batch_size: int, measured_steps: int, devi
                 resident = tf.config.experimental.get_memory_info(device_name)["current"]
                 tf.config.experimental.reset_memory_stats(device_name)
             t0 = time.perf_counter()
-            model.train_on_batch(x, y, sample_weight=sample_weight)
+            step_result = model.train_on_batch(x, y, sample_weight=sample_weight)
             elapsed = time.perf_counter() - t0
             if step == 0:
                 warmup_seconds = elapsed
             else:
                 times.append(elapsed)
+                losses.append(loss_value(step_result))
                 runs.append(int(tf.config.experimental.get_memory_info(device_name)["peak"]))
                 if len(runs) >= MIN_MEASURED_STEPS and warmup_seconds + sum(times) > SLOW_PROBE_SECONDS:
                     break  # slow steps: two runs still show the spread; more would cost minutes
@@ -391,7 +395,8 @@ def probe_batch_size(tf, model, pool, batch_size: int, measured_steps: int, devi
                              hint="run one model.fit step on this data yourself to see the full error") from None
         return ProbeResult(batch_size, "error", peak_bytes_runs=runs, message=_first_line(exc))
     return ProbeResult(batch_size, "ok", peak_bytes=max(runs), peak_bytes_runs=runs, resident_bytes=resident,
-                       step_seconds=statistics.median(times), warmup_seconds=warmup_seconds)
+                       step_seconds=statistics.median(times), warmup_seconds=warmup_seconds,
+                       losses=losses, weights_changed=weights_changed(model, snapshot))
 
 
 def _first_line(exc: BaseException) -> str:

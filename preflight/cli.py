@@ -1,7 +1,9 @@
 """Command line: `python -m preflight model.py [flags]`, `python -m preflight render report.json`,
 `python -m preflight targets`.
 
-`main(argv) -> int` is the only place exceptions become exit codes (see preflight.errors).
+`main(argv) -> int` is the only place exceptions become exit codes (see preflight.errors). Without a
+model file, the models listed in `[[tool.preflight.models]]` are checked one after another, each in its
+own child processes; the exit code is the worst of theirs (the highest: 4 > 3 > 2 > 1 > 0).
 """
 from __future__ import annotations
 
@@ -26,7 +28,9 @@ def _check_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 fits (or no budget), 1 does not fit / gate failed, 2 usage or config error, "
                "3 the model or data failed, 4 internal error. Sizes: GiB/MiB are powers of 1024, GB/MB of 1000.",
     )
-    parser.add_argument("model_file", help="a model.py defining build_model()/get_model()/model")
+    parser.add_argument("model_file", nargs="?",
+                        help="a model.py defining build_model()/get_model()/model; "
+                             "without it, the [[tool.preflight.models]] listed in pyproject.toml")
     parser.add_argument("--batch-size", type=int, help="planned batch size (default: the file's batch_size, else 32)")
     parser.add_argument("--budget", help="memory the run may use, e.g. 15GiB, 512MiB, 16GB")
     parser.add_argument("--target", help="a device to fit, e.g. t4, a100-40gb, tpu-v3, cpu (see `targets`)")
@@ -36,8 +40,15 @@ def _check_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, help="measured steps per batch size, after one warm-up (default 3)")
     parser.add_argument("--single-thread", action="store_true", default=None,
                         help="one inter-op and one intra-op thread: reproducible peaks, slower steps")
-    parser.add_argument("--baseline", help="a previous JSON report; with --max-increase, the CI gate compares peaks")
+    parser.add_argument("--baseline", help="a previous JSON report (or a folder of <model name>.json reports): "
+                                           "the report shows what grew; the --max-*-increase thresholds gate it "
+                                           "('none' ignores the configured one)")
     parser.add_argument("--max-increase", help="fail if the peak grew more than this over the baseline, e.g. 10%%")
+    parser.add_argument("--max-params-increase", help="fail if the parameter count grew more than this, e.g. 5%%")
+    parser.add_argument("--max-optimizer-increase", help="fail if the optimizer state grew more than this")
+    parser.add_argument("--max-step-time-increase", help="fail if the step time at the planned batch grew more than this")
+    parser.add_argument("--markdown", help="also write the Markdown summary here, e.g. $GITHUB_STEP_SUMMARY")
+    parser.add_argument("--report-dir", help="several models: where <name>.json/.html go (default preflight-reports)")
     parser.add_argument("--whatif", action=argparse.BooleanOptionalAction, default=None,
                         help="measure what-ifs (mixed precision, remat, shrinking, optimizers); "
                              "default: only when it does not fit and one could make it fit")
@@ -77,10 +88,7 @@ def _output_path(value: str | None) -> str | None:
 
 
 def _check(argv: list[str]) -> int:
-    from preflight.api import check
     from preflight.config import load_settings
-    from preflight.gate import evaluate_gate, parse_fraction
-    from preflight.render.terminal import print_summary
 
     parser = _check_parser()
     try:
@@ -93,26 +101,58 @@ def _check(argv: list[str]) -> int:
             "batch_size": args.batch_size, "budget": args.budget, "target": args.target,
             "json": args.json, "html": args.html, "timeout": args.timeout, "steps": args.steps,
             "single_thread": args.single_thread, "baseline": args.baseline, "max_increase": args.max_increase,
+            "max_params_increase": args.max_params_increase, "max_optimizer_increase": args.max_optimizer_increase,
+            "max_step_time_increase": args.max_step_time_increase, "markdown": args.markdown,
+            "report_dir": args.report_dir,
         })
     for warning in caught:
         print(f"preflight: warning: {warning.message}", file=sys.stderr)
+    if args.model_file is None:
+        if not settings.models:
+            raise errors.UsageError("no model file given, and pyproject.toml lists no [[tool.preflight.models]]",
+                                    hint="pass the path of your model.py, or list models in pyproject.toml")
+        return _check_models(args, settings)
     if not Path(args.model_file).is_file():
         raise errors.UsageError(f"no such file: {args.model_file}", hint="pass the path of your model.py")
-    baseline = _read_report(settings.baseline)
-    max_increase = parse_fraction(settings.max_increase) if settings.max_increase else None
+    report = _check_one(args.model_file, Path(args.model_file).stem, args, settings,
+                        _output_path(settings.json), _output_path(settings.html))
+    if settings.markdown:
+        from preflight.render.markdown import render_markdown
+        from preflight.report import write_atomically
 
+        write_atomically(settings.markdown, render_markdown(report.document))
+    return errors.EXIT_OK if report.document["gate"]["passed"] else errors.EXIT_GATE_FAILED
+
+
+def _baseline_path(baseline: str | None, name: str) -> str | None:
+    """A baseline folder holds one report per model, named <name>.json; a missing one means a new model."""
+    if baseline and Path(baseline).is_dir():
+        candidate = Path(baseline) / f"{name}.json"
+        return str(candidate) if candidate.is_file() else None
+    return baseline
+
+
+def _check_one(model_file: str, name: str, args, settings, json_path: str | None, html_path: str | None):
+    """Check one model file, apply the gate, write its reports; the Report (its document has "gate")."""
+    from preflight.api import check
+    from preflight.diff import compare_reports
+    from preflight.gate import GateThresholds, evaluate_gate
+    from preflight.render.terminal import print_summary
     from preflight.tuner.cli_support import looks_like_search_file
 
-    if looks_like_search_file(args.model_file):
-        report = _check_search_file(args, settings)
+    baseline = _read_report(_baseline_path(_output_path(settings.baseline), name))
+    thresholds = GateThresholds.from_settings(settings)
+    if looks_like_search_file(model_file):
+        report = _check_search_file(model_file, args, settings)
     else:
-        report = check(args.model_file, batch_size=settings.batch_size, budget=settings.budget,
+        report = check(model_file, batch_size=settings.batch_size, budget=settings.budget,
                        target=settings.target, timeout=settings.timeout, steps=settings.steps,
                        single_thread=settings.single_thread, whatif=args.whatif,
                        profile=args.profile or settings.profile, progress=not args.quiet)
-    gate = evaluate_gate(report.document, max_increase, baseline)
+    if baseline is not None:
+        report.document["baseline_diff"] = compare_reports(baseline, report.document)
+    gate = evaluate_gate(report.document, thresholds)
     report.document["gate"] = gate.to_dict()
-    json_path, html_path = _output_path(settings.json), _output_path(settings.html)
     if json_path:
         report.save_json(json_path)
     if html_path:
@@ -124,10 +164,46 @@ def _check(argv: list[str]) -> int:
         written = [p for p in (json_path, html_path) if p]
         if written:
             print(f"report: {', '.join(written)}", file=sys.stderr)
-    return errors.EXIT_OK if gate.passed else errors.EXIT_GATE_FAILED
+    return report
 
 
-def _check_search_file(args, settings):
+def _check_models(args, settings) -> int:
+    """Every [[tool.preflight.models]] entry in turn; one failing model does not stop the others."""
+    from preflight.render.markdown import render_models_markdown
+    from preflight.render.terminal import print_models_summary
+    from preflight.report import write_atomically
+
+    report_dir = Path(settings.report_dir)
+    results = []
+    for entry in settings.models:
+        json_path, html_path = str(report_dir / f"{entry.name}.json"), str(report_dir / f"{entry.name}.html")
+        if not args.quiet:
+            print(f"preflight: {entry.name} ({entry.path})", file=sys.stderr)
+        result = {"name": entry.name, "path": entry.path, "json": json_path, "html": html_path, "document": None}
+        try:
+            report = _check_one(entry.path, entry.name, args, entry.settings(settings), json_path, html_path)
+        except errors.PreflightError as exc:
+            print(f"preflight: error: {entry.name}: {exc}", file=sys.stderr)
+            result.update(exit_code=exc.exit_code, message=exc.message, json=None, html=None)
+        except Exception as exc:  # noqa: BLE001 - a bug with one model: report it, check the others
+            print(f"preflight: internal error: {entry.name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            result.update(exit_code=errors.EXIT_INTERNAL, message=f"internal error: {type(exc).__name__}: {exc}",
+                          json=None, html=None)
+        else:
+            passed = report.document["gate"]["passed"]
+            result.update(exit_code=errors.EXIT_OK if passed else errors.EXIT_GATE_FAILED, message="",
+                          document=report.document)
+        results.append(result)
+    markdown_path = settings.markdown or str(report_dir / "summary.md")
+    write_atomically(markdown_path, render_models_markdown(results))
+    if not args.quiet:
+        print_models_summary(results)
+        print(f"summary: {markdown_path}", file=sys.stderr)
+    # The codes are ordered by severity, so the worst is the largest: 4 > 3 > 2 > 1 > 0.
+    return max(result["exit_code"] for result in results)
+
+
+def _check_search_file(model_file: str, args, settings):
     """A tune.py (build_model(hp), a HyperModel or a tuner): the search-space check, nothing searched."""
     from preflight.analysis import search_document
     from preflight.report import Report
@@ -135,9 +211,9 @@ def _check_search_file(args, settings):
 
     if not args.quiet:
         print("preflight: keras-tuner search file: checking the search space (a few dry runs)", file=sys.stderr)
-    section = check_search_file(args.model_file, budget=settings.budget, target=settings.target,
+    section = check_search_file(model_file, budget=settings.budget, target=settings.target,
                                 batch_size=settings.batch_size, time_limit=args.time_limit, epochs=args.epochs)
-    return Report(search_document(section, Path(args.model_file).stem))
+    return Report(search_document(section, Path(model_file).stem))
 
 
 def _read_report(path: str | None) -> dict | None:

@@ -1,10 +1,12 @@
 """Settings, layered: defaults < [tool.preflight] in pyproject.toml < PREFLIGHT_* environment < flags.
 
 Unknown keys in pyproject.toml are warned about, not ignored silently: a typo in a CI threshold
-should not pass unnoticed.
+should not pass unnoticed. `[[tool.preflight.models]]` tables list model files (or globs) for one run
+over several models, each with its own overrides of the per-model settings.
 """
 from __future__ import annotations
 
+import glob
 import os
 import sys
 import warnings
@@ -32,10 +34,31 @@ class Settings:
     html: str | None = "preflight-report.html"
     baseline: str | None = None         # a previous JSON report to compare against (CI gate)
     max_increase: str | None = None     # e.g. "10%": the gate fails if the peak grew more than this
+    max_params_increase: str | None = None     # ... if the parameter count grew more than this
+    max_optimizer_increase: str | None = None  # ... if the optimizer state grew more than this
+    max_step_time_increase: str | None = None  # ... if the step time at the planned batch grew more than this
     profile: str | None = None          # a directory for a TensorBoard profile of the probed steps
+    markdown: str | None = None         # also write the Markdown summary here (e.g. $GITHUB_STEP_SUMMARY)
+    report_dir: str = "preflight-reports"  # several models: <name>.json and <name>.html go here
+    models: tuple["ModelEntry", ...] = ()  # [[tool.preflight.models]]: checked when no file is named
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model of a several-model run: its file, a report name, and its own settings."""
+
+    path: str
+    name: str
+    overrides: dict[str, Any]
+
+    def settings(self, base: Settings) -> Settings:
+        return replace(base, **self.overrides)
 
 
 SETTING_NAMES = {f.name for f in fields(Settings)}
+# What a [[tool.preflight.models]] table may set besides `path` and `name`.
+PER_MODEL_NAMES = {"batch_size", "budget", "target", "timeout", "steps", "single_thread", "baseline",
+                   "max_increase", "max_params_increase", "max_optimizer_increase", "max_step_time_increase"}
 _INT_KEYS = {"batch_size", "steps"}
 _FLOAT_KEYS = {"timeout"}
 _BOOL_KEYS = {"single_thread"}
@@ -71,9 +94,12 @@ def from_pyproject(path: Path | None) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     section = data.get("tool", {}).get("preflight", {})
-    values = {}
+    values: dict[str, Any] = {}
     for key, value in section.items():
         name = key.replace("-", "_")
+        if name == "models":
+            values["models"] = model_entries(value, path)
+            continue
         if name not in SETTING_NAMES:
             warnings.warn(f"{path}: unknown key [tool.preflight] {key!r} ignored "
                           f"(known: {', '.join(sorted(SETTING_NAMES))})", stacklevel=2)
@@ -82,10 +108,48 @@ def from_pyproject(path: Path | None) -> dict[str, Any]:
     return values
 
 
+def model_entries(tables: Any, pyproject: Path) -> tuple[ModelEntry, ...]:
+    """[[tool.preflight.models]] -> entries; paths and globs are relative to pyproject.toml's folder."""
+    origin = f"{pyproject}: [[tool.preflight.models]]"
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ConfigError(f"{origin} must be a list of tables",
+                          hint='write [[tool.preflight.models]] with path = "model.py" under it')
+    root = pyproject.parent
+    entries: list[ModelEntry] = []
+    for table in tables:
+        if "path" not in table:
+            raise ConfigError(f"{origin}: a table has no path", hint='add path = "models/my_model.py"')
+        overrides = {}
+        for key, value in table.items():
+            name = key.replace("-", "_")
+            if name in ("path", "name"):
+                continue
+            if name not in PER_MODEL_NAMES:
+                warnings.warn(f"{origin}: unknown key {key!r} ignored "
+                              f"(known: path, name, {', '.join(sorted(PER_MODEL_NAMES))})", stacklevel=3)
+                continue
+            overrides[name] = _coerce(name, value, origin)
+        if overrides.get("baseline"):
+            overrides["baseline"] = str(root / overrides["baseline"])
+        matches = sorted(glob.glob(str(root / table["path"]), recursive=True))
+        if not matches:
+            raise ConfigError(f"{origin}: path {table['path']!r} matches no file under {root}",
+                              hint="fix the path, or remove the table")
+        for match in matches:
+            name = table.get("name") if len(matches) == 1 and table.get("name") else Path(match).stem
+            entries.append(ModelEntry(match, str(name), overrides))
+    names = [entry.name for entry in entries]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate:
+        raise ConfigError(f"{origin}: two models are named {duplicate!r} (their reports would overwrite each other)",
+                          hint='give one of them name = "..." in its table')
+    return tuple(entries)
+
+
 def from_environment(environ: dict[str, str] | None = None) -> dict[str, Any]:
     environ = os.environ if environ is None else environ
     values = {}
-    for name in SETTING_NAMES:
+    for name in SETTING_NAMES - {"models"}:
         key = "PREFLIGHT_" + name.upper()
         if key in environ:
             values[name] = _coerce(name, environ[key], key)

@@ -1,4 +1,9 @@
-"""The CI gate: a pure function of the report document, the thresholds and an optional baseline."""
+"""The CI gate: a pure function of the report document (with its "baseline_diff") and the thresholds.
+
+Each threshold guards one quantity of the baseline diff and fails with its own reason, which names the
+layer that grew most when layers explain the growth. Besides thresholds, the gate fails when the run
+does not fit, when a search check has an error, and when the loss was NaN or infinite.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,14 +12,59 @@ from typing import Any
 from preflight.errors import ConfigError
 from preflight.units import format_bytes
 
+# Findings that fail the gate on their own: a run that cannot train is not a run that fits.
+GATE_FINDINGS = ("loss-not-finite",)
+
+
+@dataclass(frozen=True)
+class GateThresholds:
+    """Allowed relative growth over the baseline per quantity (0.1 = 10 %); None: not gated."""
+
+    peak: float | None = None
+    params: float | None = None
+    optimizer: float | None = None
+    step_time: float | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "GateThresholds":
+        def read(text: str | None) -> float | None:
+            return parse_fraction(text) if text else None
+
+        return cls(peak=read(settings.max_increase), params=read(settings.max_params_increase),
+                   optimizer=read(settings.max_optimizer_increase), step_time=read(settings.max_step_time_increase))
+
+    def any(self) -> bool:
+        return any(v is not None for v in (self.peak, self.params, self.optimizer, self.step_time))
+
+
+# diff quantity key -> (threshold attribute, gate id, the setting that sets it)
+_GATED = {"peak_bytes": ("peak", "gate-peak", "max-increase"),
+          "params_total": ("params", "gate-params", "max-params-increase"),
+          "optimizer_bytes": ("optimizer", "gate-optimizer", "max-optimizer-increase"),
+          "step_seconds": ("step_time", "gate-step-time", "max-step-time-increase")}
+
+
+@dataclass(frozen=True)
+class GateFailure:
+    id: str
+    message: str
+
 
 @dataclass(frozen=True)
 class GateResult:
-    passed: bool
-    reasons: list[str] = field(default_factory=list)
+    failures: list[GateFailure] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def reasons(self) -> list[str]:
+        return [failure.message for failure in self.failures]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "reasons": list(self.reasons)}
+        return {"passed": self.passed, "reasons": self.reasons,
+                "failures": [{"id": f.id, "message": f.message} for f in self.failures]}
 
 
 def parse_fraction(text: str) -> float:
@@ -36,22 +86,80 @@ def _does_not_fit_reason(document: dict[str, Any]) -> str:
     return f"does not fit: peak {format_bytes(document.get('peak_bytes'))} over budget {budget}"
 
 
-def evaluate_gate(document: dict[str, Any], max_increase: float | None = None,
-                  baseline: dict[str, Any] | None = None) -> GateResult:
-    reasons = []
+def format_quantity(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "bytes":
+        return format_bytes(value)
+    if unit == "seconds":
+        return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
+    return f"{int(value):,}"
+
+
+def largest_layer_growth(diff: dict[str, Any], field_name: str) -> dict[str, Any] | None:
+    """The added or changed layer whose `field_name` ("params", "activation_bytes_per_sample") grew most."""
+    def growth(row: dict[str, Any]) -> float:
+        old, new = row[field_name]
+        return (new or 0) - (old or 0)
+
+    grown = [row for row in diff.get("layers") or [] if growth(row) > 0]
+    return max(grown, key=growth, default=None)
+
+
+def describe_layer_growth(row: dict[str, Any], field_name: str) -> str:
+    old, new = row[field_name]
+    unit = "count" if field_name == "params" else "bytes"
+    what = "params" if field_name == "params" else "activation per sample"
+    if row["change"] == "added":
+        return f"layer '{row['name']}' ({row['type']}) added with {format_quantity(new, unit)} {what}"
+    change = f" ({(new - old) / old:+.0%})" if old else ""
+    return (f"layer '{row['name']}' ({row['type']}) {what} "
+            f"{format_quantity(old, unit)} → {format_quantity(new, unit)}{change}")
+
+
+def _threshold_failures(diff: dict[str, Any], thresholds: GateThresholds) -> list[GateFailure]:
+    failures = []
+    for quantity in diff.get("quantities") or []:
+        attribute, gate_id, setting = _GATED[quantity["key"]]
+        allowed = getattr(thresholds, attribute)
+        change = quantity["change"]
+        if allowed is None:
+            continue
+        if change is None:
+            if quantity["baseline"] and quantity["current"] is None:
+                failures.append(GateFailure(gate_id, f"{quantity['label'].lower()}: the baseline had one, "
+                                                     "this run has none"))
+            continue
+        if change <= allowed:
+            continue
+        unit = quantity["unit"]
+        message = (f"{quantity['label'].lower()} grew {change:+.1%} against the baseline "
+                   f"({format_quantity(quantity['baseline'], unit)} → {format_quantity(quantity['current'], unit)}), "
+                   f"more than the allowed {allowed:.0%} ({setting})")
+        layer_field = {"params_total": "params", "peak_bytes": "activation_bytes_per_sample",
+                       "optimizer_bytes": "params"}.get(quantity["key"])
+        row = largest_layer_growth(diff, layer_field) if layer_field else None
+        if row is not None:
+            message += f"; most growth: {describe_layer_growth(row, layer_field)}"
+        failures.append(GateFailure(gate_id, message))
+    return failures
+
+
+def evaluate_gate(document: dict[str, Any], thresholds: GateThresholds | None = None) -> GateResult:
+    """Fail on: does not fit, search errors, loss-sanity errors, and each threshold the diff exceeds."""
+    failures = []
     if document.get("fits") is False:
-        reasons.append(_does_not_fit_reason(document))
+        failures.append(GateFailure("does-not-fit", _does_not_fit_reason(document)))
     for finding in (document.get("search") or {}).get("findings") or []:
         if finding.get("severity") == "error":
-            reasons.append(f"search: {finding.get('message')}")
-    if baseline is not None and max_increase is not None:
-        old, new = baseline.get("peak_bytes"), document.get("peak_bytes")
-        if baseline.get("batch_size") != document.get("batch_size"):
-            reasons.append(f"baseline was measured at batch {baseline.get('batch_size')}, "
-                           f"this run at {document.get('batch_size')}: not comparable")
-        elif old and new is not None and (new - old) / old > max_increase:
-            reasons.append(f"peak grew {(new - old) / old:+.1%} against the baseline "
-                           f"({format_bytes(old)} -> {format_bytes(new)}), more than the allowed {max_increase:.0%}")
-        elif old and new is None:
-            reasons.append("the baseline had a measured peak, this run has none")
-    return GateResult(not reasons, reasons)
+            failures.append(GateFailure("search-error", f"search: {finding.get('message')}"))
+    for finding in document.get("findings") or []:
+        if finding.get("id") in GATE_FINDINGS:
+            failures.append(GateFailure(finding["id"], finding.get("message", "")))
+    diff = document.get("baseline_diff")
+    if diff is not None and thresholds is not None and thresholds.any():
+        if not diff.get("comparable"):
+            failures.append(GateFailure("baseline-not-comparable", f"{diff.get('reason')}: not comparable"))
+        else:
+            failures.extend(_threshold_failures(diff, thresholds))
+    return GateResult(failures)

@@ -87,6 +87,8 @@ class ProbeResult:
     step_seconds: float | None = None   # median of the measured steps
     warmup_seconds: float | None = None  # first step: tracing and slot creation
     message: str = ""
+    losses: list = field(default_factory=list)  # per measured step: a float, or "nan"/"inf"/"-inf"
+    weights_changed: bool | None = None  # did the steps move any trainable weight; None: not compared
 
     @property
     def spread(self) -> float:

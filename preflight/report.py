@@ -13,13 +13,14 @@ The document (format 1) is the single source every renderer reads:
      "footprint_sources": {same keys: "measured"|"derived"},
      "probes": [{"batch_size", "peak_bytes", "peak_bytes_runs", "resident_bytes", "step_seconds",
                  "warmup_seconds", "status": "ok"|"oom"|"timeout"|"crashed"|"error", "message",
-                 "spread"}],
+                 "spread", "losses": [float | "nan" | "inf" | "-inf"], "weights_changed": bool|null}],
      "layers": [{"name", "type", "output_shape", "params", "activation_bytes_per_sample"}],
      "budget_bytes": int|null, "fits": bool|null,
      "findings": [{"id", "severity": "info"|"warning"|"error", "message"}],
      # optional sections, added by later stages; renderers skip what is absent:
      "curve": [{"batch_size", "peak_bytes", "source"}], "max_batch_size", "recommended_batch_size",
-     "recommendations": [...], "peak_composition": {...}, "search": {...}}
+     "recommendations": [...], "peak_composition": {...}, "search": {...},
+     "baseline_diff": {...} (preflight.diff), "gate": {"passed", "reasons", "failures": [{"id", "message"}]}}
 
 Renderers are pure functions of this dict, so `python -m preflight render report.json` re-renders a
 saved run and the HTML page embeds the same JSON it was drawn from.

@@ -8,7 +8,8 @@ import pytest
 from preflight.config import load_settings
 from preflight.errors import ConfigError, UsageError
 from preflight.footprint import footprint
-from preflight.gate import evaluate_gate, parse_fraction
+from preflight.diff import compare_reports
+from preflight.gate import GateThresholds, evaluate_gate, parse_fraction
 from preflight.measurements import LayerInfo, ModelInfo, ProbeResult
 from preflight.units import format_bytes, parse_duration, parse_size
 
@@ -72,10 +73,12 @@ def test_settings_reject_bad_value(tmp_path):
 def test_gate_fails_on_growth_over_baseline():
     baseline = {"batch_size": 32, "peak_bytes": 100 * 2**20, "fits": True}
     grown = {"batch_size": 32, "peak_bytes": 120 * 2**20, "fits": True}
-    assert not evaluate_gate(grown, parse_fraction("10%"), baseline).passed
-    assert evaluate_gate(grown, parse_fraction("25%"), baseline).passed
+    grown["baseline_diff"] = compare_reports(baseline, grown)
+    assert not evaluate_gate(grown, GateThresholds(peak=parse_fraction("10%"))).passed
+    assert evaluate_gate(grown, GateThresholds(peak=parse_fraction("25%"))).passed
     other_batch = dict(grown, batch_size=64)
-    result = evaluate_gate(other_batch, 0.5, baseline)
+    other_batch["baseline_diff"] = compare_reports(baseline, other_batch)
+    result = evaluate_gate(other_batch, GateThresholds(peak=0.5))
     assert not result.passed and "not comparable" in result.reasons[0]
 
 

@@ -14,6 +14,8 @@ VERDICT_MARKS = {"fits": "✅", "does-not-fit": "❌", "no-budget": "➖", "unkn
 SEVERITY_MARKS = {"error": "❌", "warning": "⚠️", "info": "ℹ️"}
 MAX_FINDINGS = 8
 MAX_RECOMMENDATIONS = 3
+MAX_DIFF_LAYERS = 15
+EXIT_TEXTS = {0: "passed", 1: "failed", 2: "config error", 3: "model failed", 4: "internal error"}
 
 # Only what can start emphasis, code, a link or a table cell inside a line; the renderer never
 # starts a line with user text, so line-start syntax (#, -, 1.) needs no escape.
@@ -25,6 +27,30 @@ def escape_markdown(text: object) -> str:
     escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
     escaped = escaped.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return " ".join(escaped.split())
+
+
+def _diff_lines(diff: dict[str, Any] | None) -> list[str]:
+    """What grew against the baseline: the whole-run quantities, then the layers that changed."""
+    if diff is None:
+        return []
+    esc = escape_markdown
+    if not diff["comparable"]:
+        return ["", f"**Against the baseline:** not comparable: {esc(diff['reason'])}"]
+    lines = ["", f"**Against the baseline** ({esc(diff['baseline_created_at'])})", "",
+             "| | Baseline | This run | Change |", "|---|---:|---:|---:|"]
+    for row in diff["rows"]:
+        change = f"**{esc(row['change_text'])}**" if row["grew"] else esc(row["change_text"])
+        lines.append(f"| {esc(row['label'])} | {esc(row['baseline_text'])} | {esc(row['current_text'])} | {change} |")
+    if diff["layers"]:
+        lines += ["", "| Layer | Type | Change | Params | Activation / sample |", "|---|---|---|---:|---:|"]
+        for layer in diff["layers"][:MAX_DIFF_LAYERS]:
+            lines.append(f"| `{esc(layer['name'])}` | {esc(layer['type'])} | {esc(layer['change'])} "
+                         f"| {esc(layer['params_text'])} | {esc(layer['activation_text'])} |")
+        if len(diff["layers"]) > MAX_DIFF_LAYERS:
+            lines += ["", f"… and {len(diff['layers']) - MAX_DIFF_LAYERS} more layers in the full report"]
+    else:
+        lines += ["", "No layer was added, removed or changed."]
+    return lines
 
 
 def render_markdown(document: dict[str, Any]) -> str:
@@ -48,6 +74,8 @@ def render_markdown(document: dict[str, Any]) -> str:
         mark = "✅ passed" if gate["passed"] else "❌ failed"
         lines.append(f"**CI gate:** {mark}")
         lines.extend(f"- {esc(reason)}" for reason in gate["reasons"])
+
+    lines += _diff_lines(view["baseline_diff"])
 
     footprint = view["footprint"]
     if footprint["rows"]:
@@ -96,3 +124,28 @@ def render_markdown(document: dict[str, Any]) -> str:
         if len(findings) > MAX_FINDINGS:
             lines.append(f"- … and {len(findings) - MAX_FINDINGS} more in the full report")
     return "\n".join(lines) + "\n"
+
+
+def render_models_markdown(results: list[dict[str, Any]]) -> str:
+    """Several models: one summary table (a row per model, its exit code), then each model's summary.
+
+    `results`: per model {"name", "path", "exit_code", "message", "document" (None when it failed)}.
+    """
+    esc = escape_markdown
+    worst = max((r["exit_code"] for r in results), default=0)
+    lines = [f"## preflight · {len(results)} models: {'✅' if worst == 0 else '❌'} {EXIT_TEXTS.get(worst, worst)}", "",
+             "| Model | Verdict | Peak | Batch | Gate | Exit |", "|---|---|---:|---:|---|---:|"]
+    for result in results:
+        document = result["document"]
+        if document is None:
+            lines.append(f"| {esc(result['name'])} | ⚠️ {esc(result['message'])} | n/a | n/a | "
+                         f"{esc(EXIT_TEXTS.get(result['exit_code'], ''))} | {result['exit_code']} |")
+            continue
+        view = build_view(document)
+        verdict, gate = view["verdict"], view["gate"]
+        lines.append(f"| {esc(result['name'])} | {VERDICT_MARKS[verdict['state']]} {esc(verdict['headline'])} "
+                     f"| {esc(verdict['peak_text'])} | {esc(verdict['batch_size'])} "
+                     f"| {'✅ passed' if gate['passed'] else '❌ failed'} | {result['exit_code']} |")
+    parts = ["\n".join(lines) + "\n"]
+    parts += [render_markdown(r["document"]) for r in results if r["document"] is not None]
+    return "\n".join(parts)

@@ -13,6 +13,7 @@ from preflight.render.view import build_view
 WIDTH = 100
 MAX_FINDINGS = 5
 MAX_RECOMMENDATIONS = 3
+MAX_DIFF_LAYERS = 10
 
 VERDICT_STYLES = {"fits": "bold green", "does-not-fit": "bold red", "no-budget": "bold", "unknown": "bold yellow"}
 SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "cyan"}
@@ -27,6 +28,36 @@ def _hanging_list():
     listing.add_column(no_wrap=True)
     listing.add_column(overflow="fold")
     return listing
+
+
+def _diff_renderables(diff: dict[str, Any]) -> list[Any]:
+    """Against the baseline: what grew (bold), then the layers added, removed or changed."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    if not diff["comparable"]:
+        return [Text(f"Against the baseline: not comparable: {diff['reason']}", style="yellow")]
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 2, 0, 0))
+    table.add_column(Text("Against the baseline", style="bold"))
+    table.add_column("Baseline", justify="right")
+    table.add_column("This run", justify="right")
+    table.add_column("Change", justify="right")
+    for row in diff["rows"]:
+        table.add_row(Text(row["label"]), Text(row["baseline_text"]), Text(row["current_text"]),
+                      Text(row["change_text"], style="bold" if row["grew"] else ""))
+    parts: list[Any] = [table]
+    if diff["layers"]:
+        layers = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 2, 0, 0))
+        layers.add_column(Text("Layers changed", style="bold"), overflow="fold")
+        layers.add_column("Change")
+        layers.add_column("Params", justify="right")
+        layers.add_column("Activation / sample", justify="right")
+        for layer in diff["layers"][:MAX_DIFF_LAYERS]:
+            layers.add_row(Text(f"{layer['name']} ({layer['type']})"), Text(layer["change"]),
+                           Text(layer["params_text"]), Text(layer["activation_text"]))
+        parts.append(layers)
+    return parts
 
 
 def _renderables(document: dict[str, Any]) -> list[Any]:
@@ -60,6 +91,11 @@ def _renderables(document: dict[str, Any]) -> list[Any]:
             table.add_row(Text(row["label"]), Text(row["bytes_text"]), Text(row["share_text"]), Text(row["source"]))
         parts.append(Text(""))
         parts.append(table)
+
+    diff = view["baseline_diff"]
+    if diff:
+        parts.append(Text(""))
+        parts.extend(_diff_renderables(diff))
 
     if view["probes"]:
         parts.append(Text(""))
@@ -149,3 +185,34 @@ def print_summary(document: dict[str, Any], console: Any = None) -> None:
     console = console or Console(highlight=False, emoji=False)
     for renderable in _renderables(document):
         console.print(renderable)
+
+
+def print_models_summary(results: list[dict[str, Any]], console: Any = None) -> None:
+    """Several models: one row each (verdict, peak, gate, exit code), after their own summaries."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = console or Console(highlight=False, emoji=False)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 2, 0, 0))
+    table.add_column(Text(f"preflight · {len(results)} models", style="bold"))
+    table.add_column("Verdict")
+    table.add_column("Peak", justify="right")
+    table.add_column("Batch", justify="right")
+    table.add_column("Gate")
+    table.add_column("Exit", justify="right")
+    for result in results:
+        code = Text(str(result["exit_code"]), style="green" if result["exit_code"] == 0 else "bold red")
+        if result["document"] is None:
+            table.add_row(Text(result["name"]), Text(result["message"], style="red"), Text("n/a"), Text("n/a"),
+                          Text(""), code)
+            continue
+        view = build_view(result["document"])
+        verdict, gate = view["verdict"], view["gate"]
+        table.add_row(Text(result["name"]), Text(verdict["headline"], style=VERDICT_STYLES[verdict["state"]]),
+                      Text(verdict["peak_text"]), Text(str(verdict["batch_size"])),
+                      Text("passed" if gate["passed"] else "failed", style="green" if gate["passed"] else "bold red"),
+                      code)
+    console.print(Text(""))
+    console.print(table)

@@ -567,6 +567,54 @@ def _gate(document: dict[str, Any]) -> dict[str, Any] | None:
             "reasons": [str(reason) for reason in gate.get("reasons") or []]}
 
 
+def _format_quantity(value: Any, unit: str) -> str:
+    if unit == "bytes":
+        return format_bytes(value)
+    if unit == "seconds":
+        return format_seconds(value)
+    return format_count(value)
+
+
+def _format_change(old: Any, new: Any, unit: str) -> str:
+    """'4,160 -> 8,320 (+100%)', or one side alone for an added or removed layer."""
+    if old is None:
+        return _format_quantity(new, unit)
+    if new is None:
+        return _format_quantity(old, unit)
+    if old == new:
+        return _format_quantity(new, unit)
+    change = f" ({(new - old) / old:+.0%})" if old else ""
+    return f"{_format_quantity(old, unit)} → {_format_quantity(new, unit)}{change}"
+
+
+def _baseline_diff(document: dict[str, Any]) -> dict[str, Any] | None:
+    diff = document.get("baseline_diff")
+    if diff is None:
+        return None
+    rows = []
+    for quantity in diff.get("quantities") or []:
+        change = quantity.get("change")
+        rows.append({
+            "label": str(quantity.get("label", "")),
+            "baseline_text": _format_quantity(quantity.get("baseline"), quantity.get("unit", "")),
+            "current_text": _format_quantity(quantity.get("current"), quantity.get("unit", "")),
+            "change_text": "n/a" if change is None else f"{change:+.1%}",
+            "grew": bool(change and change > 0),
+        })
+    layers = []
+    for layer in diff.get("layers") or []:
+        params, activation = layer.get("params") or [None, None], layer.get("activation_bytes_per_sample") or [None, None]
+        layers.append({
+            "name": str(layer.get("name", "")),
+            "type": str(layer.get("type", "")),
+            "change": str(layer.get("change", "")),
+            "params_text": _format_change(params[0], params[1], "count"),
+            "activation_text": _format_change(activation[0], activation[1], "bytes"),
+        })
+    return {"comparable": bool(diff.get("comparable")), "reason": str(diff.get("reason") or ""),
+            "baseline_created_at": str(diff.get("baseline_created_at") or "n/a"), "rows": rows, "layers": layers}
+
+
 def build_view(document: dict[str, Any]) -> dict[str, Any]:
     """The whole view model for one report document. Pure: reads the dict, never changes it."""
     model = document.get("model") or {}
@@ -581,6 +629,7 @@ def build_view(document: dict[str, Any]) -> dict[str, Any]:
         "probes": _probes(document),
         "findings": _findings(document),
         "gate": _gate(document),
+        "baseline_diff": _baseline_diff(document),
         "layers": _layers(document),
         "curve": _curve(document),
         "recommendations": _recommendations(document),

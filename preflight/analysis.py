@@ -128,15 +128,18 @@ def floor_record(model: ModelInfo, static: dict | None) -> dict[str, Any]:
 
 
 def _fits_at_no_batch(outcome: ProbeOutcome, budget: int | None) -> bool:
-    """True when nothing was measured at any batch: the floor was over the budget, the model ran out of
-    memory while being built, or batch 1 ran out of memory under a limit at least as large as the budget."""
+    """True when no batch size fits: the floor is over the budget, the model ran out of memory while being
+    built, batch 1 ran out of memory under a limit at least as large as the budget, or batch 1's measured
+    peak is over the budget."""
     if budget is None:
         return False
     if outcome.load_oom or (outcome.floor and outcome.floor["total_bytes"] > budget and not outcome.probes):
         return True
     limit = outcome.device.memory_limit_bytes
-    return (not any(p.status == "ok" for p in outcome.probes)
-            and any(p.status == "oom" and p.batch_size == 1 for p in outcome.probes)
+    batch_one = next((p for p in outcome.probes if p.batch_size == 1), None)
+    if batch_one is not None and batch_one.status == "ok":
+        return batch_one.peak_bytes > budget  # measured, without margin: over even at batch 1
+    return (batch_one is not None and batch_one.status == "oom" and not any(p.status == "ok" for p in outcome.probes)
             and (limit is None or limit >= budget))
 
 

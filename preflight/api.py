@@ -121,6 +121,11 @@ def _add_recommendations(document: dict, job: ProbeJob, outcome, whatif: bool | 
     measured = measure_variants(job, outcome.variant_specs, display, document, outcome.variant_floors) if measure else []
     if measure or document.get("fits") is False:
         document["recommendations"] = recommendations(document, measured)
+    if measure and document.get("fits_at_no_batch") and not any(r.get("fits") for r in document["recommendations"]):
+        document["findings"].append({"id": "no-whatif-fits", "severity": "warning", "message":
+                                     "None of the measured what-ifs fits the budget on its own, even at batch 1: "
+                                     "combine them (the smallest peaks are listed first), or plan for a device "
+                                     "with more memory."})
     if whatif is None and not measure and document.get("fits") is False:
         document["findings"].append({"id": "whatifs-skipped", "severity": "info", "message":
                                      "What-ifs (mixed precision, remat, shrinking) were not measured: the peak is "

@@ -73,9 +73,12 @@ def fits_at_no_batch(ctx: CheckContext) -> Finding | None:
     floor, budget = doc.get("floor") or {}, doc.get("budget_bytes")
     if not doc.get("fits_at_no_batch") or doc.get("load_oom") or floor.get("total_bytes", 0) > (budget or 0):
         return None  # the two checks above already say why
+    batch_one = next((p for p in doc["probes"] if p["batch_size"] == 1), {})
+    why = (f"batch 1's measured peak {format_bytes(batch_one['peak_bytes'])} is over the budget of "
+           f"{format_bytes(budget)}" if batch_one.get("status") == "ok" else "batch 1 ran out of memory")
     return Finding("no-batch-fits", "error",
-                   "No batch size fits: batch 1 ran out of memory, so a smaller batch does not help. Change the "
-                   "model (the measured what-ifs below say which change fits).")
+                   f"No batch size fits: {why}, so a smaller batch does not help; change the model (see the "
+                   "measured what-ifs).")
 
 
 @check

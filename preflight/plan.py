@@ -46,6 +46,8 @@ def decision_round(planned_batch_size: int, probes: Sequence[ProbeResult], *, lo
         if recommended and (local_limit_bytes is None
                             or model.predict_peak(recommended).peak_bytes <= local_limit_bytes):
             wanted.add(recommended)
+        if not recommended and model.max_batch_size(usable_bytes) is None:
+            wanted.add(1)  # predicted that no batch fits: batch 1 measured makes that a verdict
     oom = [p.batch_size for p in probes if p.status == "oom"]
     chosen, cost = [], 0.0
     for size in sorted(b for b in wanted if b not in tried and (not oom or b < min(oom))):

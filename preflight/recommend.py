@@ -114,9 +114,10 @@ def recommendations(document: dict[str, Any], measured: list[dict[str, Any]]) ->
     if not items or (not document.get("peak_bytes") and not document.get("fits_at_no_batch")):
         return []
     planned = next((p for p in document["probes"] if p["batch_size"] == document["batch_size"]), None)
+    measured_peaks = {p["batch_size"]: p["peak_bytes"] for p in document["probes"] if p["status"] == "ok"}
     return rank_recommendations(document.get("peak_bytes"), items, document.get("budget_bytes"),
                                 planned.get("step_seconds") if planned else None,
-                                planned_batch_size=document["batch_size"])
+                                planned_batch_size=document["batch_size"], baseline_peaks_by_batch=measured_peaks)
 
 
 CONFIRM_ATTEMPTS = 3

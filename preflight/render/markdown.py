@@ -97,9 +97,11 @@ def render_markdown(document: dict[str, Any]) -> str:
 
     recommendations = view["recommendations"]
     if recommendations and recommendations["helpful"]:
-        lines += ["", "**To make it fit**", ""]
+        header = "To make it fit" if recommendations["any_fits"] or view["verdict"]["state"] != "does-not-fit" \
+            else "Measured what-ifs (none fits on its own)"
+        lines += ["", f"**{header}**", ""]
         for row in recommendations["helpful"][:MAX_RECOMMENDATIONS]:
-            line = f"- {esc(row['title'])}: peak {esc(row['peak_text'])}"
+            line = f"- {esc(row['title'])}: peak {esc(row['peak_text'])}{esc(row['batch_text'])}"
             if row["saving_bytes"] is not None:
                 line += f", saves {esc(row['saving_text'])}"
             if row["fits_text"]:

@@ -128,11 +128,12 @@ def _renderables(document: dict[str, Any]) -> list[Any]:
 
     recommendations = view["recommendations"]
     if recommendations and recommendations["helpful"]:
-        parts.append(Text("To make it fit:", style="bold"))
+        parts.append(Text("To make it fit:" if recommendations["any_fits"] or view["verdict"]["state"] != "does-not-fit"
+                          else "Measured what-ifs (none fits on its own):", style="bold"))
         bullets = _hanging_list()
         for row in recommendations["helpful"][:MAX_RECOMMENDATIONS]:
             line = Text(row["title"])
-            line.append(f": peak {row['peak_text']}")
+            line.append(f": peak {row['peak_text']}{row['batch_text']}")
             if row["saving_bytes"] is not None:
                 line.append(f", saves {row['saving_text']}")
             if row["fits_text"]:

@@ -391,6 +391,9 @@ def _recommendations(document: dict[str, Any]) -> dict[str, Any] | None:
                 "saves too little to matter (within run-to-run spread)" if measured else "not measured")),
             "peak_bytes": item.get("peak_bytes"),
             "peak_text": format_bytes(item.get("peak_bytes")),
+            # Where no batch fits, a what-if may only fit at batch 1: say where its peak was measured.
+            "batch_text": f" at batch {item['batch_size']}"
+            if item.get("batch_size") not in (None, document.get("batch_size")) else "",
             "saving_bytes": item.get("saving_bytes"),
             "saving_text": format_bytes(item.get("saving_bytes")) if item.get("saving_bytes") is not None else "n/a",
             "change_text": format_signed_percent(item.get("saving_fraction")),
@@ -406,6 +409,7 @@ def _recommendations(document: dict[str, Any]) -> dict[str, Any] | None:
         })
     return {
         "rows": rows,
+        "any_fits": any(row["fits"] for row in rows),
         "helpful": [row for row in rows if row["recommended"]],
         "unhelpful": [row for row in rows if not row["recommended"]],
     }

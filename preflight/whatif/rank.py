@@ -42,12 +42,14 @@ def rank_recommendations(
     budget_bytes: int | None,
     baseline_step_seconds: float | None,
     planned_batch_size: int | None = None,
+    baseline_peaks_by_batch: dict[int, int] | None = None,
 ) -> list[dict[str, Any]]:
     """Recommendation entries for the report, ranked as the module docstring says.
 
     `baseline_peak_bytes` None: the baseline fits at no batch size, so it has no peak; then a what-if is
     recommended when it fits, those that fit at the planned batch first, then those that fit at batch 1
-    (an item's "batch_size" says where its peak was measured).
+    (an item's "batch_size" says where its peak was measured). An item measured at another batch than
+    the planned one is compared with the baseline's measured peak at that batch, when there is one.
     """
     if baseline_peak_bytes is not None and baseline_peak_bytes <= 0:
         raise ValueError(f"baseline_peak_bytes must be a positive byte count, not {baseline_peak_bytes!r}")
@@ -55,8 +57,11 @@ def rank_recommendations(
     for item in measured:
         peak = item.get("peak_bytes")
         step = item.get("step_seconds")
-        saving = baseline_peak_bytes - int(peak) if peak is not None and baseline_peak_bytes else None
-        fraction = saving / baseline_peak_bytes if saving is not None else None
+        batch_size = item.get("batch_size", planned_batch_size)
+        baseline = baseline_peak_bytes if batch_size == planned_batch_size \
+            else (baseline_peaks_by_batch or {}).get(batch_size)
+        saving = baseline - int(peak) if peak is not None and baseline else None
+        fraction = saving / baseline if saving is not None else None
         fits = (int(peak) <= budget_bytes) if peak is not None and budget_bytes is not None else None
         entries.append({
             "kind": item.get("kind"),
@@ -71,9 +76,9 @@ def rank_recommendations(
             "snippet": item.get("snippet", ""),
             "tradeoff": item.get("tradeoff", ""),
             "fits": fits,
-            "batch_size": item.get("batch_size", planned_batch_size),
+            "batch_size": batch_size,
             "recommended": (fraction is not None and fraction >= MIN_SAVING_FRACTION)
-            or (baseline_peak_bytes is None and bool(fits)),
+            or (baseline is None and bool(fits)),
             "lead": False,
             "status": item.get("status", "ok" if peak is not None else "error"),
             "message": item.get("message", ""),

@@ -188,7 +188,8 @@ class _ChildRun:
             raise errors.ProbeError(
                 f"the dry-run process ended (exit {_describe_exit(returncode)}) before the model was loaded: "
                 f"{_last_line(log_tail)}",
-                hint="run `python your_model.py` to check it loads; the full log is above in verbose mode",
+                hint="run `python your_model.py` to check that it loads" if self.job.source["kind"] == "file"
+                else "check that keras.saving.load_model() loads the saved model in a fresh process",
             )
         lowered = log_tail.lower()
         if returncode == -signal.SIGKILL or any(marker in lowered for marker in _OOM_MARKERS):

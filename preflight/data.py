@@ -131,7 +131,7 @@ def make_pool(data: Any, model: Any, pool_size: int) -> SamplePool:
     elif isinstance(data, keras.utils.PyDataset):
         pool = _reading(lambda: _pool_from_batches(_pydataset_batches(data), pool_size, "PyDataset"), "PyDataset")
     elif inspect.isgenerator(data):
-        pool = _reading(lambda: _pool_from_batches(data, pool_size, "generator"), "generator")
+        pool = _reading(lambda: _pool_from_batches(_generator_batches(data), pool_size, "generator"), "generator")
     elif isinstance(data, (tuple, list, dict, np.ndarray)) or hasattr(data, "__array__"):
         pool = _pool_from_arrays(data, pool_size)
     else:
@@ -168,16 +168,40 @@ def _pool_from_arrays(data, pool_size: int) -> SamplePool:
 
 
 def _pydataset_batches(data):
+    """Batches as Keras's PyDataset adapter standardizes them: an array is (x,), a list a tuple."""
     count = data.num_batches  # None for an infinite PyDataset
     index = 0
     while count is None or index < count:
-        yield data[index]
+        batch = data[index]
+        if isinstance(batch, np.ndarray):
+            batch = (batch,)
+        elif isinstance(batch, list):
+            batch = tuple(batch)
+        if not isinstance(batch, (dict, tuple)):
+            raise DataError(f"PyDataset.__getitem__() returned a {type(batch).__name__}; "
+                            "model.fit takes a tuple (x,), (x, y) or (x, y, sample_weight), or a dict",
+                            hint="return (x, y) from __getitem__")
+        yield batch
         index += 1
+
+
+def _generator_batches(generator):
+    """Batches as Keras's generator adapter takes them: tuples only."""
+    for batch in generator:
+        if not isinstance(batch, tuple):
+            raise DataError(f"the generator yielded a {type(batch).__name__}; model.fit takes a generator of "
+                            "tuples (x,), (x, y) or (x, y, sample_weight)",
+                            hint="yield (x,) for inputs without labels, (x, y) with them")
+        yield batch
 
 
 def _pool_from_batches(batches, pool_size: int, kind: str) -> SamplePool:
     collected, count = [], 0
     for batch in batches:
+        if _holds_a_list(batch):
+            # fit builds a tf.data signature from the first batch, and a list has none (a TypeError there).
+            raise DataError(f"a batch from the {kind} holds a list, which model.fit cannot read from a {kind}",
+                            hint="use tuples (or a dict keyed by input name) for several inputs or labels")
         collected.append(_to_numpy(batch))
         leaves = _leaves(collected[-1])
         if not leaves:
@@ -193,6 +217,13 @@ def _pool_from_batches(batches, pool_size: int, kind: str) -> SamplePool:
         raise DataError(f"the {kind}'s batches differ in structure or shape: {exc}",
                         hint="pad variable-length data so that every batch has the same per-sample shape") from None
     return SamplePool(_map(lambda a: a[:pool_size], element), kind)
+
+
+def _holds_a_list(structure) -> bool:
+    if isinstance(structure, list):
+        return True
+    children = structure.values() if isinstance(structure, dict) else structure if isinstance(structure, tuple) else []
+    return any(_holds_a_list(child) for child in children)
 
 
 def _concat(parts: list):

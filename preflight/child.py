@@ -227,7 +227,7 @@ def _device_name(device: DeviceInfo) -> str:
 
 
 def probe_batch_size(tf, model, pool, batch_size: int, measured_steps: int, device: DeviceInfo,
-                     events: EventWriter, started: float, first: bool, source_kind: str = "file") -> ProbeResult:
+                     events: EventWriter, started: float, first: bool, source_kind: str) -> ProbeResult:
     """A warm-up step (tracing, slot creation), then measured steps, each with the allocator peak reset.
 
     A failure other than out-of-memory on the first batch size means the step itself is broken, which is

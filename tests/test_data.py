@@ -83,6 +83,18 @@ def test_synthetic_labels_follow_the_loss(loss, check):
     assert check(y)
 
 
+def test_synthesized_labels_only_for_heads_with_a_loss():
+    from preflight.child import train_step_as_fit
+
+    model = _dict_in_dict_out()[0]
+    model.compile("adam", {"category": "sparse_categorical_crossentropy"})  # "price" has no loss
+    pool = make_pool(None, model, N)
+    x, y, _ = pool.unpacked(BATCH)
+    assert set(x) == {"tokens", "numeric"} and x["tokens"].dtype == np.int32 and x["tokens"].max() < 11
+    assert set(y) == {"category"} and y["category"].dtype == np.int32
+    train_step_as_fit(model, pool.batch(BATCH))  # Keras rejects a label for a head without a loss
+
+
 def test_pipeline_shuffle_buffer_and_cache_are_measured():
     x = np.zeros((1000, 32, 32, 3), "float32")
     y = np.zeros((1000,), "int64")

@@ -57,8 +57,8 @@ def unpack(element) -> tuple:
 
 
 def pack(x, y=None, sample_weight=None):
-    """What fit's array adapter yields per batch (keras.utils.pack_x_y_sample_weight)."""
-    if y is None and sample_weight is None:
+    """What fit's array adapter yields per batch (keras.utils.pack_x_y_sample_weight: no y, no weights)."""
+    if y is None:
         return (x,) if isinstance(x, (tuple, list)) else x
     return (x, y) if sample_weight is None else (x, y, sample_weight)
 

@@ -62,7 +62,8 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
     """Dry-run real training steps of `model` and return a Report (verdict, peak, footprint, findings).
 
     model: a path to a model.py (see the README's conventions) or a compiled keras.Model.
-    data: optional; a tf.data.Dataset, a (x, y) tuple of arrays, or a keras.utils.PyDataset.
+    data: optional; what model.fit takes: arrays x, (x, y) or (x, y, sample_weight), a tf.data.Dataset, a
+    keras.utils.PyDataset or a generator of batches (read once, here). None: synthesized from the model.
     budget: '15GiB', '16GB' or bytes; target: a device name such as 't4' (its usable memory is the budget).
     whatif: measure variants (mixed precision, remat, shrinking, optimizers); None: only when it does not
     fit and a variant could plausibly make it fit. profile: a directory for a TensorBoard profile of the

@@ -115,7 +115,7 @@ def run_job(job: dict, events: EventWriter) -> None:
             if smallest_oom is not None and batch_size >= smallest_oom:
                 continue  # it would run out of memory too, after a long wait
             probe = probe_batch_size(tf, model, pool, batch_size, measured_steps, device, events, started,
-                                     first=not probes)
+                                     first=not probes, source_kind=job["source"]["kind"])
             probes.append(probe)
             events.emit("probe", probe=probe.to_dict())
             if probe.status not in ("ok", "oom"):
@@ -150,10 +150,9 @@ def after_probes(job: dict, model, pool, probes: list[ProbeResult], device: Devi
     if job.get("profile_dir") and any(p.batch_size == planned and p.status == "ok" for p in probes):
         from preflight.peak_profile import profile_training_step
 
-        x, *rest = pool.batch(planned)
+        x, y, sample_weight = pool.unpacked(planned)
         try:
-            composition = profile_training_step(model, x, rest[0] if rest else None,
-                                                rest[1] if len(rest) > 1 else None, logdir=job["profile_dir"])
+            composition = profile_training_step(model, x, y, sample_weight, logdir=job["profile_dir"])
         except Exception as exc:  # noqa: BLE001 - the profile is an extra; the measurement stands
             events.emit("peak_composition", composition=None, message=f"{type(exc).__name__}: {_first_line(exc)}")
             return
@@ -168,8 +167,7 @@ def graph_slope(model, pool, planned_batch_size: int, events: EventWriter) -> fl
     """
     from preflight.graph_estimate import estimate_step_peak
 
-    x, *rest = pool.batch(1)
-    y = rest[0] if rest else None
+    x, y, _ = pool.unpacked(1)
     estimates = {}
     # Far past the probes, where activations dominate: the slope there is the per-sample growth that
     # optimizer temporaries hide at small batches. Tracing only computes shapes, so size costs nothing.
@@ -347,15 +345,13 @@ def _device_name(device: DeviceInfo) -> str:
 
 
 def probe_batch_size(tf, model, pool, batch_size: int, measured_steps: int, device: DeviceInfo,
-                     events: EventWriter, started: float, first: bool) -> ProbeResult:
+                     events: EventWriter, started: float, first: bool, source_kind: str) -> ProbeResult:
     """A warm-up step (tracing, slot creation), then measured steps, each with the allocator peak reset.
 
     A failure other than out-of-memory on the first batch size means the step itself is broken, which is
     the user's error to fix; on a later batch size it is that probe's result.
     """
-    x, *rest = pool.batch(batch_size)
-    y = rest[0] if rest else None
-    sample_weight = rest[1] if len(rest) > 1 else None
+    batch = pool.batch(batch_size)
     device_name = _device_name(device)
     # A fresh trace per batch size: after two shapes tf.function would generalize the batch axis, and
     # that generic graph's peak differs from the fixed-shape step (about 5 % lower for a small CNN).
@@ -375,7 +371,7 @@ def probe_batch_size(tf, model, pool, batch_size: int, measured_steps: int, devi
                 resident = tf.config.experimental.get_memory_info(device_name)["current"]
                 tf.config.experimental.reset_memory_stats(device_name)
             t0 = time.perf_counter()
-            step_result = model.train_on_batch(x, y, sample_weight=sample_weight)
+            step_result = train_step_as_fit(model, batch)
             elapsed = time.perf_counter() - t0
             if step == 0:
                 warmup_seconds = elapsed
@@ -390,13 +386,35 @@ def probe_batch_size(tf, model, pool, batch_size: int, measured_steps: int, devi
             return ProbeResult(batch_size, "oom", peak_bytes_runs=runs,
                                message=f"out of memory in the probe: {_first_line(exc)}")
         if first:
-            raise ModelError(f"the training step failed at batch {batch_size}: {type(exc).__name__}: "
-                             f"{_first_line(exc)}",
-                             hint="run one model.fit step on this data yourself to see the full error") from None
+            raise step_failure(exc, pool, batch_size, source_kind) from None
         return ProbeResult(batch_size, "error", peak_bytes_runs=runs, message=_first_line(exc))
     return ProbeResult(batch_size, "ok", peak_bytes=max(runs), peak_bytes_runs=runs, resident_bytes=resident,
                        step_seconds=statistics.median(times), warmup_seconds=warmup_seconds,
                        losses=losses, weights_changed=weights_changed(model, snapshot))
+
+
+def train_step_as_fit(model, batch):
+    """One training step on `batch`, handed to `train_step` exactly as model.fit hands it.
+
+    train_on_batch would pass (x, y, sample_weight) even when y is None, which breaks a custom
+    train_step written for fit (`x, y = data`, or one that takes x alone).
+    """
+    if model.train_function is None:
+        model.make_train_function()
+    return model.train_function(iter([batch]))  # the step's logs: the loss for the sanity check
+
+
+def step_failure(exc: BaseException, pool, batch_size: int, source_kind: str) -> ModelError:
+    """The first step failed: say what it was fed, and, for synthesized data, how to give real data."""
+    failure = f"the training step failed at batch {batch_size}: {type(exc).__name__}: {_first_line(exc)}"
+    if pool.kind != "synthetic":
+        return ModelError(f"{failure} (fed {pool.describe(batch_size)})",
+                          hint="run one model.fit step on this data yourself to see the full error")
+    where = "data= in preflight.check(model, data)" if source_kind == "saved" else \
+        "get_dataset() (or `dataset` / `train_data`) in your model.py"
+    return ModelError(f"{failure}. The data was synthesized by preflight from the model's input specs and "
+                      f"its loss, since none was given: {pool.describe(batch_size)}",
+                      hint=f"give real training data with {where}; preflight then steps on it as fit would")
 
 
 def _first_line(exc: BaseException) -> str:

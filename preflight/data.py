@@ -1,12 +1,16 @@
-"""Turning whatever data the user gave into batches of any size, or synthesizing it from the model.
+"""Turning whatever `model.fit` accepts into batches of any size, or synthesizing them from the model.
 
-Every data kind (tf.data.Dataset batched or not, NumPy `(x, y)` tuples with lists/dicts for several
-inputs, keras.utils.PyDataset, nothing at all) becomes one *sample pool*: a nested structure of NumPy
-arrays holding enough samples for the largest probe. A batch of size B is then the pool's first B
-samples (tiled when the data has fewer). Runs inside the dry-run child.
+Every data form `fit` trains on becomes one *sample pool*: the structure `fit`'s data adapter hands to
+`train_step` per batch (an array, a list or dict of them, `(x,)`, `(x, y)`, `(x, y, sample_weight)`;
+a `None` stays `None`), holding enough samples for the largest probe. A batch of size B is the pool's
+first B samples (tiled when the data has fewer). Forms, by Keras's own rules: a tuple is `(x,)`,
+`(x, y)` or `(x, y, sample_weight)` (keras.utils.unpack_x_y_sample_weight); anything else (array, list,
+dict) is `x` alone; a tf.data.Dataset (batched or not), a keras.utils.PyDataset or a Python generator
+yields such elements. Runs inside the dry-run child, and in the notebook before the hand-off.
 """
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -18,24 +22,62 @@ from preflight.errors import DataError
 
 @dataclass
 class SamplePool:
-    samples: tuple                 # (x,) or (x, y) or (x, y, sample_weight); x/y may be lists or dicts of arrays
-    kind: str                      # "tf.data" | "numpy" | "PyDataset" | "synthetic"
+    element: Any                   # one batch as fit's adapter yields it; leaves are arrays or None
+    kind: str                      # "tf.data" | "numpy" | "PyDataset" | "generator" | "synthetic"
     host_bytes: int | None = None  # bytes the user's data holds in host memory, when it is all in memory
     pipeline: dict | None = None   # tf.data only: shuffle buffers and in-memory caches (describe_pipeline)
 
-    def batch(self, batch_size: int) -> tuple:
-        """The first `batch_size` samples, the pool repeated when it holds fewer."""
-        return tuple(_map(lambda a: _first_n(a, batch_size), part) for part in self.samples)
+    def batch(self, batch_size: int):
+        """The first `batch_size` samples in the element's structure, the pool repeated when it holds fewer."""
+        return _map(lambda a: _first_n(a, batch_size), self.element)
+
+    def unpacked(self, batch_size: int) -> tuple:
+        """(x, y, sample_weight) of a batch, by keras.utils.unpack_x_y_sample_weight's rule."""
+        return unpack(self.batch(batch_size))
 
     def bytes_per_sample(self) -> int:
-        total = 0
-        for part in self.samples:
-            for array in _leaves(part):
-                total += array.nbytes // max(1, len(array))
-        return total
+        return sum(array.nbytes // max(1, len(array)) for array in _leaves(self.element))
+
+    def describe(self, batch_size: int) -> str:
+        """'x: tokens int32 (32, 50), numeric float32 (32, 12); y: float32 (32, 1)': what a step was fed."""
+        x, y, sample_weight = self.unpacked(batch_size)
+        parts = [f"{label}: {_describe_structure(part)}" for label, part in
+                 (("x", x), ("y", y), ("sample_weight", sample_weight)) if part is not None]
+        return "; ".join(parts) if parts else "nothing"
+
+
+def unpack(element) -> tuple:
+    """Keras's rule for a batch: a tuple is (x,), (x, y) or (x, y, sample_weight); anything else is x."""
+    if not isinstance(element, tuple):
+        return element, None, None
+    if not 1 <= len(element) <= 3:
+        raise DataError(f"a data tuple holds (x,), (x, y) or (x, y, sample_weight); this one has {len(element)} items",
+                        hint="pass x, (x, y) or (x, y, sample_weight); several inputs go in one list or dict as x")
+    return tuple(element) + (None,) * (3 - len(element))
+
+
+def pack(x, y=None, sample_weight=None):
+    """What fit's array adapter yields per batch (keras.utils.pack_x_y_sample_weight: no y, no weights)."""
+    if y is None:
+        return (x,) if isinstance(x, (tuple, list)) else x
+    return (x, y) if sample_weight is None else (x, y, sample_weight)
+
+
+def _describe_structure(part) -> str:
+    if isinstance(part, dict):
+        return ", ".join(f"{key} {_describe_array(value)}" for key, value in part.items())
+    if isinstance(part, (list, tuple)):
+        return "[" + ", ".join(_describe_structure(value) for value in part) + "]"
+    return _describe_array(part)
+
+
+def _describe_array(array) -> str:
+    return "None" if array is None else f"{array.dtype} {tuple(array.shape)}"
 
 
 def _map(fn, structure):
+    if structure is None:
+        return None
     if isinstance(structure, dict):
         return {k: _map(fn, v) for k, v in structure.items()}
     if isinstance(structure, (list, tuple)):
@@ -44,6 +86,8 @@ def _map(fn, structure):
 
 
 def _leaves(structure) -> list:
+    if structure is None:
+        return []
     if isinstance(structure, dict):
         return [leaf for v in structure.values() for leaf in _leaves(v)]
     if isinstance(structure, (list, tuple)):
@@ -58,11 +102,19 @@ def _first_n(array: np.ndarray, count: int) -> np.ndarray:
     return np.concatenate([array] * reps, axis=0)[:count]
 
 
-def _as_tuple(element) -> tuple:
-    """Keras' data convention: a tuple is (x,), (x, y) or (x, y, sample_weight); anything else is x."""
-    if isinstance(element, tuple) and 1 <= len(element) <= 3:
-        return element
-    return (element,)
+def _to_numpy(structure):
+    """Leaves become NumPy arrays; lists become tuples, as fit's adapters make them."""
+    if structure is None:
+        return None
+    if isinstance(structure, dict):
+        return {k: _to_numpy(v) for k, v in structure.items()}
+    if isinstance(structure, (list, tuple)):
+        return tuple(_to_numpy(v) for v in structure)
+    array = structure.numpy() if hasattr(structure, "numpy") else np.asarray(structure)
+    if array.ndim == 0:
+        raise DataError(f"the data holds a scalar ({array!r}) where an array of samples belongs",
+                        hint="every leaf of x, y and sample_weight needs a first (sample) dimension")
+    return array
 
 
 def make_pool(data: Any, model: Any, pool_size: int) -> SamplePool:
@@ -75,55 +127,113 @@ def make_pool(data: Any, model: Any, pool_size: int) -> SamplePool:
     elif data is None:
         pool = synthesize(model, pool_size)
     elif isinstance(data, tf.data.Dataset):
-        pool = _pool_from_dataset(data, model, pool_size)
+        pool = _reading(lambda: _pool_from_dataset(data, model, pool_size), "tf.data.Dataset")
     elif isinstance(data, keras.utils.PyDataset):
-        pool = _pool_from_pydataset(data, pool_size)
-    elif isinstance(data, (tuple, list, dict, np.ndarray)):
+        pool = _reading(lambda: _pool_from_batches(_pydataset_batches(data), pool_size, "PyDataset"), "PyDataset")
+    elif inspect.isgenerator(data):
+        pool = _reading(lambda: _pool_from_batches(_generator_batches(data), pool_size, "generator"), "generator")
+    elif isinstance(data, (tuple, list, dict, np.ndarray)) or hasattr(data, "__array__"):
         pool = _pool_from_arrays(data, pool_size)
     else:
         raise DataError(
             f"preflight cannot read data of type {type(data).__name__}",
-            hint="give a tf.data.Dataset, a keras.utils.PyDataset or a tuple (x, y) of NumPy arrays",
+            hint="give what model.fit takes: arrays x, a tuple (x, y) or (x, y, sample_weight), a "
+                 "tf.data.Dataset, a keras.utils.PyDataset or a Python generator of batches",
         )
     check_shapes(pool, model)
     return pool
 
 
-def _pool_from_arrays(data, pool_size: int) -> SamplePool:
-    parts = _as_tuple(tuple(data) if isinstance(data, list) and len(data) in (2, 3) else data)
+def _reading(collect, what: str) -> SamplePool:
+    """The user's pipeline code runs while batches are read: its exception is a data error, not a crash."""
     try:
-        arrays = tuple(_map(np.asarray, part) for part in parts)
-    except Exception as exc:  # noqa: BLE001
-        raise DataError(f"could not read the data as NumPy arrays: {exc}") from None
-    lengths = {len(a) for part in arrays for a in _leaves(part) if a.ndim > 0}
+        return collect()
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a map function or generator may raise anything
+        first_line = next((line for line in str(exc).splitlines() if line.strip()), "")
+        raise DataError(f"reading a batch from the {what} failed: {type(exc).__name__}: {first_line[:300]}",
+                        hint=f"check that one pass over the {what} runs, e.g. next(iter(...))") from None
+
+
+def _pool_from_arrays(data, pool_size: int) -> SamplePool:
+    x, y, sample_weight = unpack(data) if isinstance(data, tuple) else (data, None, None)
+    element = _to_numpy(pack(x, y, sample_weight))
+    arrays = _leaves(element)
+    lengths = sorted({len(a) for a in arrays})
     if len(lengths) != 1:
-        raise DataError(f"x and y have different numbers of samples: {sorted(lengths)}",
+        raise DataError(f"x, y and sample_weight have different numbers of samples: {lengths}",
                         hint="pass arrays with the same first dimension")
-    host_bytes = sum(a.nbytes for part in arrays for a in _leaves(part))
-    samples = tuple(_map(lambda a: a[:pool_size], part) for part in arrays)
-    return SamplePool(samples, "numpy", host_bytes)
+    return SamplePool(_map(lambda a: a[:pool_size], element), "numpy", sum(a.nbytes for a in arrays))
 
 
-def _pool_from_pydataset(data, pool_size: int) -> SamplePool:
-    batches, count = [], 0
-    for index in range(len(data)):
-        batch = _as_tuple(data[index])
-        batches.append(tuple(_map(np.asarray, part) for part in batch))
-        count += len(_leaves(batches[-1][0])[0])
+def _pydataset_batches(data):
+    """Batches as Keras's PyDataset adapter standardizes them: an array is (x,), a list a tuple."""
+    count = data.num_batches  # None for an infinite PyDataset
+    index = 0
+    while count is None or index < count:
+        batch = data[index]
+        if isinstance(batch, np.ndarray):
+            batch = (batch,)
+        elif isinstance(batch, list):
+            batch = tuple(batch)
+        if not isinstance(batch, (dict, tuple)):
+            raise DataError(f"PyDataset.__getitem__() returned a {type(batch).__name__}; "
+                            "model.fit takes a tuple (x,), (x, y) or (x, y, sample_weight), or a dict",
+                            hint="return (x, y) from __getitem__")
+        yield batch
+        index += 1
+
+
+def _generator_batches(generator):
+    """Batches as Keras's generator adapter takes them: tuples only."""
+    for batch in generator:
+        if not isinstance(batch, tuple):
+            raise DataError(f"the generator yielded a {type(batch).__name__}; model.fit takes a generator of "
+                            "tuples (x,), (x, y) or (x, y, sample_weight)",
+                            hint="yield (x,) for inputs without labels, (x, y) with them")
+        yield batch
+
+
+def _pool_from_batches(batches, pool_size: int, kind: str) -> SamplePool:
+    collected, count = [], 0
+    for batch in batches:
+        if _holds_a_list(batch):
+            # fit builds a tf.data signature from the first batch, and a list has none (a TypeError there).
+            raise DataError(f"a batch from the {kind} holds a list, which model.fit cannot read from a {kind}",
+                            hint="use tuples (or a dict keyed by input name) for several inputs or labels")
+        collected.append(_to_numpy(batch))
+        leaves = _leaves(collected[-1])
+        if not leaves:
+            raise DataError(f"a batch from the {kind} holds no arrays", hint="yield x, (x, y) or (x, y, sample_weight)")
+        count += len(leaves[0])
         if count >= pool_size:
             break
-    if not batches:
-        raise DataError("the PyDataset is empty (len() == 0)")
-    samples = tuple(_concat([b[i] for b in batches]) for i in range(len(batches[0])))
-    return SamplePool(tuple(_map(lambda a: a[:pool_size], part) for part in samples), "PyDataset")
+    if not collected:
+        raise DataError(f"the {kind} yielded no batches")
+    try:
+        element = _concat(collected)
+    except ValueError as exc:
+        raise DataError(f"the {kind}'s batches differ in structure or shape: {exc}",
+                        hint="pad variable-length data so that every batch has the same per-sample shape") from None
+    return SamplePool(_map(lambda a: a[:pool_size], element), kind)
+
+
+def _holds_a_list(structure) -> bool:
+    if isinstance(structure, list):
+        return True
+    children = structure.values() if isinstance(structure, dict) else structure if isinstance(structure, tuple) else []
+    return any(_holds_a_list(child) for child in children)
 
 
 def _concat(parts: list):
     first = parts[0]
+    if first is None:
+        return None
     if isinstance(first, dict):
         return {k: _concat([p[k] for p in parts]) for k in first}
-    if isinstance(first, (list, tuple)):
-        return type(first)(_concat([p[i] for p in parts]) for i in range(len(first)))
+    if isinstance(first, tuple):
+        return tuple(_concat([p[i] for p in parts]) for i in range(len(first)))
     return np.concatenate(parts, axis=0)
 
 
@@ -139,8 +249,7 @@ def _pool_from_dataset(dataset, model, pool_size: int) -> SamplePool:
     except (tf.errors.InvalidArgumentError, ValueError) as exc:
         raise DataError(f"could not batch the dataset's elements: {str(exc).splitlines()[0]}",
                         hint="elements must have the same shape (pad variable-length data)") from None
-    samples = tuple(_map(lambda t: t.numpy(), part) for part in _as_tuple(element))
-    return SamplePool(samples, "tf.data", pipeline=describe_pipeline(dataset))
+    return SamplePool(_to_numpy(element), "tf.data", pipeline=describe_pipeline(dataset))
 
 
 def describe_pipeline(dataset) -> dict:
@@ -170,6 +279,8 @@ def _spec_bytes(spec) -> int | None:
 
     total = 0
     for leaf in tf.nest.flatten(spec):
+        if not isinstance(leaf, tf.TensorSpec):
+            continue  # the None of an (x, None) element holds nothing
         dims = leaf.shape.as_list() if leaf.shape.rank is not None else None
         if dims is None or any(d is None for d in dims):
             return None
@@ -178,39 +289,67 @@ def _spec_bytes(spec) -> int | None:
 
 
 def _is_batched(dataset, model) -> bool:
-    """Batched when x's rank equals the model input's rank (batch axis included)."""
+    """Batched when x's rank equals the model input's rank (batch axis included), as fit expects."""
     import tensorflow as tf
 
-    x_spec = _as_tuple(dataset.element_spec)[0]
-    x_leaf = tf.nest.flatten(x_spec)[0]
+    x_spec = unpack(dataset.element_spec)[0]
+    try:
+        pairs = _pair_with_inputs(x_spec, model)
+    except DataError:
+        pairs = None  # check_shapes names the mismatch once the pool exists
+    if pairs:
+        _, tensor, spec = pairs[0]
+        return len(spec.shape) == len(tensor.shape)
+    leaf = tf.nest.flatten(x_spec)[0]
+    return len(leaf.shape) > 0 and leaf.shape[0] is None
+
+
+def _input_structure(model):
+    """The model's inputs as it takes them (a tensor, a list, or a dict by name); None when unknown."""
     inputs = getattr(model, "inputs", None)
-    if inputs:
-        return len(x_leaf.shape) == len(inputs[0].shape)
-    return len(x_leaf.shape) > 0 and x_leaf.shape[0] is None
+    if not inputs:
+        return None
+    try:
+        structure = model.input  # a Sequential that was never called has none: use its input list
+    except (AttributeError, ValueError):
+        structure = inputs
+    if isinstance(structure, (list, tuple)) and len(structure) == 1:
+        return structure[0]
+    return structure
+
+
+def _pair_with_inputs(x, model) -> list[tuple[str, Any, Any]] | None:
+    """(input name, model input, data leaf) per model input, the way Keras matches them; None if unknown."""
+    structure = _input_structure(model)
+    if structure is None:
+        return None
+    named = dict(structure) if isinstance(structure, dict) else {t.name: t for t in model.inputs}
+    if isinstance(x, dict):
+        missing = [name for name in named if name not in x]
+        if missing:
+            raise DataError(f"the data has no entry for model input(s) {missing}; its keys are {sorted(x)}",
+                            hint="key x's dict by the model's input names: " + ", ".join(named))
+        return [(name, tensor, x[name]) for name, tensor in named.items()]
+    leaves = list(x) if isinstance(x, (list, tuple)) else [x]
+    if len(leaves) != len(model.inputs):
+        raise DataError(f"the model has {len(model.inputs)} input(s) but the data's x gives {len(leaves)}",
+                        hint="give x as one array per model input, in a list or a dict keyed by input name; "
+                             "a tuple is (x, y) or (x, y, sample_weight)")
+    return [(tensor.name, tensor, leaf) for tensor, leaf in zip(model.inputs, leaves)]
 
 
 def check_shapes(pool: SamplePool, model) -> None:
     """Per-sample shapes of x against the model's inputs: a mismatch is named before any step runs."""
-    inputs = getattr(model, "inputs", None)
-    if not inputs:
-        return
-    x = pool.samples[0]
-    if isinstance(x, dict):
-        arrays = [x.get(getattr(t, "name", ""), None) for t in inputs]
-        if any(a is None for a in arrays):
-            arrays = list(x.values())
-    else:
-        arrays = _leaves(x)
-    if len(arrays) != len(inputs):
-        raise DataError(f"the model has {len(inputs)} input(s) but the data gives {len(arrays)}",
-                        hint="give x as a list or dict with one array per model input")
-    for tensor, array in zip(inputs, arrays):
+    x = unpack(pool.element)[0]
+    if x is None:
+        raise DataError("the data has no x (inputs)", hint="pass x, (x, y) or (x, y, sample_weight)")
+    for name, tensor, array in _pair_with_inputs(x, model) or []:
         expected = tuple(tensor.shape[1:])
         got = tuple(array.shape[1:])
         compatible = len(expected) == len(got) and all(e is None or e == g for e, g in zip(expected, got))
         if not compatible:
             raise DataError(
-                f"input {tensor.name!r}: the data has per-sample shape {got}, the model expects {expected}",
+                f"input {name!r}: the data has per-sample shape {got}, the model expects {expected}",
                 hint="reshape the data or fix the model's Input shape",
             )
 
@@ -218,22 +357,18 @@ def check_shapes(pool: SamplePool, model) -> None:
 # --- synthetic data -------------------------------------------------------------------------------
 
 def synthesize(model, count: int, seed: int = 0) -> SamplePool:
-    """Inputs from the model's input specs, labels shaped for its loss."""
-    inputs = getattr(model, "inputs", None)
-    if not inputs:
+    """Inputs from the model's input specs (by name for dict inputs), one label per head for its loss."""
+    structure = _input_structure(model)
+    if structure is None:
         raise DataError(
             f"model {model.name!r} has no known input shape, so preflight cannot make inputs for it",
-            hint="give data (get_dataset() or dataset/train_data in model.py), or build the model with keras.Input",
+            hint="give real data (get_dataset(), dataset or train_data in model.py; data= in preflight.check), "
+                 "or build the model with keras.Input",
         )
     rng = np.random.default_rng(seed)
     vocab = _smallest_vocabulary(model)
-    xs = [_random_array(t, count, rng, vocab) for t in inputs]
-    x = xs[0] if len(xs) == 1 else xs
-    outputs = model.outputs
-    losses = _losses_per_output(model, len(outputs))
-    ys = [_label_for(out, loss, count, rng) for out, loss in zip(outputs, losses)]
-    y = ys[0] if len(ys) == 1 else ys
-    return SamplePool((x, y), "synthetic")
+    x = _map(lambda tensor: _random_array(tensor, count, rng, vocab), structure)
+    return SamplePool(pack(x, _labels(model, count, rng)), "synthetic")
 
 
 def _random_array(tensor, count: int, rng, vocab: int | None) -> np.ndarray:
@@ -242,6 +377,8 @@ def _random_array(tensor, count: int, rng, vocab: int | None) -> np.ndarray:
     if np.issubdtype(dtype, np.integer):
         # Integer inputs usually index an Embedding: stay inside the smallest vocabulary.
         return rng.integers(0, vocab or 2, size=shape).astype(dtype)
+    if dtype == np.bool_:
+        return rng.integers(0, 2, size=shape).astype(bool)
     return rng.standard_normal(shape).astype(dtype)
 
 
@@ -261,10 +398,45 @@ def _all_layers(model) -> list:
     return found
 
 
-def loss_name(loss) -> str:
-    """'sparse_categorical_crossentropy' for the string, the function, or the Loss object."""
+def _labels(model, count: int, rng):
+    """y in the structure the compiled loss reads: None without a loss (a custom train_step, add_loss).
+
+    Dict outputs get a dict with one label per head that has a loss (Keras rejects labels for the
+    others); list outputs get a list with None where a head has none.
+    """
+    loss = getattr(model, "loss", None)
     if loss is None:
-        return ""
+        return None
+    try:
+        outputs = model.output
+    except (AttributeError, ValueError):
+        outputs = model.outputs
+    if isinstance(outputs, (list, tuple)) and len(outputs) == 1:
+        outputs = outputs[0]
+    if isinstance(outputs, dict):
+        heads = list(outputs.items())
+    elif isinstance(outputs, (list, tuple)):
+        heads = list(zip(model.output_names, outputs))
+    else:
+        only = next(iter(loss.values())) if isinstance(loss, dict) else loss[0] if isinstance(loss, list) else loss
+        return _label_for(outputs, only, count, rng)
+    labels = {name: _label_for(tensor, _head_loss(loss, name, index), count, rng)
+              for index, (name, tensor) in enumerate(heads)}
+    if isinstance(outputs, dict):
+        return {name: label for name, label in labels.items() if label is not None}
+    return [labels[name] for name, _ in heads]
+
+
+def _head_loss(loss, name: str, index: int):
+    if isinstance(loss, dict):
+        return loss.get(name)
+    if isinstance(loss, list):
+        return loss[index] if index < len(loss) else None
+    return loss
+
+
+def _loss_name(loss) -> str:
+    """'sparse_categorical_crossentropy' for the string, the function, or the Loss object."""
     if isinstance(loss, str):
         return loss.lower()
     fn = getattr(loss, "fn", None)
@@ -274,19 +446,10 @@ def loss_name(loss) -> str:
     return str(name).lower()
 
 
-def _losses_per_output(model, count: int) -> list:
-    loss = getattr(model, "loss", None)
-    if isinstance(loss, dict):
-        names = [getattr(o, "name", "").split("/")[0] for o in model.outputs]
-        values = list(loss.values())
-        return [loss.get(n, values[min(i, len(values) - 1)]) for i, n in enumerate(names)]
-    if isinstance(loss, (list, tuple)):
-        return list(loss) + [loss[-1]] * (count - len(loss))
-    return [loss] * count
-
-
-def _label_for(output, loss, count: int, rng) -> np.ndarray:
-    name = loss_name(loss)
+def _label_for(output, loss, count: int, rng) -> np.ndarray | None:
+    if loss is None:
+        return None
+    name = _loss_name(loss)
     shape = tuple(d if d is not None else 1 for d in output.shape[1:])
     classes = shape[-1] if shape else 1
     if "sparse" in name:

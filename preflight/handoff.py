@@ -54,8 +54,8 @@ def write_handoff(model, pool, directory: str | Path) -> None:
                  "the model in a model.py and run `python -m preflight model.py`",
         ) from None
     with open(directory / "pool.pkl", "wb") as handle:
-        pickle.dump({"samples": pool.samples, "kind": pool.kind, "host_bytes": pool.host_bytes,
-                     "sys_path": [p for p in sys.path if p]}, handle)
+        pickle.dump({"element": pool.element, "kind": pool.kind, "host_bytes": pool.host_bytes,
+                     "pipeline": pool.pipeline, "sys_path": [p for p in sys.path if p]}, handle)
 
 
 def load_handoff(directory: str | Path) -> tuple[Any, Any]:
@@ -73,4 +73,4 @@ def load_handoff(directory: str | Path) -> tuple[Any, Any]:
         custom_objects = pickle.load(handle)
     model = keras.saving.load_model(directory / "model.keras", custom_objects=custom_objects, compile=True,
                                     safe_mode=False)
-    return model, SamplePool(saved["samples"], saved["kind"], saved["host_bytes"])
+    return model, SamplePool(saved["element"], saved["kind"], saved["host_bytes"], saved["pipeline"])

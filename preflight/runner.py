@@ -205,7 +205,8 @@ class _ChildRun:
             raise errors.ProbeError(
                 f"the dry-run process ended (exit {_describe_exit(returncode)}) before the model was loaded: "
                 f"{_last_line(log_tail)}",
-                hint="run `python your_model.py` to check it loads; the full log is above in verbose mode",
+                hint="run `python your_model.py` to check that it loads" if self.job.source["kind"] == "file"
+                else "check that keras.saving.load_model() loads the saved model in a fresh process",
             )
         if ran_out:
             self._record_failure(outcome, pending, "oom",

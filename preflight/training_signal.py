@@ -1,6 +1,6 @@
 """Does the dry run's step train at all? Child-side helpers for the loss and weight-change record.
 
-The loss is what `train_on_batch` returned. Zero gradients are detected by their effect, not by
+The loss is what the step returned (its logs). Zero gradients are detected by their effect, not by
 computing gradients a second time: the trainable weights are copied to host memory before the
 warm-up step and compared after the last measured step. With a nonzero learning rate, weights that
 did not move mean every gradient was zero (or the optimizer skipped every step). The copy costs host
@@ -16,7 +16,7 @@ SNAPSHOT_MAX_BYTES = 256 * 2**20
 
 
 def loss_value(step_result: Any) -> float | str | None:
-    """The loss out of train_on_batch's result (a scalar, or a list whose first entry is the loss).
+    """The loss out of a step's result (logs dict, a scalar, or a list whose first entry is the loss).
 
     NaN and infinities come back as the strings "nan", "inf", "-inf": JSON has no such numbers.
     """

@@ -17,6 +17,7 @@ from preflight.analysis import RunSettings, build_document, usable_bytes
 from preflight.devices import get_target
 from preflight.errors import UsageError
 from preflight.plan import first_round
+from preflight.processes import repeat_planned_batch
 from preflight.recommend import confirm_batch_sizes
 from preflight.progress import ProgressDisplay
 from preflight.report import Report
@@ -97,6 +98,8 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
                        profile_dir=str(Path(profile).resolve()) if profile else None)
         with ProgressDisplay(enabled=progress) as display:
             outcome = run_probes(job, on_progress=display)
+            if probe_batch_sizes is None:
+                repeat_planned_batch(job, outcome, display)  # the verdict's peak: max over fresh processes
             document = build_document(outcome, replace(settings, batch_size=batch_size), model_name=_model_name(model))
             _add_peak_composition(document, outcome)
             if probe_batch_sizes is None:

@@ -220,9 +220,12 @@ def load_model_and_data(job: dict) -> LoadedJob:
         if factory is not None and not job.get("variant"):
             from preflight.static_floor import build_floor_model, static_floor
 
-            floor_model = build_floor_model(factory[1])
-            check_compiled(floor_model)
-            floor = static_floor(floor_model)
+            try:
+                floor_model = build_floor_model(factory[1])
+                check_compiled(floor_model)
+                floor = static_floor(floor_model)
+            except Exception:  # noqa: BLE001 - the real build below reports the user's error properly
+                return LoadedJob(find_model(namespace, name), find_data(namespace, name))
             if _over(floor, job):
                 return LoadedJob(floor_model, find_data(namespace, name), floor, floor_over_budget=True)
             import keras

@@ -89,10 +89,12 @@ class ProbeResult:
     message: str = ""
     losses: list = field(default_factory=list)  # per measured step: a float, or "nan"/"inf"/"-inf"
     weights_changed: bool | None = None  # did the steps move any trainable weight; None: not compared
+    processes: int = 1                  # fresh processes whose runs are in peak_bytes_runs (preflight.processes)
+    process_peaks: list[int] = field(default_factory=list)  # each process's max, when more than one
 
     @property
     def spread(self) -> float:
-        """(max - min) / max over the measured steps; 0 with one run."""
+        """(max - min) / max over the measured steps of every process; 0 with one run."""
         runs = self.peak_bytes_runs
         if len(runs) < 2 or max(runs) == 0:
             return 0.0

@@ -110,7 +110,7 @@ def _renderables(document: dict[str, Any]) -> list[Any]:
         for probe in view["probes"]:
             batch = Text(f"batch {probe['batch_size']}", style="bold" if probe["chosen"] else "")
             table.add_row(batch, Text(probe["status"], style=STATUS_STYLES.get(probe["status"], "")),
-                          Text(probe["peak_text"]), Text(str(probe["runs_count"])),
+                          Text(probe["peak_text"]), Text(probe["runs_count_text"]),
                           Text(probe["spread_text"], style="yellow" if probe["spread_high"] else ""),
                           Text(probe["step_text"]), Text(probe["message"]))
         parts.append(table)

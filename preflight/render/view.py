@@ -266,8 +266,11 @@ def _probes(document: dict[str, Any]) -> list[dict[str, Any]]:
             "ok": probe.get("status") == "ok",
             "peak_bytes": probe.get("peak_bytes"),
             "peak_text": format_bytes(probe.get("peak_bytes")) if probe.get("peak_bytes") is not None else "–",
-            "runs_text": format_bytes_series(runs) if runs else "–",
+            "runs_text": (format_bytes_series(runs) if runs else "–")
+            + (f" ({probe['processes']} fresh processes)" if probe.get("processes", 1) > 1 else ""),
             "runs_count": len(runs),
+            "runs_count_text": f"{len(runs)} in {probe['processes']} proc." if probe.get("processes", 1) > 1
+            else str(len(runs)),
             "spread_text": format_percent(spread, 1) if spread is not None and runs else "–",
             # Above 10 % the runs disagree enough that the peak deserves a second look.
             "spread_high": bool(spread is not None and spread > 0.10),

@@ -19,6 +19,7 @@ from typing import Any
 from preflight import plan
 from preflight.errors import ModelError, PreflightError
 from preflight.measurements import DeviceInfo, LayerInfo, ModelInfo, ProbeResult
+from preflight.step_errors import fix_for, loss_name
 
 
 MIN_MEASURED_STEPS = 2
@@ -270,8 +271,7 @@ def probe_batch_size(tf, model, pool, batch_size: int, measured_steps: int, devi
     except Exception as exc:  # noqa: BLE001 - the user's train_step may raise anything
         if first:
             raise ModelError(f"the training step failed at batch {batch_size}: {type(exc).__name__}: "
-                             f"{_first_line(exc)}",
-                             hint="run one model.fit step on this data yourself to see the full error") from None
+                             f"{_first_line(exc)}", hint=fix_for(_first_line(exc), loss_name(model))) from None
         return ProbeResult(batch_size, "error", peak_bytes_runs=runs, message=_first_line(exc))
     return ProbeResult(batch_size, "ok", peak_bytes=max(runs), peak_bytes_runs=runs, resident_bytes=resident,
                        step_seconds=statistics.median(times), warmup_seconds=warmup_seconds)

@@ -45,6 +45,10 @@ def _check_parser() -> argparse.ArgumentParser:
                                           "(tensorboard --logdir DIR); the report names what holds memory at the peak")
     parser.add_argument("--time-limit", help="keras-tuner files: the search's time limit, e.g. 12h")
     parser.add_argument("--epochs", type=int, help="keras-tuner files: epochs per trial (default: the file's search call)")
+    parser.add_argument("--configs", type=int, default=5,
+                        help="keras-tuner files: configurations dry-run for real, each in a fresh process (default 5)")
+    parser.add_argument("--samples", type=int, default=200,
+                        help="keras-tuner files: configurations sampled and predicted from their shapes (default 200)")
     parser.add_argument("--quiet", action="store_true", help="no progress and no summary, only the exit code")
     return parser
 
@@ -87,6 +91,8 @@ def _check(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return errors.EXIT_OK if exc.code == 0 else errors.EXIT_USAGE
+    if args.configs < 1 or args.samples < 1:
+        raise errors.UsageError("--configs and --samples need at least 1", hint="e.g. --configs 5 --samples 200")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         settings = load_settings({
@@ -124,7 +130,16 @@ def _check(argv: list[str]) -> int:
         written = [p for p in (json_path, html_path) if p]
         if written:
             print(f"report: {', '.join(written)}", file=sys.stderr)
+    if _trials_fail(report.document):
+        return errors.EXIT_USER_CODE
     return errors.EXIT_OK if gate.passed else errors.EXIT_GATE_FAILED
+
+
+def _trials_fail(document: dict) -> bool:
+    """A search whose dry-run configurations failed for the user's reason: the model or data failed (3)."""
+    from preflight.tuner.plan import CONFIGURATION_FAILED
+
+    return any(f.get("id") == CONFIGURATION_FAILED for f in (document.get("search") or {}).get("findings") or [])
 
 
 def _check_search_file(args, settings):
@@ -136,7 +151,8 @@ def _check_search_file(args, settings):
     if not args.quiet:
         print("preflight: keras-tuner search file: checking the search space (a few dry runs)", file=sys.stderr)
     section = check_search_file(args.model_file, budget=settings.budget, target=settings.target,
-                                batch_size=settings.batch_size, time_limit=args.time_limit, epochs=args.epochs)
+                                batch_size=settings.batch_size, time_limit=args.time_limit, epochs=args.epochs,
+                                n_measure=args.configs, n_samples=args.samples)
     return Report(search_document(section, Path(args.model_file).stem))
 
 

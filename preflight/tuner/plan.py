@@ -23,7 +23,8 @@ Owns the section's shape and its findings. The section (all bytes ints, all time
      "schedule": SearchSchedule.to_dict(), "step_seconds", "time_estimate_seconds",
      "time_estimate_missing": str|null (why there is no time estimate, in plain words),
      "time_limit_seconds", "disk_estimate_bytes", "disk_free_bytes", "directory",
-     "timings": {...}, "findings": [{"id", "severity", "message"}]}
+     "timings": {...}, "custom_training": ["BatchSizeTuner.run_trial", ...] (the user's own training code),
+     "findings": [{"id", "severity", "message"}]}
 
 `guard(tuner, predictor=<this section>)` reuses the fitted predictor during the search, and
 `SearchGuard.to_dict()` is meant to go under `"guard"` in the same section after the search.
@@ -95,7 +96,7 @@ def failure_findings(measurements: list[dict[str, Any]]) -> list[dict[str, Any]]
     for message, failed in by_message.items():
         if not ok and len(by_message) == 1:
             scope = (f"every configuration preflight dry-ran failed ({len(failed)} of {len(measurements)}), "
-                     f"so every trial will fail and {KERAS_TUNER_ABORT}")
+                     f"so the search's trials will fail the same way and {KERAS_TUNER_ABORT}")
             where = f"e.g. {_values_text(failed[0]['values'])}"
         else:
             scope = (f"{len(failed)} of {len(measurements)} dry-run configurations failed; keras-tuner counts "
@@ -115,8 +116,29 @@ def failure_findings(measurements: list[dict[str, Any]]) -> list[dict[str, Any]]
     return findings
 
 
+def custom_training(hypermodel_or_tuner: Any) -> list[str]:
+    """'BatchSizeTuner.run_trial', 'MyHyperModel.fit': training code of the user's that preflight does not
+    run (it builds each model and runs plain training steps)."""
+    from preflight.tuner.space import as_hypermodel
+
+    found = []
+    for obj, method in ((hypermodel_or_tuner, "run_trial"), (as_hypermodel(hypermodel_or_tuner), "fit")):
+        function = getattr(type(obj), method, None)
+        module = getattr(function, "__module__", None) or "keras_tuner"
+        if function is not None and module.split(".")[0] not in ("keras_tuner", "preflight"):
+            found.append(f"{type(obj).__name__}.{method}")
+    return found
+
+
 def _findings(section: dict[str, Any]) -> list[dict[str, Any]]:
     findings = failure_findings(section["measurements"])
+    if section["custom_training"]:
+        findings.append({"id": "search-custom-training", "severity": "warning", "message":
+                         f"{' and '.join(section['custom_training'])} is your own training code: preflight "
+                         f"builds each configuration and runs plain training steps at batch "
+                         f"{section['batch_size']}, so hyperparameters registered there (a batch_size, say) "
+                         f"and what it does differently are not checked; pass the largest batch size it "
+                         f"can choose (--batch-size, or batch_size=)"})
     budget = section["budget_bytes"]
     worst = section["worst_case"]
     if budget is not None:
@@ -236,6 +258,7 @@ def check_search(hypermodel_or_tuner: Any, data: Any = None, *, batch_size: int 
         "disk_free_bytes": free_disk_bytes(where),
         "directory": where,
         "timings": analysis.timings,
+        "custom_training": custom_training(hypermodel_or_tuner),
     }
     section["findings"] = _findings(section)
     return section

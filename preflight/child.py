@@ -19,7 +19,7 @@ from typing import Any
 from preflight import plan
 from preflight.errors import ModelError, PreflightError
 from preflight.measurements import DeviceInfo, LayerInfo, ModelInfo, ProbeResult
-from preflight.step_errors import fix_for, loss_name
+from preflight.step_errors import error_line, fix_for, loss_name
 
 
 MIN_MEASURED_STEPS = 2
@@ -143,7 +143,7 @@ def after_probes(job: dict, model, pool, probes: list[ProbeResult], device: Devi
             composition = profile_training_step(model, x, rest[0] if rest else None,
                                                 rest[1] if len(rest) > 1 else None, logdir=job["profile_dir"])
         except Exception as exc:  # noqa: BLE001 - the profile is an extra; the measurement stands
-            events.emit("peak_composition", composition=None, message=f"{type(exc).__name__}: {_first_line(exc)}")
+            events.emit("peak_composition", composition=None, message=f"{type(exc).__name__}: {error_line(exc)}")
             return
         events.emit("peak_composition", composition=composition, message="")
 
@@ -166,7 +166,7 @@ def graph_slope(model, pool, planned_batch_size: int, events: EventWriter) -> fl
         try:
             estimates[batch_size] = int(estimate_step_peak(model, batch_size, x, y)["peak_bytes"])
         except Exception as exc:  # noqa: BLE001 - an estimate is optional; the probes stand alone
-            events.emit("graph_estimate", estimates={}, message=f"{type(exc).__name__}: {_first_line(exc)}")
+            events.emit("graph_estimate", estimates={}, message=f"{type(exc).__name__}: {error_line(exc)}")
             return 0.0
     events.emit("graph_estimate", estimates={str(b): v for b, v in estimates.items()}, message="")
     low, high = sorted(estimates)
@@ -267,30 +267,14 @@ def probe_batch_size(tf, model, pool, batch_size: int, measured_steps: int, devi
                     break  # slow steps: two runs still show the spread; more would cost minutes
     except tf.errors.ResourceExhaustedError as exc:
         return ProbeResult(batch_size, "oom", peak_bytes_runs=runs,
-                           message=f"out of memory in the probe: {_first_line(exc)}")
+                           message=f"out of memory in the probe: {error_line(exc)}")
     except Exception as exc:  # noqa: BLE001 - the user's train_step may raise anything
         if first:
             raise ModelError(f"the training step failed at batch {batch_size}: {type(exc).__name__}: "
-                             f"{_first_line(exc)}", hint=fix_for(_first_line(exc), loss_name(model))) from None
-        return ProbeResult(batch_size, "error", peak_bytes_runs=runs, message=_first_line(exc))
+                             f"{error_line(exc)}", hint=fix_for(error_line(exc), loss_name(model))) from None
+        return ProbeResult(batch_size, "error", peak_bytes_runs=runs, message=error_line(exc))
     return ProbeResult(batch_size, "ok", peak_bytes=max(runs), peak_bytes_runs=runs, resident_bytes=resident,
                        step_seconds=statistics.median(times), warmup_seconds=warmup_seconds)
-
-
-def _first_line(exc: BaseException) -> str:
-    """The informative line of a TF error: its first line is often just 'Graph execution error:'."""
-    text = getattr(exc, "message", None) or str(exc)
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    if not lines:
-        return type(exc).__name__
-    oom = next((line for line in lines if line.startswith("OOM when allocating")), None)
-    node = next((line.split("Detected at node", 1)[1].split(" defined at")[0].strip(" '")
-                 for line in lines if "Detected at node" in line), None)
-    if oom:
-        oom = oom.split(" on /job:")[0]
-        return (oom + (f" (op {node})" if node else ""))[:400]
-    informative = [line for line in lines if not line.endswith("error:")] or lines
-    return (informative[-1] if node else informative[0])[:400]
 
 
 def describe_model(model, pool) -> ModelInfo:

@@ -1,4 +1,4 @@
-"""The fix for a training step that failed for the user's reason: known Keras error messages -> advice.
+"""A training step that failed for the user's reason: its informative line, and the fix that fits it.
 
 Shared by the single-model dry run (the hint of the child's ModelError) and the search check's error
 finding, so a label/loss mismatch gets the same advice both ways. Pure text; no TensorFlow here.
@@ -11,6 +11,22 @@ from typing import NamedTuple
 GENERIC_FIX = "run one model.fit step on this data yourself to see the full error"
 
 _SHAPES = re.compile(r"target\.shape=\(([^)]*)\).*?output\.shape=\(([^)]*)\)", re.DOTALL)
+
+
+def error_line(exc: BaseException) -> str:
+    """The informative line of a TF error: its first line is often just 'Graph execution error:'."""
+    text = getattr(exc, "message", None) or str(exc)
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    oom = next((line for line in lines if line.startswith("OOM when allocating")), None)
+    node = next((line.split("Detected at node", 1)[1].split(" defined at")[0].strip(" '")
+                 for line in lines if "Detected at node" in line), None)
+    if oom:
+        oom = oom.split(" on /job:")[0]
+        return (oom + (f" (op {node})" if node else ""))[:400]
+    informative = [line for line in lines if not line.endswith("error:")] or lines
+    return (informative[-1] if node else informative[0])[:400]
 
 
 class _Shapes(NamedTuple):

@@ -150,3 +150,19 @@ def test_check_search_in_a_notebook_returns_the_report_with_the_error():
     assert report.fits is None
     assert any(f["id"] == CONFIGURATION_FAILED for f in report.findings)
     assert "Trials fail" in report._repr_html_()
+
+
+def test_a_search_file_checked_by_the_engine_exits_3_with_the_fix(tmp_path, capsys):
+    from pathlib import Path
+
+    from preflight.cli import main
+
+    model_file = Path(__file__).parent / "models" / "tune_class_ids.py"
+    code = main([str(model_file), "--budget", "1GiB", "--configs", "2", "--samples", "8",
+                 "--json", str(tmp_path / "r.json"), "--html", "none"])
+    printed = "".join(capsys.readouterr())
+    assert code == 3 and "Traceback" not in printed
+    search = json.loads((tmp_path / "r.json").read_text())["search"]
+    assert search["source"]["search_call_recorded"] is False  # measured by the dry-run engine
+    assert [m["status"] for m in search["measurements"]] == ["error", "error"]
+    assert "to_categorical(y, 4)" in printed

@@ -139,13 +139,6 @@ def synthetic_batch(model: Any, batch_size: int, seed: int = 0) -> tuple[Any, An
     return x, y
 
 
-def _one_line(exc: BaseException) -> str:
-    """'ValueError: <the informative line>': TF's graph errors put it after a traceback of the trace."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = next((line for line in lines if not line.endswith("error:")), type(exc).__name__)
-    return f"{type(exc).__name__}: {text}"[:500]
-
-
 def _measure_one(hypermodel: Any, values: dict[str, Any], batch_size: int, batch: Any,
                  built: dict[str, Any]) -> dict[str, Any]:
     """One configuration's measured step. `built` gets the active values and the loss once the model
@@ -179,7 +172,7 @@ def _measure_one(hypermodel: Any, values: dict[str, Any], batch_size: int, batch
 def main(argv: list[str] | None = None) -> int:
     import pickle
 
-    from preflight.step_errors import fix_for
+    from preflight.step_errors import error_line, fix_for
 
     argv = sys.argv[1:] if argv is None else argv
     spec = pickle.loads(Path(argv[0]).read_bytes())
@@ -193,9 +186,9 @@ def main(argv: list[str] | None = None) -> int:
             result = _measure_one(spec["hypermodel"], values, spec["batch_size"], spec["batch"], built)
         except tf.errors.ResourceExhaustedError as exc:
             result = {"values": values, "batch_size": int(values.get("batch_size", spec["batch_size"])),
-                      "status": "oom", "message": _one_line(exc)}
+                      "status": "oom", "message": error_line(exc)}
         except Exception as exc:  # noqa: BLE001 - one bad configuration must not hide the others
-            message = _one_line(exc)
+            message = f"{type(exc).__name__}: {error_line(exc)}"
             result = {"values": built.get("values", values),
                       "batch_size": int(values.get("batch_size", spec["batch_size"])),
                       "status": "error", "message": message, "fix": fix_for(message, built.get("loss"))}

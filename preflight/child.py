@@ -20,6 +20,7 @@ from typing import Any
 from preflight import plan
 from preflight.errors import ModelError, PreflightError, is_out_of_memory
 from preflight.measurements import DeviceInfo, LayerInfo, ModelInfo, ProbeResult
+from preflight.step_errors import error_line, fix_for, loss_name
 from preflight.training_signal import loss_value, snapshot_weights, weights_changed
 
 
@@ -154,7 +155,7 @@ def after_probes(job: dict, model, pool, probes: list[ProbeResult], device: Devi
         try:
             composition = profile_training_step(model, x, y, sample_weight, logdir=job["profile_dir"])
         except Exception as exc:  # noqa: BLE001 - the profile is an extra; the measurement stands
-            events.emit("peak_composition", composition=None, message=f"{type(exc).__name__}: {_first_line(exc)}")
+            events.emit("peak_composition", composition=None, message=f"{type(exc).__name__}: {error_line(exc)}")
             return
         events.emit("peak_composition", composition=composition, message="")
 
@@ -176,7 +177,7 @@ def graph_slope(model, pool, planned_batch_size: int, events: EventWriter) -> fl
         try:
             estimates[batch_size] = int(estimate_step_peak(model, batch_size, x, y)["peak_bytes"])
         except Exception as exc:  # noqa: BLE001 - an estimate is optional; the probes stand alone
-            events.emit("graph_estimate", estimates={}, message=f"{type(exc).__name__}: {_first_line(exc)}")
+            events.emit("graph_estimate", estimates={}, message=f"{type(exc).__name__}: {error_line(exc)}")
             return 0.0
     events.emit("graph_estimate", estimates={str(b): v for b, v in estimates.items()}, message="")
     low, high = sorted(estimates)
@@ -286,7 +287,7 @@ def report_load_oom(job: dict, exc: BaseException, device: DeviceInfo, events: E
     objects are dropped and the model is built again from shapes alone, for the floor and the what-ifs."""
     import keras
 
-    message = f"out of memory while building the model: {_first_line(exc)}"
+    message = f"out of memory while building the model: {error_line(exc)}"
     del exc  # its traceback holds the half-built model's tensors
     keras.backend.clear_session()
     gc.collect()
@@ -294,7 +295,7 @@ def report_load_oom(job: dict, exc: BaseException, device: DeviceInfo, events: E
         loaded = _load_shapes_only(job)
     except Exception as static_exc:  # noqa: BLE001 - the verdict stands without the floor
         events.emit("load_oom", message=message, floor_message=f"{type(static_exc).__name__}: "
-                                                                f"{_first_line(static_exc)}")
+                                                                f"{error_line(static_exc)}")
         return
     events.emit("load_oom", message=message, floor_message="")
     report_floor_only(job, loaded, device, events)
@@ -387,10 +388,10 @@ def probe_batch_size(tf, model, pool, batch_size: int, measured_steps: int, devi
     except Exception as exc:  # noqa: BLE001 - the user's train_step may raise anything
         if is_out_of_memory(exc):  # by type: TF's text may be only "Graph execution error ... [[{{node}}]]"
             return ProbeResult(batch_size, "oom", peak_bytes_runs=runs,
-                               message=f"out of memory in the probe: {_first_line(exc)}")
+                               message=f"out of memory in the probe: {error_line(exc)}")
         if first:
-            raise step_failure(exc, pool, batch_size, source_kind) from None
-        return ProbeResult(batch_size, "error", peak_bytes_runs=runs, message=_first_line(exc))
+            raise step_failure(exc, model, pool, batch_size, source_kind) from None
+        return ProbeResult(batch_size, "error", peak_bytes_runs=runs, message=error_line(exc))
     return ProbeResult(batch_size, "ok", peak_bytes=max(runs), peak_bytes_runs=runs, resident_bytes=resident,
                        step_seconds=statistics.median(times), warmup_seconds=warmup_seconds,
                        losses=losses, weights_changed=weights_changed(model, snapshot))
@@ -407,33 +408,17 @@ def train_step_as_fit(model, batch):
     return model.train_function(iter([batch]))  # the step's logs: the loss for the sanity check
 
 
-def step_failure(exc: BaseException, pool, batch_size: int, source_kind: str) -> ModelError:
+def step_failure(exc: BaseException, model, pool, batch_size: int, source_kind: str) -> ModelError:
     """The first step failed: say what it was fed, and, for synthesized data, how to give real data."""
-    failure = f"the training step failed at batch {batch_size}: {type(exc).__name__}: {_first_line(exc)}"
+    failure = f"the training step failed at batch {batch_size}: {type(exc).__name__}: {error_line(exc)}"
     if pool.kind != "synthetic":
         return ModelError(f"{failure} (fed {pool.describe(batch_size)})",
-                          hint="run one model.fit step on this data yourself to see the full error")
+                          hint=fix_for(error_line(exc), loss_name(model)))
     where = "data= in preflight.check(model, data)" if source_kind == "saved" else \
         "get_dataset() (or `dataset` / `train_data`) in your model.py"
     return ModelError(f"{failure}. The data was synthesized by preflight from the model's input specs and "
                       f"its loss, since none was given: {pool.describe(batch_size)}",
                       hint=f"give real training data with {where}; preflight then steps on it as fit would")
-
-
-def _first_line(exc: BaseException) -> str:
-    """The informative line of a TF error: its first line is often just 'Graph execution error:'."""
-    text = getattr(exc, "message", None) or str(exc)
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    if not lines:
-        return type(exc).__name__
-    oom = next((line for line in lines if line.startswith("OOM when allocating")), None)
-    node = next((line.split("Detected at node", 1)[1].split(" defined at")[0].strip(" '")
-                 for line in lines if "Detected at node" in line), None)
-    if oom:
-        oom = oom.split(" on /job:")[0]
-        return (oom + (f" (op {node})" if node else ""))[:400]
-    informative = [line for line in lines if not line.endswith("error:")] or lines
-    return (informative[-1] if node else informative[0])[:400]
 
 
 def describe_model(model, pool) -> ModelInfo:

@@ -56,6 +56,10 @@ def _check_parser() -> argparse.ArgumentParser:
                                           "(tensorboard --logdir DIR); the report names what holds memory at the peak")
     parser.add_argument("--time-limit", help="keras-tuner files: the search's time limit, e.g. 12h")
     parser.add_argument("--epochs", type=int, help="keras-tuner files: epochs per trial (default: the file's search call)")
+    parser.add_argument("--configs", type=int, default=5,
+                        help="keras-tuner files: configurations dry-run for real, each in a fresh process (default 5)")
+    parser.add_argument("--samples", type=int, default=200,
+                        help="keras-tuner files: configurations sampled and predicted from their shapes (default 200)")
     parser.add_argument("--quiet", action="store_true", help="no progress and no summary, only the exit code")
     return parser
 
@@ -95,6 +99,8 @@ def _check(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return errors.EXIT_OK if exc.code == 0 else errors.EXIT_USAGE
+    if args.configs < 1 or args.samples < 1:
+        raise errors.UsageError("--configs and --samples need at least 1", hint="e.g. --configs 5 --samples 200")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         settings = load_settings({
@@ -121,7 +127,7 @@ def _check(argv: list[str]) -> int:
         from preflight.report import write_atomically
 
         write_atomically(settings.markdown, render_markdown(report.document))
-    return errors.EXIT_OK if report.document["gate"]["passed"] else errors.EXIT_GATE_FAILED
+    return _exit_code(report.document)
 
 
 def _baseline_path(baseline: str | None, name: str) -> str | None:
@@ -190,9 +196,7 @@ def _check_models(args, settings) -> int:
             result.update(exit_code=errors.EXIT_INTERNAL, message=f"internal error: {type(exc).__name__}: {exc}",
                           json=None, html=None)
         else:
-            passed = report.document["gate"]["passed"]
-            result.update(exit_code=errors.EXIT_OK if passed else errors.EXIT_GATE_FAILED, message="",
-                          document=report.document)
+            result.update(exit_code=_exit_code(report.document), message="", document=report.document)
         results.append(result)
     markdown_path = settings.markdown or str(report_dir / "summary.md")
     write_atomically(markdown_path, render_models_markdown(results))
@@ -201,6 +205,20 @@ def _check_models(args, settings) -> int:
         print(f"summary: {markdown_path}", file=sys.stderr)
     # The codes are ordered by severity, so the worst is the largest: 4 > 3 > 2 > 1 > 0.
     return max(result["exit_code"] for result in results)
+
+
+def _exit_code(document: dict) -> int:
+    """3 when a search's dry-run configurations failed for the user's reason, else the gate's 0 or 1."""
+    if _trials_fail(document):
+        return errors.EXIT_USER_CODE
+    return errors.EXIT_OK if document["gate"]["passed"] else errors.EXIT_GATE_FAILED
+
+
+def _trials_fail(document: dict) -> bool:
+    """A search whose dry-run configurations failed for the user's reason: the model or data failed (3)."""
+    from preflight.tuner.plan import CONFIGURATION_FAILED
+
+    return any(f.get("id") == CONFIGURATION_FAILED for f in (document.get("search") or {}).get("findings") or [])
 
 
 def _check_search_file(model_file: str, args, settings):
@@ -212,7 +230,8 @@ def _check_search_file(model_file: str, args, settings):
     if not args.quiet:
         print("preflight: keras-tuner search file: checking the search space (a few dry runs)", file=sys.stderr)
     section = check_search_file(model_file, budget=settings.budget, target=settings.target,
-                                batch_size=settings.batch_size, time_limit=args.time_limit, epochs=args.epochs)
+                                batch_size=settings.batch_size, time_limit=args.time_limit, epochs=args.epochs,
+                                n_measure=args.configs, n_samples=args.samples)
     return Report(search_document(section, Path(model_file).stem))
 
 

@@ -97,6 +97,17 @@ def test_notebook_data_with_wrong_shape_is_named():
         preflight.check(model, (np.zeros((10, 28, 28), "float32"), np.zeros((10, 10))), progress=False)
 
 
+def test_class_ids_with_a_categorical_loss_get_the_fix_that_fits():
+    import keras
+    import numpy as np
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, activation="softmax")])
+    model.compile("adam", "categorical_crossentropy")
+    with pytest.raises(ModelError, match="same rank") as info:
+        preflight.check(model, (np.zeros((16, 8), "float32"), np.arange(16) % 4), batch_size=8, progress=False)
+    assert "to_categorical(y, 4)" in info.value.hint and "sparse_categorical_crossentropy" in info.value.hint
+
+
 def test_uncompiled_model_gets_a_fix(models_dir):
     with pytest.raises(ModelError, match="not compiled") as info:
         preflight.check(str(models_dir / "uncompiled.py"), progress=False)

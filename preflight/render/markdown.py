@@ -10,7 +10,7 @@ from typing import Any
 
 from preflight.render.view import build_view
 
-VERDICT_MARKS = {"fits": "✅", "does-not-fit": "❌", "no-budget": "➖", "unknown": "⚠️"}
+VERDICT_MARKS = {"fits": "✅", "does-not-fit": "❌", "no-budget": "➖", "unknown": "⚠️", "trials-fail": "❌"}
 SEVERITY_MARKS = {"error": "❌", "warning": "⚠️", "info": "ℹ️"}
 MAX_FINDINGS = 8
 MAX_RECOMMENDATIONS = 3
@@ -112,10 +112,11 @@ def render_markdown(document: dict[str, Any]) -> str:
 
     search = view["search"]
     if search:
-        line = f"**Search:** {esc(search['fits_fraction_text'])} of sampled configurations fit"
-        if search["worst_case"]:
-            line += f"; worst case {esc(search['worst_case']['peak_text'])} ({esc(search['worst_case']['fits_text'])})"
-        line += f"; about {esc(search['time_text'])} and {esc(search['disk_text'])} on disk"
+        line = f"**Search:** {esc(search['fit_text'])}"
+        worst = search["worst_case"]
+        if worst:
+            line += f"; worst case {esc(worst['summary_text'])}"
+        line += f"; {esc(search['budget_text'])}"
         lines += ["", line]
 
     findings = view["findings"]

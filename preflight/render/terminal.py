@@ -15,7 +15,8 @@ MAX_FINDINGS = 5
 MAX_RECOMMENDATIONS = 3
 MAX_DIFF_LAYERS = 10
 
-VERDICT_STYLES = {"fits": "bold green", "does-not-fit": "bold red", "no-budget": "bold", "unknown": "bold yellow"}
+VERDICT_STYLES = {"fits": "bold green", "does-not-fit": "bold red", "no-budget": "bold", "unknown": "bold yellow",
+                  "trials-fail": "bold red"}
 SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 STATUS_STYLES = {"ok": "green", "oom": "red", "crashed": "red", "error": "red", "timeout": "yellow"}
 
@@ -147,11 +148,12 @@ def _renderables(document: dict[str, Any]) -> list[Any]:
     if search:
         line = Text()
         line.append("Search: ", style="bold")
-        line.append(f"{search['fits_fraction_text']} of sampled configurations fit")
-        if search["worst_case"]:
-            line.append(f"; worst case {search['worst_case']['peak_text']} ({search['worst_case']['fits_text']})")
+        line.append(search["fit_text"])
+        worst = search["worst_case"]
+        if worst:
+            line.append(f"; worst case {worst['summary_text']}")
         parts.append(line)
-        parts.append(Text(f"        about {search['time_text']} and {search['disk_text']} on disk for the whole search"))
+        parts.append(Text(f"        {search['budget_text']}"))
 
     findings = view["findings"]
     if findings:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from preflight.tuner.plan import CONFIGURATION_FAILED
 from preflight.units import format_bytes
 
 # The footprint's parts in the order they stack, with the colour each keeps in every chart.
@@ -30,13 +31,15 @@ FITS_TEXT = {True: "fits", False: "does not fit", None: ""}
 FITS_CLASS = {True: "fits", False: "does-not-fit", None: "unknown"}
 
 SEVERITY_COLORS = {"error": "#c62828", "warning": "#b26a00", "info": "#2b6cb0"}
-VERDICT_COLORS = {"fits": "#2e7d32", "does-not-fit": "#c62828", "no-budget": "#546e7a", "unknown": "#b26a00"}
+VERDICT_COLORS = {"fits": "#2e7d32", "does-not-fit": "#c62828", "no-budget": "#546e7a", "unknown": "#b26a00",
+                  "trials-fail": "#c62828"}
 
 VERDICT_HEADLINES = {
     "fits": "Fits",
     "does-not-fit": "Does not fit",
     "no-budget": "No budget given",
     "unknown": "No verdict",
+    "trials-fail": "Trials fail",
 }
 
 
@@ -116,7 +119,10 @@ def _verdict(document: dict[str, Any]) -> dict[str, Any]:
     target = document.get("target") or None
     batch_size = document.get("batch_size")
 
-    if budget_bytes is None:
+    failures = [f for f in document.get("findings") or [] if f.get("id") == CONFIGURATION_FAILED]
+    if failures:
+        state = "trials-fail"
+    elif budget_bytes is None:
         state = "no-budget"
     elif fits is True:
         state = "fits"
@@ -138,11 +144,18 @@ def _verdict(document: dict[str, Any]) -> dict[str, Any]:
         peak_origin = f"measured on {device.get('kind', 'the device')}"
         if device.get("allocator"):
             peak_origin += f", {device['allocator']}"
+    elif peak_source == "shapes":
+        margin = ((document.get("search") or {}).get("worst_case") or {}).get("margin")
+        peak_origin = "estimated from layer shapes alone: no configuration could be measured" + (
+            f" (a {margin:.0%} margin included)" if isinstance(margin, (int, float)) else "")
     else:
         peak_origin = "predicted from the probes"
 
     floor = document.get("floor") or {}
-    if peak_bytes is None and budget_bytes and floor.get("total_bytes", 0) > budget_bytes:
+    if failures:
+        detail = ("The model or its data fails in the dry run, so trials of this search would fail: "
+                  "see the error findings for the hyperparameter values, the error and the fix.")
+    elif peak_bytes is None and budget_bytes and floor.get("total_bytes", 0) > budget_bytes:
         detail = (f"No batch size fits: parameters, gradients and optimizer state alone take "
                   f"{format_bytes(floor['total_bytes'])} of {format_bytes(budget_bytes)} {budget_label}, "
                   "before any activation.")
@@ -498,13 +511,21 @@ def _search(document: dict[str, Any]) -> dict[str, Any] | None:
     worst = search.get("worst_case")
     worst_view = None
     if worst:
+        shapes_only = worst.get("peak_source") == "shapes"
+        margin = worst.get("margin")
         worst_view = {
             "settings": [(str(k), format_value(v)) for k, v in (worst.get("values") or {}).items()],
             "peak_text": format_bytes(worst.get("peak_bytes")),
             "fits": worst.get("fits"),
             "fits_text": FITS_TEXT.get(worst.get("fits")) or "unknown",
             "fits_class": FITS_CLASS.get(worst.get("fits"), "unknown"),
+            "source_text": ("from shapes alone" + (f", {margin:.0%} margin included"
+                                                   if isinstance(margin, (int, float)) else ""))
+            if shapes_only else str(worst.get("peak_source") or ""),
         }
+        # "1.6 GiB (measured, fits)"; no fit word without a verdict
+        worst_view["summary_text"] = f"{worst_view['peak_text']} ({worst_view['source_text']}" + (
+            f", {worst_view['fits_text']})" if worst.get("fits") is not None else ")")
 
     samples = search.get("samples") or []
     driver = search.get("memory_driver") or memory_driver(samples)
@@ -528,14 +549,29 @@ def _search(document: dict[str, Any]) -> dict[str, Any] | None:
         })
 
     fits_fraction = search.get("fits_fraction")
+    estimate = search.get("time_estimate_seconds")
+    disk_text = format_bytes(search.get("disk_estimate_bytes"))
+    time_missing = "" if estimate is not None else str(search.get("time_estimate_missing") or "not enough known")
+    if fits_fraction is not None:
+        fit_text = f"{format_percent(fits_fraction)} of {len(samples)} sampled configurations fit"
+    elif worst and worst.get("peak_source") == "shapes":
+        fit_text = "no fit verdict: no configuration could be measured"
+    else:
+        fit_text = f"{len(samples)} configurations sampled; give a budget for a verdict"
     return {
         "hyperparameters": hyperparameters,
         "worst_case": worst_view,
-        "fits_fraction_text": format_percent(fits_fraction) if fits_fraction is not None else "n/a",
+        "fit_text": fit_text,
+        "fits_fraction_text": format_percent(fits_fraction) if fits_fraction is not None else "unknown",
         "bounds": _bound_rows(search.get("bounds") or {}),
         "bounds_summary": str(search.get("bounds_summary") or ""),
-        "time_text": format_seconds(search.get("time_estimate_seconds")),
-        "disk_text": format_bytes(search.get("disk_estimate_bytes")),
+        "time_text": format_seconds(estimate) if estimate is not None else "unknown",
+        "time_missing": time_missing,
+        "disk_text": disk_text,
+        # one sentence for the text renderers: what is known, and why a part is missing
+        "budget_text": (f"about {format_seconds(estimate)} and {disk_text} on disk for the whole search"
+                        if estimate is not None else
+                        f"no time estimate ({time_missing}); about {disk_text} on disk for the whole search"),
         "samples_count": len(samples),
         "driver": driver or "",
         "scatter": scatter,

@@ -25,11 +25,14 @@ from typing import Any
 class ConfigMeasurement:
     values: dict[str, Any]
     batch_size: int
-    status: str                      # "ok" | "error"
+    # "ok"; "error": the user's model, data or loss failed (a trial would fail too);
+    # "oom" | "timeout" | "crashed": the dry run itself could not finish (no verdict on the trial)
+    status: str
     peak_bytes: int | None = None    # BFC peak of one steady training step
     step_seconds: float | None = None
     warmup_seconds: float | None = None  # first step: build, trace, optimizer slots
     message: str = ""
+    fix: str = ""                    # for "error": the advice that fits the message (preflight.step_errors)
     source: str = "measured (BFC CPU child)"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -99,12 +102,14 @@ def _measure_in_child(hypermodel: Any, values: dict[str, Any], batch_size: int, 
                 capture_output=True, text=True, env=env, timeout=timeout_seconds,
             )
         except subprocess.TimeoutExpired:
-            return ConfigMeasurement(values=values, batch_size=config_batch, status="error",
+            return ConfigMeasurement(values=values, batch_size=config_batch, status="timeout",
                                      message=f"timed out after {timeout_seconds:.0f} s")
     lines = [line for line in completed.stdout.splitlines() if line.startswith("@@ ")]
     if not lines:
         tail = " | ".join((completed.stderr or "").strip().splitlines()[-5:])
-        return ConfigMeasurement(values=values, batch_size=config_batch, status="error",
+        # SIGKILL without a Python error is the kernel's OOM killer
+        status = "oom" if completed.returncode == -9 else "crashed"
+        return ConfigMeasurement(values=values, batch_size=config_batch, status=status,
                                  message=f"child exited {completed.returncode}: {tail}"[:800])
     result = json.loads(lines[-1][len("@@ "):])
     return ConfigMeasurement(**{k: v for k, v in result.items() if k in ConfigMeasurement.__dataclass_fields__})
@@ -134,14 +139,19 @@ def synthetic_batch(model: Any, batch_size: int, seed: int = 0) -> tuple[Any, An
     return x, y
 
 
-def _measure_one(hypermodel: Any, values: dict[str, Any], batch_size: int, batch: Any) -> dict[str, Any]:
+def _measure_one(hypermodel: Any, values: dict[str, Any], batch_size: int, batch: Any,
+                 built: dict[str, Any]) -> dict[str, Any]:
+    """One configuration's measured step. `built` gets the active values and the loss once the model
+    exists, so a failing step can still be described."""
     import time
 
     import tensorflow as tf
 
+    from preflight.step_errors import loss_name
     from preflight.tuner.space import build_and_values
 
     model, active = build_and_values(hypermodel, values)
+    built.update(values=active, loss=loss_name(model))
     batch_size = int(active.get("batch_size", batch_size))
     if batch is not None:
         x, y = batch[0][:batch_size], batch[1][:batch_size]
@@ -162,6 +172,8 @@ def _measure_one(hypermodel: Any, values: dict[str, Any], batch_size: int, batch
 def main(argv: list[str] | None = None) -> int:
     import pickle
 
+    from preflight.step_errors import error_line, fix_for
+
     argv = sys.argv[1:] if argv is None else argv
     spec = pickle.loads(Path(argv[0]).read_bytes())
     import tensorflow as tf
@@ -169,11 +181,17 @@ def main(argv: list[str] | None = None) -> int:
     tf.config.threading.set_inter_op_parallelism_threads(1)
     tf.config.threading.set_intra_op_parallelism_threads(1)
     for values in spec["configs"]:
+        built: dict[str, Any] = {}
         try:
-            result = _measure_one(spec["hypermodel"], values, spec["batch_size"], spec["batch"])
-        except Exception as exc:  # noqa: BLE001 - one bad configuration must not hide the others
+            result = _measure_one(spec["hypermodel"], values, spec["batch_size"], spec["batch"], built)
+        except tf.errors.ResourceExhaustedError as exc:
             result = {"values": values, "batch_size": int(values.get("batch_size", spec["batch_size"])),
-                      "status": "error", "message": f"{type(exc).__name__}: {exc}"[:500]}
+                      "status": "oom", "message": error_line(exc)}
+        except Exception as exc:  # noqa: BLE001 - one bad configuration must not hide the others
+            message = f"{type(exc).__name__}: {error_line(exc)}"
+            result = {"values": built.get("values", values),
+                      "batch_size": int(values.get("batch_size", spec["batch_size"])),
+                      "status": "error", "message": message, "fix": fix_for(message, built.get("loss"))}
         print("@@ " + json.dumps(result, default=str), flush=True)
     return 0
 
@@ -189,6 +207,7 @@ def engine_measure(path: str | os.PathLike, *, timeout_seconds: float = 300.0, m
     from a file; `measure_configs` covers objects living in a notebook."""
     def measure(hypermodel: Any, configs: list[dict[str, Any]], batch_size: int,
                 data: Any = None) -> list[ConfigMeasurement]:
+        from preflight.errors import EXIT_USER_CODE, PreflightError
         from preflight.runner import ProbeJob, run_probes
 
         results = []
@@ -197,10 +216,20 @@ def engine_measure(path: str | os.PathLike, *, timeout_seconds: float = 300.0, m
             job = ProbeJob(source={"kind": "file", "path": str(path), "hp_values": values},
                            batch_sizes=[config_batch], measured_steps=measured_steps,
                            timeout_seconds=timeout_seconds, single_thread=single_thread)
-            outcome = run_probes(job)
+            try:
+                outcome = run_probes(job)
+            except PreflightError as exc:
+                if exc.exit_code != EXIT_USER_CODE:
+                    raise
+                # the engine raises for a step that fails on its first batch: the user's error
+                results.append(ConfigMeasurement(values=values, batch_size=config_batch, status="error",
+                                                 message=exc.message[:800], fix=exc.hint or "",
+                                                 source="dry-run engine"))
+                continue
             probe = outcome.probes[0] if outcome.probes else None
             if probe is None or probe.status != "ok":
-                results.append(ConfigMeasurement(values=values, batch_size=config_batch, status="error",
+                results.append(ConfigMeasurement(values=values, batch_size=config_batch,
+                                                 status=probe.status if probe else "crashed",
                                                  message=(probe.message if probe else "no probe result")[:800],
                                                  source="dry-run engine"))
                 continue

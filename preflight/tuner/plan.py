@@ -3,19 +3,28 @@
 Owns the section's shape and its findings. The section (all bytes ints, all times seconds):
 
     {"hyperparameters": [HyperparameterInfo.to_dict()], "batch_size", "budget_bytes",
-     "worst_case": {"values", "batch_size", "peak_bytes", "peak_source": "measured"|"predicted",
+     "worst_case": {"values", "batch_size", "peak_bytes",
+                    "peak_source": "measured"|"predicted"|"shapes" (no configuration measured: the
+                    shapes-only prior, `margin` included, and no fit verdict), "margin",
                     "predicted_peak_bytes", "measured_peak_bytes", "params_total", "fits"},
-     "fits_fraction": float|null (share of sampled configurations predicted to fit),
+     "fits_fraction": float|null (share of sampled configurations predicted to fit; null when nothing
+                      was measured),
      "samples": [{"values", "batch_size", "predicted_peak_bytes", "peak_bytes" (= predicted),
                   "peak_source": "predicted", "param_bytes", "fits"}],
      "drivers": [{"name", "effect", "correlation", "active_in"}],
      "bounds": {hp: {"max_fitting_with_others_at_worst", "max_fitting_with_others_smallest", "max_value"},
                 "_together": {"values": {hp: value}, "others", "grid_fraction"}},
      "bounds_summary": str|null (the bounds as one sentence), "memory_driver": str|null (top numeric driver),
-     "predictor": PeakPredictor.to_dict(), "measurements": [...], "validation": [...],
+     "predictor": PeakPredictor.to_dict(),
+     "measurements": [{"values", "batch_size", "status": "ok"|"error"|"oom"|"timeout"|"crashed",
+                       "peak_bytes", "step_seconds", "message", "fix", ...}] ("error": the user's model,
+                       data or loss failed, so the trial would fail),
+     "validation": [...],
      "schedule": SearchSchedule.to_dict(), "step_seconds", "time_estimate_seconds",
+     "time_estimate_missing": str|null (why there is no time estimate, in plain words),
      "time_limit_seconds", "disk_estimate_bytes", "disk_free_bytes", "directory",
-     "timings": {...}, "findings": [{"id", "severity", "message"}]}
+     "timings": {...}, "custom_training": ["BatchSizeTuner.run_trial", ...] (the user's own training code),
+     "findings": [{"id", "severity", "message"}]}
 
 `guard(tuner, predictor=<this section>)` reuses the fitted predictor during the search, and
 `SearchGuard.to_dict()` is meant to go under `"guard"` in the same section after the search.
@@ -59,8 +68,77 @@ def _bounds_sentence(bounds: dict[str, Any], batch_size: int, budget_bytes: int)
             f"(other hyperparameters at their worst case)")
 
 
-def _findings(section: dict[str, Any]) -> list[dict[str, Any]]:
+CONFIGURATION_FAILED = "search-configuration-failed"  # the finding that makes the CLI exit 3
+KERAS_TUNER_ABORT = "keras-tuner stops the search after 3 failed trials in a row"
+
+
+def _values_text(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_format_value(v)}" for k, v in values.items())
+
+
+def _failing_values(failed: list[dict[str, Any]], ok: list[dict[str, Any]]) -> dict[str, Any]:
+    """The hyperparameter values every failing configuration shares and no successful one has."""
+    first = failed[0]["values"]
+    return {name: value for name, value in first.items()
+            if all(m["values"].get(name) == value for m in failed)
+            and not any(m["values"].get(name) == value for m in ok)}
+
+
+def failure_findings(measurements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Dry-run configurations that failed: for the user's reason (an error: trials will fail), or because
+    the dry run could not finish (a warning: that configuration has no measurement)."""
+    ok = [m for m in measurements if m["status"] == "ok"]
+    by_message: dict[str, list[dict[str, Any]]] = {}
+    for m in measurements:
+        if m["status"] == "error":
+            by_message.setdefault(m["message"], []).append(m)
     findings = []
+    for message, failed in by_message.items():
+        if not ok and len(by_message) == 1:
+            scope = (f"every configuration preflight dry-ran failed ({len(failed)} of {len(measurements)}), "
+                     f"so the search's trials will fail the same way and {KERAS_TUNER_ABORT}")
+            where = f"e.g. {_values_text(failed[0]['values'])}"
+        else:
+            scope = (f"{len(failed)} of {len(measurements)} dry-run configurations failed; keras-tuner counts "
+                     f"each failed trial towards its abort ({KERAS_TUNER_ABORT})")
+            shared = _failing_values(failed, ok)
+            where = (f"trials with {_values_text(shared)} fail" if shared and ok
+                     else f"e.g. {_values_text(failed[0]['values'])}")
+        fix = failed[0].get("fix") or ""
+        findings.append({"id": CONFIGURATION_FAILED, "severity": "error", "message":
+                         f"{scope}: {message} ({where})" + (f". Fix: {fix}" if fix else "")})
+    unfinished = [m for m in measurements if m["status"] in ("oom", "timeout", "crashed")]
+    if unfinished:
+        findings.append({"id": "search-configuration-unmeasured", "severity": "warning", "message":
+                         f"{len(unfinished)} of {len(measurements)} dry-run configurations did not finish "
+                         f"({', '.join(sorted({m['status'] for m in unfinished}))}: {unfinished[0]['message']}); "
+                         f"their peaks are predicted, not measured"})
+    return findings
+
+
+def custom_training(hypermodel_or_tuner: Any) -> list[str]:
+    """'BatchSizeTuner.run_trial', 'MyHyperModel.fit': training code of the user's that preflight does not
+    run (it builds each model and runs plain training steps)."""
+    from preflight.tuner.space import as_hypermodel
+
+    found = []
+    for obj, method in ((hypermodel_or_tuner, "run_trial"), (as_hypermodel(hypermodel_or_tuner), "fit")):
+        function = getattr(type(obj), method, None)
+        module = getattr(function, "__module__", None) or "keras_tuner"
+        if function is not None and module.split(".")[0] not in ("keras_tuner", "preflight"):
+            found.append(f"{type(obj).__name__}.{method}")
+    return found
+
+
+def _findings(section: dict[str, Any]) -> list[dict[str, Any]]:
+    findings = failure_findings(section["measurements"])
+    if section["custom_training"]:
+        findings.append({"id": "search-custom-training", "severity": "warning", "message":
+                         f"{' and '.join(section['custom_training'])} is your own training code: preflight "
+                         f"builds each configuration and runs plain training steps at batch "
+                         f"{section['batch_size']}, so hyperparameters registered there (a batch_size, say) "
+                         f"and what it does differently are not checked; pass the largest batch size it "
+                         f"can choose (--batch-size, or batch_size=)"})
     budget = section["budget_bytes"]
     worst = section["worst_case"]
     if budget is not None:
@@ -92,7 +170,7 @@ def _findings(section: dict[str, Any]) -> list[dict[str, Any]]:
                          f"{limit / 3600:.1f} h limit"})
     elif estimate is None:
         findings.append({"id": "search-time-unknown", "severity": "info", "message":
-                         "no search time estimate: give the data (or num_samples) and epochs"})
+                         f"no search time estimate: {section['time_estimate_missing']}"})
     disk, free = section["disk_estimate_bytes"], section["disk_free_bytes"]
     if disk is not None and free is not None and disk > free:
         findings.append({"id": "search-disk-over-free", "severity": "error", "message":
@@ -145,6 +223,11 @@ def check_search(hypermodel_or_tuner: Any, data: Any = None, *, batch_size: int 
     overhead = warmups[len(warmups) // 2] if warmups else 0.0
     estimate = (time_estimate(schedule, analysis.step_seconds, steps, overhead)
                 if analysis.step_seconds is not None and steps else None)
+    missing = []
+    if analysis.step_seconds is None:
+        missing.append("no dry-run configuration finished a training step, so there is no step time")
+    if not steps:
+        missing.append("the number of training samples is unknown (pass the data, or num_samples)")
 
     mean_param_bytes = (int(sum(s["param_bytes"] for s in analysis.samples) / len(analysis.samples))
                         if analysis.samples else analysis.worst_case["features"]["param_bytes"])
@@ -169,11 +252,13 @@ def check_search(hypermodel_or_tuner: Any, data: Any = None, *, batch_size: int 
         "step_seconds": analysis.step_seconds,
         "step_seconds_source": "median of the measured configurations, one thread, this CPU",
         "time_estimate_seconds": estimate,
+        "time_estimate_missing": "; ".join(missing) if estimate is None else None,
         "time_limit_seconds": limit,
         "disk_estimate_bytes": disk_estimate(schedule, mean_param_bytes),
         "disk_free_bytes": free_disk_bytes(where),
         "directory": where,
         "timings": analysis.timings,
+        "custom_training": custom_training(hypermodel_or_tuner),
     }
     section["findings"] = _findings(section)
     return section

@@ -354,7 +354,8 @@ def analyse_space(hypermodel_or_tuner: Any, *, space: list[HyperparameterInfo] |
                "peak_bytes": result.peak_bytes, "step_seconds": result.step_seconds,
                "warmup_seconds": getattr(result, "warmup_seconds", None),
                "predicted_peak_bytes": None,
-               "used_in_fit": i not in validate_idx, "message": getattr(result, "message", "")}
+               "used_in_fit": i not in validate_idx, "message": getattr(result, "message", ""),
+               "fix": getattr(result, "fix", "")}
         measured_rows.append(row)
         if result.status != "ok" or not result.peak_bytes:
             continue
@@ -374,7 +375,9 @@ def analyse_space(hypermodel_or_tuner: Any, *, space: list[HyperparameterInfo] |
                    "relative_error_raw": round(predictor.predict_raw(features, bs) / row["peak_bytes"] - 1, 4)}
                   for row, features, bs in held_out]
 
-    # 3. worst case again with the fitted predictor, and verdicts over the sample
+    # 3. worst case again with the fitted predictor, and verdicts over the sample. With nothing measured
+    # the predictor is the shapes-only prior: its figures are shown, but no fit verdict rests on them.
+    verdicts = budget_bytes is not None and predictor.fitted_on > 0
     worst = worst_case_values(space, hypermodel, batch_size=batch_size, predictor=predictor, cache=cache)
     worst_features, _ = cache.get(worst)
     worst_bs = config_batch_size(worst, batch_size)
@@ -390,8 +393,8 @@ def analyse_space(hypermodel_or_tuner: Any, *, space: list[HyperparameterInfo] |
             predicted = min(predicted, ceiling)
         samples.append({"values": active, "batch_size": bs, "predicted_peak_bytes": predicted,
                         "peak_bytes": predicted, "peak_source": "predicted", "param_bytes": features.param_bytes,
-                        "fits": None if budget_bytes is None else predicted <= budget_bytes})
-    fits_fraction = (sum(1 for s in samples if s["fits"]) / len(samples)) if samples and budget_bytes else None
+                        "fits": predicted <= budget_bytes if verdicts else None})
+    fits_fraction = (sum(1 for s in samples if s["fits"]) / len(samples)) if samples and verdicts else None
 
     # 4. drivers and bounds
     start = time.perf_counter()
@@ -404,7 +407,7 @@ def analyse_space(hypermodel_or_tuner: Any, *, space: list[HyperparameterInfo] |
 
     drivers = _drivers(space, samples, worst, cost)
     bounds: dict[str, Any] = {}
-    if budget_bytes is not None:
+    if verdicts:
         moving = [d for d in drivers if d["effect"] >= DRIVER_MIN_EFFECT]
         bounds = _bounds(space, moving[:bounds_for], moving, worst, cache, predictor, batch_size, budget_bytes)
     timings["bounds_seconds"] = time.perf_counter() - start
@@ -416,11 +419,13 @@ def analyse_space(hypermodel_or_tuner: Any, *, space: list[HyperparameterInfo] |
                     "predicted_peak_bytes": predictor.predict(worst_features, worst_bs),
                     "measured_peak_bytes": worst_measured,
                     "peak_bytes": worst_measured or predictor.predict(worst_features, worst_bs),
-                    "peak_source": "measured" if worst_measured else "predicted",
+                    "peak_source": ("measured" if worst_measured else
+                                    "predicted" if predictor.fitted_on else "shapes"),
+                    "margin": predictor.margin,
                     "params_total": worst_features.params_total,
                     "features": worst_features.to_dict(),
-                    "fits": None if budget_bytes is None else
-                    (worst_measured or predictor.predict(worst_features, worst_bs)) <= budget_bytes},
+                    "fits": (worst_measured or predictor.predict(worst_features, worst_bs)) <= budget_bytes
+                    if verdicts else None},
         fits_fraction=fits_fraction, samples=samples, drivers=drivers, bounds=bounds,
         measurements=measured_rows, validation=validation, step_seconds=step_seconds,
         timings={**timings, "static_builds": cache.builds, "static_build_seconds": round(cache.build_seconds, 3),

@@ -24,7 +24,7 @@ def _check_parser() -> argparse.ArgumentParser:
         description="Dry-run real training steps of a Keras model and tell whether the run will fit. "
                     "Other commands: `render REPORT.json`, `targets`.",
         epilog="Exit codes: 0 fits (or no budget), 1 does not fit / gate failed, 2 usage or config error, "
-               "3 the model or data failed, 4 internal error. Sizes: GiB/MiB are powers of 1024, GB/MB of 1000.",
+               "3 the model or data failed, 4 internal error, 130 interrupted (Ctrl-C). Sizes: GiB/MiB are powers of 1024, GB/MB of 1000.",
     )
     parser.add_argument("model_file", help="a model.py defining build_model()/get_model()/model")
     parser.add_argument("--batch-size", type=int, help="planned batch size (default: the file's batch_size, else 32)")
@@ -61,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"preflight: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("preflight: interrupted", file=sys.stderr)
-        return errors.EXIT_USAGE
+        # The dry-run child was killed on the way out (runner); no report was written.
+        print("preflight: interrupted; no report written", file=sys.stderr)
+        return errors.EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - a bug in preflight: say so, briefly
         if os.environ.get("PREFLIGHT_DEBUG"):
             traceback.print_exc()
@@ -72,15 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         return errors.EXIT_INTERNAL
 
 
-def _output_path(value: str | None) -> str | None:
-    return None if value is None or value.lower() == "none" else value
-
-
 def _check(argv: list[str]) -> int:
     from preflight.api import check
     from preflight.config import load_settings
     from preflight.gate import evaluate_gate, parse_fraction
     from preflight.render.terminal import print_summary
+    from preflight.validate import model_file, setting
 
     parser = _check_parser()
     try:
@@ -93,11 +91,14 @@ def _check(argv: list[str]) -> int:
             "batch_size": args.batch_size, "budget": args.budget, "target": args.target,
             "json": args.json, "html": args.html, "timeout": args.timeout, "steps": args.steps,
             "single_thread": args.single_thread, "baseline": args.baseline, "max_increase": args.max_increase,
+            "profile": args.profile,
         })
     for warning in caught:
         print(f"preflight: warning: {warning.message}", file=sys.stderr)
-    if not Path(args.model_file).is_file():
-        raise errors.UsageError(f"no such file: {args.model_file}", hint="pass the path of your model.py")
+    model_file(args.model_file)
+    for name in ("time_limit", "epochs"):
+        if getattr(args, name) is not None:
+            setting(name, getattr(args, name), "--" + name.replace("_", "-"))
     baseline = _read_report(settings.baseline)
     max_increase = parse_fraction(settings.max_increase) if settings.max_increase else None
 
@@ -109,14 +110,16 @@ def _check(argv: list[str]) -> int:
         report = check(args.model_file, batch_size=settings.batch_size, budget=settings.budget,
                        target=settings.target, timeout=settings.timeout, steps=settings.steps,
                        single_thread=settings.single_thread, whatif=args.whatif,
-                       profile=args.profile or settings.profile, progress=not args.quiet)
+                       profile=settings.profile, progress=not args.quiet)
     gate = evaluate_gate(report.document, max_increase, baseline)
     report.document["gate"] = gate.to_dict()
-    json_path, html_path = _output_path(settings.json), _output_path(settings.html)
+    json_path, html_path = settings.json, settings.html
     if json_path:
-        report.save_json(json_path)
+        _write_report(json_path, report.to_json() + "\n")
     if html_path:
-        report.save_html(html_path)
+        from preflight.render.html import render_html
+
+        _write_report(html_path, render_html(report.document))
     if not args.quiet:
         print_summary(report.document)
         for reason in gate.reasons:
@@ -140,20 +143,48 @@ def _check_search_file(args, settings):
     return Report(search_document(section, Path(args.model_file).stem))
 
 
+def _write_report(path: str, text: str) -> None:
+    """Atomically (preflight.report): a failed write leaves the earlier report, if any, as it was."""
+    from preflight.report import write_atomically
+
+    try:
+        write_atomically(path, text)
+    except OSError as exc:
+        raise errors.UsageError(f"cannot write the report {path}: {exc.strerror or exc}",
+                                hint="free space on that disk or give another path; "
+                                     "an earlier report at that path is left as it was") from None
+
+
 def _read_report(path: str | None) -> dict | None:
+    """A JSON report written by preflight; anything else (not JSON, cut short, another tool's) is refused."""
+    from preflight.report import FORMAT_VERSION
+
     if not path:
         return None
+    fix = "pass a JSON report written by `python -m preflight ... --json`"
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise errors.ConfigError(f"cannot read the report {path}: {exc}",
-                                 hint="pass a JSON report written by `python -m preflight ... --json`") from None
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise errors.ConfigError(f"cannot read the report {path}: {exc}", hint=fix) from None
+    except json.JSONDecodeError as exc:
+        raise errors.ConfigError(f"{path} is not JSON, or is cut short: {exc}", hint=fix) from None
+    if not isinstance(document, dict) or "format" not in document:
+        raise errors.ConfigError(f"{path} is JSON but not a preflight report (it has no \"format\" field)", hint=fix)
+    if document["format"] != FORMAT_VERSION or not _REPORT_KEYS <= set(document):
+        raise errors.ConfigError(f"{path} is not a preflight report of format {FORMAT_VERSION} "
+                                 f"(format {document['format']!r}, missing "
+                                 f"{', '.join(sorted(_REPORT_KEYS - set(document))) or 'nothing'})",
+                                 hint=f"{fix} by this version of preflight")
+    return document
+
+
+_REPORT_KEYS = {"format", "model", "probes", "findings"}  # what every document kind has (run and search)
 
 
 def _render(argv: list[str]) -> int:
     from preflight.render.html import render_html
     from preflight.render.markdown import render_markdown
-    from preflight.report import write_atomically
+    from preflight.validate import output_file
 
     parser = argparse.ArgumentParser(prog="python -m preflight render",
                                      description="Re-render a saved JSON report.")
@@ -164,12 +195,14 @@ def _render(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return errors.EXIT_OK if exc.code == 0 else errors.EXIT_USAGE
+    html_path = output_file(args.html or str(Path(args.report_json).with_suffix(".html")), "--html")
+    markdown_path = output_file(args.markdown, "--markdown") if args.markdown else None
     document = _read_report(args.report_json)
-    html_path = args.html or str(Path(args.report_json).with_suffix(".html"))
-    write_atomically(html_path, render_html(document))
-    if args.markdown:
-        write_atomically(args.markdown, render_markdown(document))
-    print(f"report: {html_path}", file=sys.stderr)
+    if html_path:
+        _write_report(html_path, render_html(document))
+    if markdown_path:
+        _write_report(markdown_path, render_markdown(document))
+    print(f"report: {', '.join(p for p in (html_path, markdown_path) if p)}", file=sys.stderr)
     return errors.EXIT_OK
 
 

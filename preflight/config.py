@@ -12,7 +12,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from preflight.errors import ConfigError
+from preflight import validate
+from preflight.errors import ConfigError, UsageError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -36,9 +37,6 @@ class Settings:
 
 
 SETTING_NAMES = {f.name for f in fields(Settings)}
-_INT_KEYS = {"batch_size", "steps"}
-_FLOAT_KEYS = {"timeout"}
-_BOOL_KEYS = {"single_thread"}
 
 
 def find_pyproject(start: Path | None = None) -> Path | None:
@@ -50,27 +48,19 @@ def find_pyproject(start: Path | None = None) -> Path | None:
     return None
 
 
-def _coerce(key: str, value: Any, origin: str) -> Any:
-    try:
-        if key in _INT_KEYS:
-            return int(value)
-        if key in _FLOAT_KEYS:
-            return float(value)
-        if key in _BOOL_KEYS:
-            return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
-        return None if value in ("", None) else str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{origin}: {key} = {value!r} is not a valid value") from None
-
-
-def from_pyproject(path: Path | None) -> dict[str, Any]:
+def from_pyproject(path: Path | None) -> dict[str, tuple[Any, str]]:
+    """{name: (value, origin)}; values are checked once the layers are merged."""
     if path is None:
         return {}
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    section = data.get("tool", {}).get("preflight", {})
+        raise ConfigError(f"{path} is not valid TOML: {exc}", hint="fix the TOML syntax in that file") from None
+    tool = data.get("tool", {})
+    section = tool.get("preflight", {}) if isinstance(tool, dict) else {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: [tool.preflight] is a {type(section).__name__}, not a table",
+                          hint="write the settings as a table: [tool.preflight] then key = value lines")
     values = {}
     for key, value in section.items():
         name = key.replace("-", "_")
@@ -78,25 +68,42 @@ def from_pyproject(path: Path | None) -> dict[str, Any]:
             warnings.warn(f"{path}: unknown key [tool.preflight] {key!r} ignored "
                           f"(known: {', '.join(sorted(SETTING_NAMES))})", stacklevel=2)
             continue
-        values[name] = _coerce(name, value, str(path))
+        values[name] = (value, f"{path} [tool.preflight] {key}")
     return values
 
 
-def from_environment(environ: dict[str, str] | None = None) -> dict[str, Any]:
+def from_environment(environ: dict[str, str] | None = None) -> dict[str, tuple[Any, str]]:
     environ = os.environ if environ is None else environ
     values = {}
     for name in SETTING_NAMES:
         key = "PREFLIGHT_" + name.upper()
         if key in environ:
-            values[name] = _coerce(name, environ[key], key)
+            values[name] = (environ[key], key)
     return values
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def load_settings(flags: dict[str, Any], pyproject: Path | None = None,
                   environ: dict[str, str] | None = None) -> Settings:
-    """Flags whose value is None are 'not given' and do not override lower layers."""
-    merged: dict[str, Any] = {}
+    """Flags whose value is None are 'not given' and do not override lower layers.
+
+    Only the value that wins is checked (a bad pyproject value overridden by a flag does not stop a
+    run); a bad one raises UsageError naming its origin and the allowed range (preflight.validate).
+    """
+    merged: dict[str, tuple[Any, str]] = {}
     merged.update(from_pyproject(pyproject if pyproject is not None else find_pyproject()))
     merged.update(from_environment(environ))
-    merged.update({k: v for k, v in flags.items() if v is not None and k in SETTING_NAMES})
-    return replace(Settings(), **merged)
+    merged.update({k: (v, flag_name(k)) for k, v in flags.items() if v is not None and k in SETTING_NAMES})
+    return replace(Settings(), **{name: _checked(name, value, origin) for name, (value, origin) in merged.items()})
+
+
+def _checked(name: str, value: Any, origin: str) -> Any:
+    try:
+        return validate.setting(name, value, origin)
+    except UsageError as exc:
+        if origin.startswith("--"):
+            raise
+        raise ConfigError(exc.message, hint=exc.hint) from None

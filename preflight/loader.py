@@ -34,6 +34,30 @@ class LoadedTarget:
     namespace: dict
 
 
+def _syntax_error(file: Path, exc: SyntaxError) -> TargetLoadError:
+    return TargetLoadError(f"{file.name} has a syntax error at line {exc.lineno}: {exc.msg}",
+                           hint="fix the file so that `python " + file.name + "` runs")
+
+
+def check_source(path: str | os.PathLike) -> None:
+    """In the parent, before a child starts TensorFlow: an empty, unreadable or unparsable file fails now."""
+    file = Path(path)
+    try:
+        source = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TargetLoadError(f"cannot read {file.name}: {exc}",
+                              hint="pass a Python source file saved as UTF-8") from None
+    if not source.strip():
+        raise TargetLoadError(f"{file.name} is empty",
+                              hint="define build_model() returning a compiled keras.Model in it")
+    try:
+        compile(source, str(file), "exec")
+    except SyntaxError as exc:
+        raise _syntax_error(file, exc) from None
+    except ValueError as exc:  # null bytes
+        raise TargetLoadError(f"{file.name} is not Python source: {exc}", hint="pass your model.py") from None
+
+
 def run_model_file(path: str | os.PathLike) -> dict:
     """Execute the file and return its globals; any failure becomes one readable TargetLoadError."""
     file = Path(path)
@@ -44,10 +68,7 @@ def run_model_file(path: str | os.PathLike) -> dict:
     try:
         return runpy.run_path(str(file), run_name="__preflight__")
     except SyntaxError as exc:
-        raise TargetLoadError(
-            f"{file.name} has a syntax error at line {exc.lineno}: {exc.msg}",
-            hint="fix the file so that `python " + file.name + "` runs",
-        ) from None
+        raise _syntax_error(file, exc) from None
     except SystemExit as exc:
         raise TargetLoadError(f"{file.name} called sys.exit({exc.code}) while loading",
                               hint="move exit calls under `if __name__ == '__main__':`") from None

@@ -52,6 +52,17 @@ def probe_failed(ctx: CheckContext) -> Finding | None:
 
 
 @check
+def loss_not_finite(ctx: CheckContext) -> Finding | None:
+    # An ok probe carries a message only when its loss was NaN or infinite (preflight.child).
+    probe = next((p for p in ctx.document["probes"] if p["status"] == "ok" and p.get("message")), None)
+    if probe is None:
+        return None
+    return Finding("loss-not-finite", "warning",
+                   f"In the dry run {probe['message']}: the memory figures stand, but this run would not learn. "
+                   "Fix: look for NaN or infinite values in the data, and lower the learning rate.")
+
+
+@check
 def over_budget(ctx: CheckContext) -> Finding | None:
     doc = ctx.document
     if doc.get("fits") is not False or doc.get("peak_bytes") is None:

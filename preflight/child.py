@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
+import re
 import statistics
 import sys
 import time
 from typing import Any
 
 from preflight import plan
-from preflight.errors import ModelError, PreflightError
+from preflight.errors import DataError, ModelError, PreflightError
 from preflight.measurements import DeviceInfo, LayerInfo, ModelInfo, ProbeResult
 
 
@@ -84,7 +86,14 @@ def run_job(job: dict, events: EventWriter) -> None:
 
     from preflight.data import make_pool
 
-    pool = make_pool(data, model, max(job["batch_sizes"]))
+    try:
+        pool = make_pool(data, model, max(job["batch_sizes"]))
+    except PreflightError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's generator or pipeline may raise anything
+        raise DataError(f"reading the data failed: {type(exc).__name__}: {_first_line(exc)}",
+                        hint="iterate over your data once yourself (next(iter(get_dataset()))) to see the full "
+                             "error") from None
     device = describe_device(tf, job.get("memory_limit_bytes"))
     # Slots exist before the first step, so optimizer bytes are known even if that step runs out of memory.
     if not model.optimizer.built:
@@ -244,6 +253,7 @@ def probe_batch_size(tf, model, pool, batch_size: int, measured_steps: int, devi
     model.make_train_function(force=True)
     runs: list[int] = []
     times: list[float] = []
+    losses: list[float] = []
     resident = None
     warmup_seconds = None
     try:
@@ -255,7 +265,7 @@ def probe_batch_size(tf, model, pool, batch_size: int, measured_steps: int, devi
                 resident = tf.config.experimental.get_memory_info(device_name)["current"]
                 tf.config.experimental.reset_memory_stats(device_name)
             t0 = time.perf_counter()
-            model.train_on_batch(x, y, sample_weight=sample_weight)
+            losses.append(_first_loss(model.train_on_batch(x, y, sample_weight=sample_weight)))
             elapsed = time.perf_counter() - t0
             if step == 0:
                 warmup_seconds = elapsed
@@ -268,13 +278,38 @@ def probe_batch_size(tf, model, pool, batch_size: int, measured_steps: int, devi
         return ProbeResult(batch_size, "oom", peak_bytes_runs=runs,
                            message=f"out of memory in the probe: {_first_line(exc)}")
     except Exception as exc:  # noqa: BLE001 - the user's train_step may raise anything
+        text_dtype = _text_dtype(x)
+        if first and text_dtype:
+            raise DataError(f"the inputs hold text (dtype {text_dtype}) and the training step failed on them: "
+                            f"{type(exc).__name__}: {_first_line(exc)}",
+                            hint="turn text into numbers: a TextVectorization or StringLookup layer in the model, "
+                                 "or numeric arrays") from None
         if first:
             raise ModelError(f"the training step failed at batch {batch_size}: {type(exc).__name__}: "
                              f"{_first_line(exc)}",
                              hint="run one model.fit step on this data yourself to see the full error") from None
         return ProbeResult(batch_size, "error", peak_bytes_runs=runs, message=_first_line(exc))
+    non_finite = next((loss for loss in losses if not math.isfinite(loss)), None)
+    # The memory figures stand; a loss that is already NaN is the user's to know before a long run.
+    message = f"the loss was {non_finite} at batch {batch_size}" if non_finite is not None else ""
     return ProbeResult(batch_size, "ok", peak_bytes=max(runs), peak_bytes_runs=runs, resident_bytes=resident,
-                       step_seconds=statistics.median(times), warmup_seconds=warmup_seconds)
+                       step_seconds=statistics.median(times), warmup_seconds=warmup_seconds, message=message)
+
+
+def _first_loss(result) -> float:
+    """train_on_batch returns the loss, or [loss, metric, ...]."""
+    value = result[0] if isinstance(result, (list, tuple)) else result
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0  # a custom train_step may return anything; only a numeric loss is judged
+
+
+def _text_dtype(x) -> str | None:
+    import tensorflow as tf
+
+    kinds = [getattr(a, "dtype", None) for a in tf.nest.flatten(x)]
+    return next((str(d) for d in kinds if getattr(d, "kind", "") in "USO" and getattr(d, "kind", "")), None)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -289,6 +324,8 @@ def _first_line(exc: BaseException) -> str:
     if oom:
         oom = oom.split(" on /job:")[0]
         return (oom + (f" (op {node})" if node else ""))[:400]
+    # tf.data wraps a Python error from a generator as "{{function_node ...}} RuntimeError: ..."
+    lines = [re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", line) for line in lines]
     informative = [line for line in lines if not line.endswith("error:")] or lines
     return (informative[-1] if node else informative[0])[:400]
 

@@ -87,14 +87,16 @@ def _check(argv: list[str]) -> int:
         return errors.EXIT_OK if exc.code == 0 else errors.EXIT_USAGE
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        settings = load_settings({
-            "batch_size": args.batch_size, "budget": args.budget, "target": args.target,
-            "json": args.json, "html": args.html, "timeout": args.timeout, "steps": args.steps,
-            "single_thread": args.single_thread, "baseline": args.baseline, "max_increase": args.max_increase,
-            "profile": args.profile,
-        })
-    for warning in caught:
-        print(f"preflight: warning: {warning.message}", file=sys.stderr)
+        try:
+            settings = load_settings({
+                "batch_size": args.batch_size, "budget": args.budget, "target": args.target,
+                "json": args.json, "html": args.html, "timeout": args.timeout, "steps": args.steps,
+                "single_thread": args.single_thread, "baseline": args.baseline, "max_increase": args.max_increase,
+                "profile": args.profile,
+            })
+        finally:  # an unknown key next to a bad value: both are worth knowing
+            for warning in caught:
+                print(f"preflight: warning: {warning.message}", file=sys.stderr)
     model_file(args.model_file)
     for name in ("time_limit", "epochs"):
         if getattr(args, name) is not None:

@@ -113,7 +113,7 @@ def _pool_from_pydataset(data, pool_size: int) -> SamplePool:
         if count >= pool_size:
             break
     if not batches:
-        raise DataError("the PyDataset is empty (len() == 0)")
+        raise DataError("the PyDataset is empty (len() == 0)", hint="give the PyDataset at least one batch")
     samples = tuple(_concat([b[i] for b in batches]) for i in range(len(batches[0])))
     return SamplePool(tuple(_map(lambda a: a[:pool_size], part) for part in samples), "PyDataset")
 
@@ -135,7 +135,8 @@ def _pool_from_dataset(dataset, model, pool_size: int) -> SamplePool:
     try:
         element = next(iter(dataset.batch(pool_size).take(1)))
     except StopIteration:
-        raise DataError("the tf.data.Dataset is empty") from None
+        raise DataError("the tf.data.Dataset is empty",
+                        hint="give the dataset samples (check the files or the filter it reads)") from None
     except (tf.errors.InvalidArgumentError, ValueError) as exc:
         raise DataError(f"could not batch the dataset's elements: {str(exc).splitlines()[0]}",
                         hint="elements must have the same shape (pad variable-length data)") from None

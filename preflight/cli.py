@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from pathlib import Path
@@ -24,7 +26,8 @@ def _check_parser() -> argparse.ArgumentParser:
         description="Dry-run real training steps of a Keras model and tell whether the run will fit. "
                     "Other commands: `render REPORT.json`, `targets`.",
         epilog="Exit codes: 0 fits (or no budget), 1 does not fit / gate failed, 2 usage or config error, "
-               "3 the model or data failed, 4 internal error, 130 interrupted (Ctrl-C). Sizes: GiB/MiB are powers of 1024, GB/MB of 1000.",
+               "3 the model or data failed, 4 internal error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). "
+               "Sizes: GiB/MiB are powers of 1024, GB/MB of 1000.",
     )
     parser.add_argument("model_file", help="a model.py defining build_model()/get_model()/model")
     parser.add_argument("--batch-size", type=int, help="planned batch size (default: the file's batch_size, else 32)")
@@ -51,6 +54,27 @@ def _check_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    previous_handler = _exit_cleanly_on_sigterm()
+    try:
+        return _dispatch(argv)
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _exit_cleanly_on_sigterm():
+    """A CI job cancelled sends SIGTERM: exit through the `finally` blocks, so the dry-run child (its own
+    session, which the signal does not reach) is killed and temp files go. Returns the handler it replaced."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminate(signum, frame):
+        raise SystemExit(errors.EXIT_TERMINATED)
+
+    return signal.signal(signal.SIGTERM, terminate)
+
+
+def _dispatch(argv: list[str]) -> int:
     try:
         if argv and argv[0] == "render":
             return _render(argv[1:])

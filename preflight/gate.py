@@ -32,6 +32,11 @@ def evaluate_gate(document: dict[str, Any], max_increase: float | None = None,
     if document.get("fits") is False:
         reasons.append(f"does not fit: peak {format_bytes(document.get('peak_bytes'))} "
                        f"over budget {format_bytes(document.get('budget_bytes'))}")
+    probes = document.get("probes") or []
+    if probes and document.get("fits") is not False and not any(p.get("status") == "ok" for p in probes):
+        # A hang or a crash at every batch size measured nothing: "fits" is unknown, which must not pass.
+        failed = ", ".join(sorted({str(p.get("status")) for p in probes}))
+        reasons.append(f"nothing was measured: every probe failed ({failed}); see the findings")
     for finding in (document.get("search") or {}).get("findings") or []:
         if finding.get("severity") == "error":
             reasons.append(f"search: {finding.get('message')}")

@@ -129,7 +129,7 @@ def output_file(value: Any, origin: str) -> str | None:
     path = Path(path_text)
     if path.is_dir():
         raise UsageError(f"{origin} {path_text} is a folder, not a file",
-                         hint=f"give a file name, such as {path / 'preflight-report.html'}")
+                         hint="give the path of a file inside that folder, or 'none' to skip this report")
     if path.exists() and not path.is_file():
         raise UsageError(f"{origin} {path_text} is not a regular file (a device, pipe or socket)",
                          hint="give the path of an ordinary file, or 'none' to skip this report")

@@ -16,13 +16,13 @@ from typing import Any
 from preflight.analysis import RunSettings, build_document, usable_bytes
 from preflight.devices import get_target
 from preflight.errors import UsageError
+from preflight.loader import check_source
 from preflight.plan import first_round
 from preflight.recommend import confirm_batch_sizes
 from preflight.progress import ProgressDisplay
 from preflight.report import Report
 from preflight.runner import ProbeJob, run_probes
 from preflight.units import parse_size
-from preflight.loader import check_source
 from preflight.validate import batch_sizes, model_file, setting
 
 DEFAULT_BATCH_SIZE = 32

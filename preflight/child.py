@@ -306,10 +306,14 @@ def _first_loss(result) -> float:
 
 
 def _text_dtype(x) -> str | None:
+    """The dtype of the first input array that holds text (NumPy str, bytes or object), if any."""
     import tensorflow as tf
 
-    kinds = [getattr(a, "dtype", None) for a in tf.nest.flatten(x)]
-    return next((str(d) for d in kinds if getattr(d, "kind", "") in "USO" and getattr(d, "kind", "")), None)
+    for array in tf.nest.flatten(x):
+        dtype = getattr(array, "dtype", None)
+        if getattr(dtype, "kind", None) in ("U", "S", "O"):
+            return str(dtype)
+    return None
 
 
 def _first_line(exc: BaseException) -> str:

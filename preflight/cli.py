@@ -69,6 +69,7 @@ def _exit_cleanly_on_sigterm():
         return None
 
     def terminate(signum, frame):
+        print("preflight: terminated; no report written", file=sys.stderr)
         raise SystemExit(errors.EXIT_TERMINATED)
 
     return signal.signal(signal.SIGTERM, terminate)

@@ -428,7 +428,7 @@ def test_child_killed_mid_probe_is_a_result_not_a_crash(tmp_path, monkeypatch, c
     assert code == 1 and "Traceback" not in err  # the planned batch 2 did not fit
 
 
-@pytest.mark.parametrize("signum,code,says", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "")])
+@pytest.mark.parametrize("signum,code,says", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
 def test_ctrl_c_or_sigterm_to_the_cli_leaves_no_orphan_and_no_report(signum, code, says, tmp_path, earlier):
     marker = tmp_path / "marker"
     path = model_file(tmp_path, HANGS)

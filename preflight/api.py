@@ -16,6 +16,7 @@ from typing import Any
 from preflight.analysis import RunSettings, build_document, usable_bytes
 from preflight.devices import get_target
 from preflight.errors import UsageError
+from preflight.loader import check_source
 from preflight.plan import first_round
 from preflight.processes import repeat_planned_batch
 from preflight.recommend import confirm_batch_sizes
@@ -23,6 +24,7 @@ from preflight.progress import ProgressDisplay
 from preflight.report import Report
 from preflight.runner import ProbeJob, run_probes
 from preflight.units import parse_size
+from preflight.validate import batch_sizes, model_file, setting
 
 DEFAULT_BATCH_SIZE = 32
 HOST_SHARE_FOR_PROBES = 0.75  # never let a probe take more of the host's free memory than this
@@ -36,8 +38,9 @@ def literal_batch_size(path: str | os.PathLike) -> int | None:
         return None  # the child reports a broken file with a proper message
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "batch_size" for t in node.targets):
-            if isinstance(node.value, ast.Constant) and isinstance(node.value.value, int):
-                return node.value.value
+            value = node.value.value if isinstance(node.value, ast.Constant) else None
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
     return None
 
 
@@ -70,6 +73,9 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
     fit and a variant could plausibly make it fit. profile: a directory for a TensorBoard profile of the
     planned batch; its memory profile gives the report's "what holds memory at the peak".
     """
+    batch_size, timeout, steps, probe_batch_sizes = _checked_arguments(
+        batch_size=batch_size, budget=budget, target=target, timeout=timeout, steps=steps,
+        probe_batch_sizes=probe_batch_sizes, profile=profile)
     host_free = host_available_bytes()
     settings = RunSettings(batch_size=0, budget_bytes=parse_size(budget) if budget is not None else None,
                            target_name=target, host_available_bytes=host_free)
@@ -78,8 +84,7 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
 
     with tempfile.TemporaryDirectory(prefix="preflight-handoff-") as handoff_dir:
         if isinstance(model, (str, os.PathLike)):
-            if not Path(model).is_file():
-                raise UsageError(f"no such file: {model}", hint="pass the path of your model.py")
+            check_source(model_file(model))
             if data is not None:
                 raise UsageError("data= goes with a keras.Model; a model.py defines its own data",
                                  hint="define get_dataset() in the file, or pass the model object")
@@ -106,6 +111,16 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
                 confirm_batch_sizes(document, job, limit, display)
             _add_recommendations(document, job, outcome, whatif, display)
     return Report(document)
+
+
+def _checked_arguments(*, batch_size, budget, target, timeout, steps, probe_batch_sizes, profile):
+    """check()'s arguments against the same ranges as the flags (preflight.validate), before any work."""
+    for name, value in (("budget", budget), ("target", target), ("profile", profile)):
+        if value is not None:
+            setting(name, value, name)
+    return (None if batch_size is None else setting("batch_size", batch_size, "batch_size"),
+            setting("timeout", timeout, "timeout"), setting("steps", steps, "steps"),
+            None if probe_batch_sizes is None else batch_sizes(probe_batch_sizes, "probe_batch_sizes"))
 
 
 def _add_peak_composition(document: dict, outcome) -> None:
@@ -170,12 +185,20 @@ def check_search(hypermodel_or_tuner: Any, data: Any = None, *, batch_size: int 
     from preflight.analysis import search_document
     from preflight.tuner.plan import check_search as plan_search
 
+    _check_search_arguments(batch_size=batch_size, budget=budget, target=target, time_limit=time_limit,
+                            epochs=epochs)
     section = plan_search(hypermodel_or_tuner, data, batch_size=batch_size,
                           budget_bytes=parse_size(budget) if budget is not None else None,
                           target=target, time_limit=time_limit, epochs=epochs, **options)
     name = getattr(getattr(hypermodel_or_tuner, "hypermodel", None), "name", None) \
         or getattr(hypermodel_or_tuner, "__name__", None) or type(hypermodel_or_tuner).__name__
     return Report(search_document(section, str(name)))
+
+
+def _check_search_arguments(**arguments: Any) -> None:
+    for name, value in arguments.items():
+        if value is not None:
+            setting(name, value, name)
 
 
 def guard(tuner: Any, budget: str | int | None = None, predictor: Any = None, *, target: str | None = None,
@@ -186,6 +209,7 @@ def guard(tuner: Any, budget: str | int | None = None, predictor: Any = None, *,
     """
     from preflight.tuner.guard import guard as install_guard
 
+    _check_search_arguments(batch_size=batch_size, budget=budget, target=target)
     if isinstance(predictor, Report):
         predictor = predictor.document.get("search")
     return install_guard(tuner, parse_size(budget) if budget is not None else None, predictor,

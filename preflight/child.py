@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
+import re
 import statistics
 import sys
 import time
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from preflight import plan
-from preflight.errors import ModelError, PreflightError, is_out_of_memory
+from preflight.errors import DataError, ModelError, PreflightError, is_out_of_memory
 from preflight.measurements import DeviceInfo, LayerInfo, ModelInfo, ProbeResult
 from preflight.step_errors import error_line, fix_for, loss_name
 from preflight.training_signal import loss_value, snapshot_weights, weights_changed
@@ -92,9 +94,7 @@ def run_job(job: dict, events: EventWriter) -> None:
             events.emit("variant", description=description, message="")
             gc.collect()  # the original model and throw-away optimizers must not hold allocator memory
 
-        from preflight.data import make_pool
-
-        pool = make_pool(data, model, max(job["batch_sizes"]))
+        pool = _make_pool(data, model, max(job["batch_sizes"]))
         # Slots exist before the first step, so optimizer bytes are known even if that step runs out of memory.
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
@@ -243,6 +243,22 @@ def load_model_and_data(job: dict) -> LoadedJob:
     raise ModelError(f"unknown source kind {source['kind']!r}")
 
 
+def _make_pool(data, model, size: int):
+    """The data pool (preflight.data); an error raised by the user's generator or pipeline is a DataError."""
+    from preflight.data import make_pool
+
+    try:
+        return make_pool(data, model, size)
+    except PreflightError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's generator or pipeline may raise anything
+        if is_out_of_memory(exc):
+            raise
+        raise DataError(f"reading the data failed: {type(exc).__name__}: {error_line(exc)}",
+                        hint="iterate over your data once yourself (next(iter(get_dataset()))) to see the full "
+                             "error") from None
+
+
 def _apply_variant(model, spec: dict, base_is_shapes_only: bool):
     """(variant model, description). From a shape-only base the variant is built from shapes too, and then
     only its own weights are given memory (fresh initial values: the same bytes as copied ones)."""
@@ -266,9 +282,7 @@ def _over(floor: dict, job: dict) -> bool:
 def report_floor_only(job: dict, loaded: LoadedJob, device: DeviceInfo, events: EventWriter) -> None:
     """The floor alone is over budget: describe the shape-only model, list the what-ifs with their own
     floors (which of them bring the floor under the budget), and stop before allocating anything."""
-    from preflight.data import make_pool
-
-    pool = make_pool(loaded.data, loaded.model, max(job["batch_sizes"]))
+    pool = _make_pool(loaded.data, loaded.model, max(job["batch_sizes"]))
     events.emit("floor", floor=loaded.floor)
     events.emit("model", model=describe_model(loaded.model, pool).to_dict(), device=device.to_dict(),
                 data={"kind": pool.kind, "host_bytes": pool.host_bytes, "pipeline": pool.pipeline})
@@ -389,6 +403,12 @@ def probe_batch_size(tf, model, pool, batch_size: int, measured_steps: int, devi
         if is_out_of_memory(exc):  # by type: TF's text may be only "Graph execution error ... [[{{node}}]]"
             return ProbeResult(batch_size, "oom", peak_bytes_runs=runs,
                                message=f"out of memory in the probe: {error_line(exc)}")
+        text_dtype = _text_dtype(batch)
+        if first and text_dtype:
+            raise DataError(f"the inputs hold text (dtype {text_dtype}) and the training step failed on them: "
+                            f"{type(exc).__name__}: {error_line(exc)}",
+                            hint="turn text into numbers: a TextVectorization or StringLookup layer in the model, "
+                                 "or numeric arrays") from None
         if first:
             raise step_failure(exc, model, pool, batch_size, source_kind) from None
         return ProbeResult(batch_size, "error", peak_bytes_runs=runs, message=error_line(exc))
@@ -419,6 +439,17 @@ def step_failure(exc: BaseException, model, pool, batch_size: int, source_kind: 
     return ModelError(f"{failure}. The data was synthesized by preflight from the model's input specs and "
                       f"its loss, since none was given: {pool.describe(batch_size)}",
                       hint=f"give real training data with {where}; preflight then steps on it as fit would")
+
+
+def _text_dtype(x) -> str | None:
+    """The dtype of the first input array that holds text (NumPy str, bytes or object), if any."""
+    import tensorflow as tf
+
+    for array in tf.nest.flatten(x):
+        dtype = getattr(array, "dtype", None)
+        if getattr(dtype, "kind", None) in ("U", "S", "O"):
+            return str(dtype)
+    return None
 
 
 def describe_model(model, pool) -> ModelInfo:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from pathlib import Path
@@ -26,7 +28,8 @@ def _check_parser() -> argparse.ArgumentParser:
         description="Dry-run real training steps of a Keras model and tell whether the run will fit. "
                     "Other commands: `render REPORT.json`, `targets`.",
         epilog="Exit codes: 0 fits (or no budget), 1 does not fit / gate failed, 2 usage or config error, "
-               "3 the model or data failed, 4 internal error. Sizes: GiB/MiB are powers of 1024, GB/MB of 1000.",
+               "3 the model or data failed, 4 internal error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). "
+               "Sizes: GiB/MiB are powers of 1024, GB/MB of 1000.",
     )
     parser.add_argument("model_file", nargs="?",
                         help="a model.py defining build_model()/get_model()/model; "
@@ -66,6 +69,28 @@ def _check_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    previous_handler = _exit_cleanly_on_sigterm()
+    try:
+        return _dispatch(argv)
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _exit_cleanly_on_sigterm():
+    """A CI job cancelled sends SIGTERM: exit through the `finally` blocks, so the dry-run child (its own
+    session, which the signal does not reach) is killed and temp files go. Returns the handler it replaced."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminate(signum, frame):
+        print("preflight: terminated; no report written", file=sys.stderr)
+        raise SystemExit(errors.EXIT_TERMINATED)
+
+    return signal.signal(signal.SIGTERM, terminate)
+
+
+def _dispatch(argv: list[str]) -> int:
     try:
         if argv and argv[0] == "render":
             return _render(argv[1:])
@@ -76,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"preflight: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("preflight: interrupted", file=sys.stderr)
-        return errors.EXIT_USAGE
+        # The dry-run child was killed on the way out (runner); no report was written.
+        print("preflight: interrupted; no report written", file=sys.stderr)
+        return errors.EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - a bug in preflight: say so, briefly
         if os.environ.get("PREFLIGHT_DEBUG"):
             traceback.print_exc()
@@ -87,12 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         return errors.EXIT_INTERNAL
 
 
-def _output_path(value: str | None) -> str | None:
-    return None if value is None or value.lower() == "none" else value
-
-
 def _check(argv: list[str]) -> int:
     from preflight.config import load_settings
+    from preflight.validate import model_file, setting
 
     parser = _check_parser()
     try:
@@ -103,30 +126,33 @@ def _check(argv: list[str]) -> int:
         raise errors.UsageError("--configs and --samples need at least 1", hint="e.g. --configs 5 --samples 200")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        settings = load_settings({
-            "batch_size": args.batch_size, "budget": args.budget, "target": args.target,
-            "json": args.json, "html": args.html, "timeout": args.timeout, "steps": args.steps,
-            "single_thread": args.single_thread, "baseline": args.baseline, "max_increase": args.max_increase,
-            "max_params_increase": args.max_params_increase, "max_optimizer_increase": args.max_optimizer_increase,
-            "max_step_time_increase": args.max_step_time_increase, "markdown": args.markdown,
-            "report_dir": args.report_dir,
-        })
-    for warning in caught:
-        print(f"preflight: warning: {warning.message}", file=sys.stderr)
+        try:
+            settings = load_settings({
+                "batch_size": args.batch_size, "budget": args.budget, "target": args.target,
+                "json": args.json, "html": args.html, "timeout": args.timeout, "steps": args.steps,
+                "single_thread": args.single_thread, "baseline": args.baseline, "max_increase": args.max_increase,
+                "max_params_increase": args.max_params_increase, "max_optimizer_increase": args.max_optimizer_increase,
+                "max_step_time_increase": args.max_step_time_increase, "markdown": args.markdown,
+                "report_dir": args.report_dir, "profile": args.profile,
+            })
+        finally:  # an unknown key next to a bad value: both are worth knowing
+            for warning in caught:
+                print(f"preflight: warning: {warning.message}", file=sys.stderr)
+    for name in ("time_limit", "epochs"):
+        if getattr(args, name) is not None:
+            setting(name, getattr(args, name), "--" + name.replace("_", "-"))
     if args.model_file is None:
         if not settings.models:
             raise errors.UsageError("no model file given, and pyproject.toml lists no [[tool.preflight.models]]",
                                     hint="pass the path of your model.py, or list models in pyproject.toml")
         return _check_models(args, settings)
-    if not Path(args.model_file).is_file():
-        raise errors.UsageError(f"no such file: {args.model_file}", hint="pass the path of your model.py")
+    model_file(args.model_file)
     report = _check_one(args.model_file, Path(args.model_file).stem, args, settings,
                         _output_path(settings.json), _output_path(settings.html))
     if settings.markdown:
         from preflight.render.markdown import render_markdown
-        from preflight.report import write_atomically
 
-        write_atomically(settings.markdown, render_markdown(report.document))
+        _write_report(settings.markdown, render_markdown(report.document))
     return _exit_code(report.document)
 
 
@@ -154,15 +180,17 @@ def _check_one(model_file: str, name: str, args, settings, json_path: str | None
         report = check(model_file, batch_size=settings.batch_size, budget=settings.budget,
                        target=settings.target, timeout=settings.timeout, steps=settings.steps,
                        single_thread=settings.single_thread, whatif=args.whatif,
-                       profile=args.profile or settings.profile, progress=not args.quiet)
+                       profile=settings.profile, progress=not args.quiet)
     if baseline is not None:
         report.document["baseline_diff"] = compare_reports(baseline, report.document)
     gate = evaluate_gate(report.document, thresholds)
     report.document["gate"] = gate.to_dict()
     if json_path:
-        report.save_json(json_path)
+        _write_report(json_path, report.to_json() + "\n")
     if html_path:
-        report.save_html(html_path)
+        from preflight.render.html import render_html
+
+        _write_report(html_path, render_html(report.document))
     if not args.quiet:
         print_summary(report.document)
         for reason in gate.reasons:
@@ -235,20 +263,48 @@ def _check_search_file(model_file: str, args, settings):
     return Report(search_document(section, Path(model_file).stem))
 
 
+def _write_report(path: str, text: str) -> None:
+    """Atomically (preflight.report): a failed write leaves the earlier report, if any, as it was."""
+    from preflight.report import write_atomically
+
+    try:
+        write_atomically(path, text)
+    except OSError as exc:
+        raise errors.UsageError(f"cannot write the report {path}: {exc.strerror or exc}",
+                                hint="free space on that disk or give another path; "
+                                     "an earlier report at that path is left as it was") from None
+
+
 def _read_report(path: str | None) -> dict | None:
+    """A JSON report written by preflight; anything else (not JSON, cut short, another tool's) is refused."""
+    from preflight.report import FORMAT_VERSION
+
     if not path:
         return None
+    fix = "pass a JSON report written by `python -m preflight ... --json`"
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise errors.ConfigError(f"cannot read the report {path}: {exc}",
-                                 hint="pass a JSON report written by `python -m preflight ... --json`") from None
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise errors.ConfigError(f"cannot read the report {path}: {exc}", hint=fix) from None
+    except json.JSONDecodeError as exc:
+        raise errors.ConfigError(f"{path} is not JSON, or is cut short: {exc}", hint=fix) from None
+    if not isinstance(document, dict) or "format" not in document:
+        raise errors.ConfigError(f"{path} is JSON but not a preflight report (it has no \"format\" field)", hint=fix)
+    if document["format"] != FORMAT_VERSION or not _REPORT_KEYS <= set(document):
+        raise errors.ConfigError(f"{path} is not a preflight report of format {FORMAT_VERSION} "
+                                 f"(format {document['format']!r}, missing "
+                                 f"{', '.join(sorted(_REPORT_KEYS - set(document))) or 'nothing'})",
+                                 hint=f"{fix} by this version of preflight")
+    return document
+
+
+_REPORT_KEYS = {"format", "model", "probes", "findings"}  # what every document kind has (run and search)
 
 
 def _render(argv: list[str]) -> int:
     from preflight.render.html import render_html
     from preflight.render.markdown import render_markdown
-    from preflight.report import write_atomically
+    from preflight.validate import output_file
 
     parser = argparse.ArgumentParser(prog="python -m preflight render",
                                      description="Re-render a saved JSON report.")
@@ -259,12 +315,14 @@ def _render(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return errors.EXIT_OK if exc.code == 0 else errors.EXIT_USAGE
+    html_path = output_file(args.html or str(Path(args.report_json).with_suffix(".html")), "--html")
+    markdown_path = output_file(args.markdown, "--markdown") if args.markdown else None
     document = _read_report(args.report_json)
-    html_path = args.html or str(Path(args.report_json).with_suffix(".html"))
-    write_atomically(html_path, render_html(document))
-    if args.markdown:
-        write_atomically(args.markdown, render_markdown(document))
-    print(f"report: {html_path}", file=sys.stderr)
+    if html_path:
+        _write_report(html_path, render_html(document))
+    if markdown_path:
+        _write_report(markdown_path, render_markdown(document))
+    print(f"report: {', '.join(p for p in (html_path, markdown_path) if p)}", file=sys.stderr)
     return errors.EXIT_OK
 
 

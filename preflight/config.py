@@ -14,7 +14,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from preflight.errors import ConfigError
+from preflight import validate
+from preflight.errors import ConfigError, UsageError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -59,9 +60,6 @@ SETTING_NAMES = {f.name for f in fields(Settings)}
 # What a [[tool.preflight.models]] table may set besides `path` and `name`.
 PER_MODEL_NAMES = {"batch_size", "budget", "target", "timeout", "steps", "single_thread", "baseline",
                    "max_increase", "max_params_increase", "max_optimizer_increase", "max_step_time_increase"}
-_INT_KEYS = {"batch_size", "steps"}
-_FLOAT_KEYS = {"timeout"}
-_BOOL_KEYS = {"single_thread"}
 
 
 def find_pyproject(start: Path | None = None) -> Path | None:
@@ -73,38 +71,30 @@ def find_pyproject(start: Path | None = None) -> Path | None:
     return None
 
 
-def _coerce(key: str, value: Any, origin: str) -> Any:
-    try:
-        if key in _INT_KEYS:
-            return int(value)
-        if key in _FLOAT_KEYS:
-            return float(value)
-        if key in _BOOL_KEYS:
-            return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
-        return None if value in ("", None) else str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{origin}: {key} = {value!r} is not a valid value") from None
-
-
-def from_pyproject(path: Path | None) -> dict[str, Any]:
+def from_pyproject(path: Path | None) -> dict[str, tuple[Any, str]]:
+    """{name: (value, origin)}; values are checked once the layers are merged."""
     if path is None:
         return {}
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    section = data.get("tool", {}).get("preflight", {})
+        raise ConfigError(f"{path} is not valid TOML: {exc}", hint="fix the TOML syntax in that file") from None
+    tool = data.get("tool", {})
+    section = tool.get("preflight", {}) if isinstance(tool, dict) else {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: [tool.preflight] is a {type(section).__name__}, not a table",
+                          hint="write the settings as a table: [tool.preflight] then key = value lines")
     values: dict[str, Any] = {}
     for key, value in section.items():
         name = key.replace("-", "_")
         if name == "models":
-            values["models"] = model_entries(value, path)
+            values["models"] = (model_entries(value, path), "checked")
             continue
         if name not in SETTING_NAMES:
             warnings.warn(f"{path}: unknown key [tool.preflight] {key!r} ignored "
                           f"(known: {', '.join(sorted(SETTING_NAMES))})", stacklevel=2)
             continue
-        values[name] = _coerce(name, value, str(path))
+        values[name] = (value, f"{path} [tool.preflight] {key}")
     return values
 
 
@@ -128,13 +118,15 @@ def model_entries(tables: Any, pyproject: Path) -> tuple[ModelEntry, ...]:
                 warnings.warn(f"{origin}: unknown key {key!r} ignored "
                               f"(known: path, name, {', '.join(sorted(PER_MODEL_NAMES))})", stacklevel=3)
                 continue
-            overrides[name] = _coerce(name, value, origin)
+            overrides[name] = value
         if overrides.get("baseline"):
             overrides["baseline"] = str(root / overrides["baseline"])
         matches = sorted(glob.glob(str(root / table["path"]), recursive=True))
         if not matches:
             raise ConfigError(f"{origin}: path {table['path']!r} matches no file under {root}",
                               hint="fix the path, or remove the table")
+        overrides = {name: _checked(name, value, f"{origin} {name.replace('_', '-')}")
+                     for name, value in overrides.items()}
         for match in matches:
             name = table.get("name") if len(matches) == 1 and table.get("name") else Path(match).stem
             entries.append(ModelEntry(match, str(name), overrides))
@@ -146,21 +138,39 @@ def model_entries(tables: Any, pyproject: Path) -> tuple[ModelEntry, ...]:
     return tuple(entries)
 
 
-def from_environment(environ: dict[str, str] | None = None) -> dict[str, Any]:
+def from_environment(environ: dict[str, str] | None = None) -> dict[str, tuple[Any, str]]:
     environ = os.environ if environ is None else environ
     values = {}
     for name in SETTING_NAMES - {"models"}:
         key = "PREFLIGHT_" + name.upper()
         if key in environ:
-            values[name] = _coerce(name, environ[key], key)
+            values[name] = (environ[key], key)
     return values
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def load_settings(flags: dict[str, Any], pyproject: Path | None = None,
                   environ: dict[str, str] | None = None) -> Settings:
-    """Flags whose value is None are 'not given' and do not override lower layers."""
-    merged: dict[str, Any] = {}
+    """Flags whose value is None are 'not given' and do not override lower layers.
+
+    Only the value that wins is checked (a bad pyproject value overridden by a flag does not stop a
+    run); a bad one raises UsageError naming its origin and the allowed range (preflight.validate).
+    """
+    merged: dict[str, tuple[Any, str]] = {}
     merged.update(from_pyproject(pyproject if pyproject is not None else find_pyproject()))
     merged.update(from_environment(environ))
-    merged.update({k: v for k, v in flags.items() if v is not None and k in SETTING_NAMES})
-    return replace(Settings(), **merged)
+    merged.update({k: (v, flag_name(k)) for k, v in flags.items() if v is not None and k in SETTING_NAMES})
+    return replace(Settings(), **{name: value if name == "models" else _checked(name, value, origin)
+                                  for name, (value, origin) in merged.items()})
+
+
+def _checked(name: str, value: Any, origin: str) -> Any:
+    try:
+        return validate.setting(name, value, origin)
+    except UsageError as exc:
+        if origin.startswith("--"):
+            raise
+        raise ConfigError(exc.message, hint=exc.hint) from None

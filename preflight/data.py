@@ -210,7 +210,8 @@ def _pool_from_batches(batches, pool_size: int, kind: str) -> SamplePool:
         if count >= pool_size:
             break
     if not collected:
-        raise DataError(f"the {kind} yielded no batches")
+        raise DataError(f"the {kind} yielded no batches (it is empty)",
+                        hint="give data with at least one batch; check that the dataset or generator is not exhausted")
     try:
         element = _concat(collected)
     except ValueError as exc:
@@ -245,7 +246,8 @@ def _pool_from_dataset(dataset, model, pool_size: int) -> SamplePool:
     try:
         element = next(iter(dataset.batch(pool_size).take(1)))
     except StopIteration:
-        raise DataError("the tf.data.Dataset is empty") from None
+        raise DataError("the tf.data.Dataset is empty",
+                        hint="give the dataset samples (check the files or the filter it reads)") from None
     except (tf.errors.InvalidArgumentError, ValueError) as exc:
         raise DataError(f"could not batch the dataset's elements: {str(exc).splitlines()[0]}",
                         hint="elements must have the same shape (pad variable-length data)") from None

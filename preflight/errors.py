@@ -9,6 +9,8 @@ EXIT_GATE_FAILED = 1  # does not fit the budget / a CI threshold failed
 EXIT_USAGE = 2       # bad flags, bad config, missing file
 EXIT_USER_CODE = 3   # the user's model, data or model.py failed
 EXIT_INTERNAL = 4    # a bug in preflight
+EXIT_INTERRUPTED = 130  # Ctrl-C: the shell's convention (128 + SIGINT)
+EXIT_TERMINATED = 143   # SIGTERM (128 + 15), e.g. a cancelled CI job
 
 
 class PreflightError(Exception):

@@ -150,6 +150,12 @@ def evaluate_gate(document: dict[str, Any], thresholds: GateThresholds | None = 
     failures = []
     if document.get("fits") is False:
         failures.append(GateFailure("does-not-fit", _does_not_fit_reason(document)))
+    probes = document.get("probes") or []
+    if probes and document.get("fits") is not False and not any(p.get("status") == "ok" for p in probes):
+        # A hang or a crash at every batch size measured nothing: "fits" is unknown, which must not pass.
+        failed = ", ".join(sorted({str(p.get("status")) for p in probes}))
+        failures.append(GateFailure("nothing-measured",
+                                    f"nothing was measured: every probe failed ({failed}); see the findings"))
     for finding in (document.get("search") or {}).get("findings") or []:
         if finding.get("severity") == "error":
             failures.append(GateFailure("search-error", f"search: {finding.get('message')}"))

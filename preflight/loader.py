@@ -9,6 +9,7 @@ does not start training. Runs inside the dry-run child (it imports the user's Te
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import runpy
@@ -34,6 +35,28 @@ class LoadedTarget:
     namespace: dict
 
 
+def _syntax_error(file: Path, exc: SyntaxError) -> TargetLoadError:
+    where = f"has a syntax error at line {exc.lineno}" if exc.lineno else "is not Python source"
+    return TargetLoadError(f"{file.name} {where}: {exc.msg}", hint="fix the file so that `python " + file.name + "` runs")
+
+
+def check_source(path: str | os.PathLike) -> None:
+    """In the parent, before a child starts TensorFlow: an empty, unreadable or unparsable file fails now."""
+    file = Path(path)
+    try:
+        source = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TargetLoadError(f"cannot read {file.name}: {exc}",
+                              hint="pass a Python source file saved as UTF-8") from None
+    if not source.strip():
+        raise TargetLoadError(f"{file.name} is empty",
+                              hint="define build_model() returning a compiled keras.Model in it")
+    try:
+        compile(source, str(file), "exec")
+    except SyntaxError as exc:  # null bytes too, on Python 3.11
+        raise _syntax_error(file, exc) from None
+
+
 def run_model_file(path: str | os.PathLike) -> dict:
     """Execute the file and return its globals; any failure becomes one readable TargetLoadError."""
     file = Path(path)
@@ -42,12 +65,14 @@ def run_model_file(path: str | os.PathLike) -> dict:
     # The user's own sibling modules must import as they do when they run the file themselves.
     sys.path.insert(0, str(file.resolve().parent))
     try:
-        return runpy.run_path(str(file), run_name="__preflight__")
+        with _training_refused():
+            return runpy.run_path(str(file), run_name="__preflight__")
+    except _FitAtImport as exc:
+        raise TargetLoadError(f"{file.name} calls model.fit() while loading{_user_frame(exc, file)}: "
+                              "preflight would train the model for real",
+                              hint="move training under `if __name__ == '__main__':`") from None
     except SyntaxError as exc:
-        raise TargetLoadError(
-            f"{file.name} has a syntax error at line {exc.lineno}: {exc.msg}",
-            hint="fix the file so that `python " + file.name + "` runs",
-        ) from None
+        raise _syntax_error(file, exc) from None
     except SystemExit as exc:
         raise TargetLoadError(f"{file.name} called sys.exit({exc.code}) while loading",
                               hint="move exit calls under `if __name__ == '__main__':`") from None
@@ -58,6 +83,27 @@ def run_model_file(path: str | os.PathLike) -> dict:
             f"{file.name} failed while loading: {type(exc).__name__}: {exc}{_user_frame(exc, file)}",
             hint="fix the error above; preflight runs the file as a module, without its __main__ block",
         ) from None
+
+
+class _FitAtImport(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _training_refused():
+    """While the file runs, model.fit() raises instead of training (a script that trains at the bottom)."""
+    import keras
+
+    original = keras.Model.fit
+
+    def refuse(self, *args, **kwargs):
+        raise _FitAtImport()
+
+    keras.Model.fit = refuse
+    try:
+        yield
+    finally:
+        keras.Model.fit = original
 
 
 def _user_frame(exc: BaseException, file: Path) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -104,6 +105,7 @@ class _ChildRun:
         self.job = job
         self.on_progress = on_progress or (lambda event: None)
         self.restart_sizes: list[int] = []  # set when the child died of OOM with smaller sizes still to try
+        self.stage = "starting"             # the child's last progress stage, for a death before the model
 
     def run(self, outcome: ProbeOutcome) -> None:
         with tempfile.TemporaryDirectory(prefix="preflight-") as workdir:
@@ -154,6 +156,7 @@ class _ChildRun:
                 continue
             kind = event["event"]
             if kind == "progress":
+                self.stage = event.get("stage", self.stage)
                 self.on_progress(event)
             elif kind == "model":
                 outcome.model = ModelInfo.from_dict(event["model"])
@@ -203,9 +206,10 @@ class _ChildRun:
             return
         if outcome.model is None:
             raise errors.ProbeError(
-                f"the dry-run process ended (exit {_describe_exit(returncode)}) before the model was loaded: "
-                f"{_last_line(log_tail)}",
-                hint="run `python your_model.py` to check that it loads" if self.job.source["kind"] == "file"
+                f"the dry-run process ended ({_describe_exit(returncode)}) while {self.stage}, before the model "
+                f"was loaded: {_last_line(log_tail)}",
+                hint="run `python your_model.py` to check it loads: an os._exit() at import, or a crash in code it "
+                     "imports, ends the process" if self.job.source["kind"] == "file"
                 else "check that keras.saving.load_model() loads the saved model in a fresh process",
             )
         if ran_out:
@@ -260,6 +264,11 @@ def _tail(path: Path, max_bytes: int = 20000) -> str:
     return data[-max_bytes:].decode("utf-8", errors="replace")
 
 
+# TensorFlow's C++ log lines ("E0000 00:00:1796089164.709571 5794 cuda_platform.cc:52] ...") say nothing
+# about the user's failure.
+_NATIVE_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d")
+
+
 def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not _NATIVE_LOG_LINE.match(line.strip())]
     return lines[-1][:300] if lines else "no output"

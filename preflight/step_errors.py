@@ -25,7 +25,12 @@ def error_line(exc: BaseException) -> str:
     if oom:
         oom = oom.split(" on /job:")[0]
         return (oom + (f" (op {node})" if node else ""))[:400]
-    informative = [line for line in lines if not line.endswith("error:")] or lines
+    # tf.data wraps a Python error from a generator as "{{function_node ...}} RuntimeError: ..."
+    lines = [re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", line) for line in lines]
+    # Keras wraps a layer's error: "Exception encountered when calling X.call().", then the message in ANSI bold.
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in lines]
+    informative = [line for line in lines if not line.endswith("error:")
+                   and not line.startswith("Exception encountered when calling")] or lines
     return (informative[-1] if node else informative[0])[:400]
 
 

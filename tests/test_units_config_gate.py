@@ -88,6 +88,13 @@ def test_gate_fails_when_it_does_not_fit():
     assert evaluate_gate({"fits": None, "peak_bytes": 10}).passed
 
 
+def test_gate_fails_when_no_probe_measured_anything():
+    result = evaluate_gate({"fits": None, "peak_bytes": None, "probes": [{"status": "timeout"}]})
+    assert not result.passed and "nothing was measured" in result.reasons[0] and "timeout" in result.reasons[0]
+    measured = {"fits": None, "peak_bytes": 10, "probes": [{"status": "ok"}, {"status": "timeout"}]}
+    assert evaluate_gate(measured).passed
+
+
 def _model_info(layers_bytes_per_sample: list[int]) -> ModelInfo:
     layers = [LayerInfo(f"l{i}", "Dense", [None, 8], 10, b) for i, b in enumerate(layers_bytes_per_sample)]
     return ModelInfo(name="m", params_total=100, params_trainable=100, params_non_trainable=0, param_bytes=400,

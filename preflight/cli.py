@@ -148,7 +148,7 @@ def _check(argv: list[str]) -> int:
         return _check_models(args, settings)
     model_file(args.model_file)
     report = _check_one(args.model_file, Path(args.model_file).stem, args, settings,
-                        _output_path(settings.json), _output_path(settings.html))
+                        settings.json, settings.html)
     if settings.markdown:
         from preflight.render.markdown import render_markdown
 
@@ -172,7 +172,7 @@ def _check_one(model_file: str, name: str, args, settings, json_path: str | None
     from preflight.render.terminal import print_summary
     from preflight.tuner.cli_support import looks_like_search_file
 
-    baseline = _read_report(_baseline_path(_output_path(settings.baseline), name))
+    baseline = _read_report(_baseline_path(settings.baseline, name))
     thresholds = GateThresholds.from_settings(settings)
     if looks_like_search_file(model_file):
         report = _check_search_file(model_file, args, settings)
@@ -205,7 +205,6 @@ def _check_models(args, settings) -> int:
     """Every [[tool.preflight.models]] entry in turn; one failing model does not stop the others."""
     from preflight.render.markdown import render_models_markdown
     from preflight.render.terminal import print_models_summary
-    from preflight.report import write_atomically
 
     report_dir = Path(settings.report_dir)
     results = []
@@ -227,7 +226,7 @@ def _check_models(args, settings) -> int:
             result.update(exit_code=_exit_code(report.document), message="", document=report.document)
         results.append(result)
     markdown_path = settings.markdown or str(report_dir / "summary.md")
-    write_atomically(markdown_path, render_models_markdown(results))
+    _write_report(markdown_path, render_models_markdown(results))
     if not args.quiet:
         print_models_summary(results)
         print(f"summary: {markdown_path}", file=sys.stderr)

@@ -174,7 +174,7 @@ def baseline_report(value: Any, origin: str) -> str | None:
         return None
     if not Path(path_text).exists():
         raise UsageError(f"{origin}: no such file or folder: {path_text}",
-                         hint="give a JSON report written by preflight, a folder of them, or 'none'")
+                         hint="give an existing file (a JSON report written by preflight), a folder of them, or 'none'")
     return path_text
 
 

@@ -153,12 +153,15 @@ def _unknown_model(name: str) -> ModelInfo:
 
 def confirmation_record(batch_size: int | None, status: str, measured_peak_bytes: int | None,
                         limit_bytes: int | None, failed_batch_sizes: list[int] | None = None,
-                        process_peaks: list[int] | None = None) -> dict[str, Any]:
+                        process_peaks: list[int] | None = None,
+                        near_limit: dict[int, int] | None = None) -> dict[str, Any]:
     """The document's "confirmation" of a batch size by a real step, whichever way it was run;
-    `process_peaks`: the peak in each fresh process that ran it (the measured peak is their max)."""
+    `process_peaks`: the peak in each fresh process that ran it (the measured peak is their max);
+    `near_limit`: batch sizes that ran but too close to the limit to count, with their peaks."""
     return {"batch_size": batch_size, "status": status, "measured_peak_bytes": measured_peak_bytes,
             "limit_bytes": limit_bytes, "failed_batch_sizes": list(failed_batch_sizes or []),
-            "process_peaks": list(process_peaks or ([measured_peak_bytes] if measured_peak_bytes else []))}
+            "process_peaks": list(process_peaks or ([measured_peak_bytes] if measured_peak_bytes else [])),
+            "near_limit": {str(b): int(p) for b, p in (near_limit or {}).items()}}
 
 
 def _batch_recommendation(peak_model: PeakModel, batch_size: int, budget: int | None,

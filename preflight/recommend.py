@@ -122,6 +122,10 @@ def recommendations(document: dict[str, Any], measured: list[dict[str, Any]]) ->
 
 CONFIRM_ATTEMPTS = 3
 CONFIRM_PROCESSES = 2        # fresh processes that must each run the batch under the budget
+STEP_UP_ROUNDS = 3           # larger batches tried after a confirmed largest batch that leaves room
+STEP_UP_FILL = 0.94          # aim the next candidate at this share of the budget (measured growth)
+NEAR_LIMIT_FILL = 0.96       # a confirmed peak above this share of the budget is too close to count
+STEP_UP_MIN_GAIN = 1.1       # not worth two more processes below this factor
 MAX_BATCH_STEP_DOWN = 0.9    # the largest batch is stepped down finely: it is the number reported
 RECOMMENDED_STEP_DOWN = 0.85
 CONFIRM_MAX_STEP_SECONDS = 20.0
@@ -130,12 +134,14 @@ CONFIRM_MAX_STEP_SECONDS = 20.0
 def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_limit_bytes: int,
                         batch: int | None, step_down: Callable[[int], int],
                         on_progress=None) -> dict[str, Any] | None:
-    """Run `batch` in a fresh child whose allocator is limited to the budget itself, stepping down on OOM.
+    """Run `batch` in fresh children whose allocator is limited to the budget itself, stepping down on OOM.
 
     Under a hard limit BFC fails before its unlimited in-use peak reaches the limit (a CNN's predicted
     max of 88 ran out of memory under 512 MiB; the true max was 68), so a batch size preflight reports is
-    proven the way the real device would test it. None when it cannot be tried here (no budget, a budget
-    larger than this machine can hold, or steps too slow).
+    proven the way the real device would test it. It must run in CONFIRM_PROCESSES fresh processes, and
+    its peak must stay under NEAR_LIMIT_FILL of the budget: an MLP batch that peaked at 99.4 % of 256 MiB
+    in two processes ran out of memory in a third. None when it cannot be tried here (no budget, a
+    budget larger than this machine can hold, or steps too slow).
     """
     from preflight.measurements import ProbeResult
     from preflight.plan import estimated_step_seconds
@@ -147,6 +153,7 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
     if estimated_step_seconds(probes, batch) > CONFIRM_MAX_STEP_SECONDS:
         return None
     failed: list[int] = []
+    near_limit: dict[int, int] = {}
     for _ in range(CONFIRM_ATTEMPTS):
         peaks, status = [], "ok"
         for _process in range(CONFIRM_PROCESSES):  # the same step may fit in one process and not the next
@@ -160,16 +167,73 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
             if status != "ok":
                 break
             peaks.append(probe.peak_bytes)
+        if status == "ok" and max(peaks) <= NEAR_LIMIT_FILL * budget:
+            return confirmation_record(batch, "ok", max(peaks), budget, failed, process_peaks=peaks,
+                                       near_limit=near_limit)
         if status == "ok":
-            return confirmation_record(batch, "ok", max(peaks), budget, failed, process_peaks=peaks)
-        if status != "oom":
+            near_limit[batch] = max(peaks)
+        elif status == "oom":
+            failed.append(batch)
+        else:
             return None
-        failed.append(batch)
         smaller = step_down(batch)
         if smaller < 1 or smaller >= batch:
             break
         batch = smaller
-    return confirmation_record(None, "oom", None, budget, failed)
+    return confirmation_record(None, "oom", None, budget, failed, near_limit=near_limit)
+
+
+def step_up(document: dict[str, Any], baseline_job: ProbeJob, host_limit_bytes: int, confirmed: dict[str, Any],
+            on_progress=None) -> dict[str, Any]:
+    """From a confirmed largest batch whose measured peak leaves room under the budget, try larger ones.
+
+    The prediction extrapolates with the steepest credible per-sample growth (the train step's liveness
+    estimate), which is right for models dominated by activations and far too steep for flat curves (an
+    MLP ruled by Adam's temporaries: 929 predicted against a true 2,560 under 256 MiB). The growth measured
+    between the two largest measured batches says how much further it goes (a secant step towards
+    STEP_UP_FILL of the budget); each candidate is confirmed the same way (fresh processes under the
+    budget, below NEAR_LIMIT_FILL), so the answer stays measured.
+    """
+    budget = document["budget_bytes"]
+    measured = {p["batch_size"]: p["peak_bytes"] for p in document["probes"] if p["status"] == "ok"}
+    measured[confirmed["batch_size"]] = confirmed["measured_peak_bytes"]
+    floor_per_sample = max(1, int((document.get("model") or {}).get("input_bytes_per_sample") or 1))
+    failed, near_limit = list(confirmed["failed_batch_sizes"]), dict(confirmed.get("near_limit") or {})
+    for _ in range(STEP_UP_ROUNDS):
+        best = confirmed["batch_size"]
+        ceiling = min(failed + [int(b) for b in near_limit], default=None)
+        candidate = _secant_candidate({**measured, **{int(b): p for b, p in near_limit.items()}}, best,
+                                      STEP_UP_FILL * budget, floor_per_sample)
+        if ceiling is not None:
+            candidate = min(candidate, ceiling - 1)
+        if candidate < best * STEP_UP_MIN_GAIN:
+            break
+        tried = confirm_under_budget(document, baseline_job, host_limit_bytes, candidate,
+                                     lambda b, low=best: (b + low) // 2 if (b + low) // 2 > low else 0, on_progress)
+        if tried is None:
+            break
+        failed += tried["failed_batch_sizes"]
+        near_limit.update(tried.get("near_limit") or {})
+        if tried["status"] != "ok":
+            continue
+        measured[tried["batch_size"]] = tried["measured_peak_bytes"]
+        confirmed = {**tried, "stepped_up_from": confirmed.get("stepped_up_from", best)}
+    return {**confirmed, "failed_batch_sizes": sorted(set(failed)), "near_limit": near_limit}
+
+
+def _secant_candidate(measured: dict[int, int], best: int, target_bytes: float, floor_per_sample: int) -> int:
+    """The batch whose peak reaches `target_bytes` on the line through the measured points nearest `best`
+    (from below and, when one exists, from above): measured growth per sample, at least the input's bytes."""
+    below = max((b for b in measured if b < best), default=None)
+    above = min((b for b in measured if b > best), default=None)
+    if above is not None:
+        low, high = best, above
+    elif below is not None:
+        low, high = below, best
+    else:
+        return best
+    per_sample = max(floor_per_sample, (measured[high] - measured[low]) / (high - low))
+    return int(best + (target_bytes - measured[best]) / per_sample)
 
 
 def confirm_batch_sizes(document: dict[str, Any], baseline_job: ProbeJob, host_limit_bytes: int,
@@ -180,9 +244,12 @@ def confirm_batch_sizes(document: dict[str, Any], baseline_job: ProbeJob, host_l
     largest = confirm_under_budget(document, baseline_job, host_limit_bytes, document.get("max_batch_size"),
                                    lambda b: int(b * MAX_BATCH_STEP_DOWN), on_progress)
     if largest is not None:
+        if largest["status"] == "ok":
+            largest = step_up(document, baseline_job, host_limit_bytes, largest, on_progress)
         document["max_batch_confirmation"] = largest
-        if largest["failed_batch_sizes"]:
-            document["max_batch_size"] = largest["batch_size"] or max(0, min(largest["failed_batch_sizes"]) - 1)
+        refused = largest["failed_batch_sizes"] + [int(b) for b in largest.get("near_limit") or {}]
+        if refused or largest["status"] == "ok":
+            document["max_batch_size"] = largest["batch_size"] or max(0, min(refused) - 1)
     top, recommended = document.get("max_batch_size"), document.get("recommended_batch_size")
     if recommended and top is not None and recommended > top:
         document["recommended_batch_size"] = recommended = friendly_at_most(top) if top else None

@@ -355,10 +355,18 @@ def _curve(document: dict[str, Any]) -> dict[str, Any] | None:
     if confirmation.get("failed_batch_sizes"):
         confirmation_text += (" (ran out of memory under the budget at "
                               + ", ".join(format_count(b) for b in confirmation["failed_batch_sizes"]) + ")")
+    if confirmation.get("near_limit"):
+        confirmation_text += (" (ran too close to the limit to count at "
+                              + ", ".join(f"{format_count(int(b))}: {format_bytes(p)}"
+                                          for b, p in confirmation["near_limit"].items()) + ")")
     largest = document.get("max_batch_confirmation") or {}
     if largest.get("status") == "ok":
         confirmation_text += (f"; largest batch {format_count(largest['batch_size'])} ran under the same limit at "
-                              f"{format_bytes(largest.get('measured_peak_bytes'))}")
+                              f"{format_bytes(largest.get('measured_peak_bytes'))} in "
+                              f"{len(largest.get('process_peaks') or [1])} fresh process(es)")
+        if largest.get("stepped_up_from"):
+            confirmation_text += (f", stepped up from the predicted {format_count(largest['stepped_up_from'])} "
+                                  "by the measured growth")
     return {
         "confirmation_text": confirmation_text,
         "measured": measured,

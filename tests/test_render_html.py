@@ -213,7 +213,7 @@ def test_notebook_view_shows_the_page_sections_with_long_tables_collapsed(docume
     # The page's stylesheet comes along confined to the view: nothing styles the rest of the notebook.
     style = fragment[fragment.index("<style>") + 7:fragment.index("</style>")]
     rules = [rule.strip() for rule in re.findall(r"([^{}]+)\{", style) if not rule.strip().startswith("@")]
-    assert rules and all(s.strip().startswith(".preflight-notebook") for r in rules for s in r.split(","))
+    assert rules and all(s.strip().startswith(".preflight.preflight-notebook") for r in rules for s in r.split(","))
 
 
 def test_page_renders_from_an_installed_layout(tmp_path, document):

@@ -19,7 +19,9 @@ from preflight.render.view import build_view
 PAGE_TEMPLATE = "report.html.j2"
 NOTEBOOK_TEMPLATE = "notebook.html.j2"
 STYLESHEET_TEMPLATE = "style.css.j2"
-NOTEBOOK_SCOPE = ".preflight-notebook"
+# Two classes: notebooks style tables with rules this specific (JupyterLab's
+# `:not(.jp-RenderedMarkdown).jp-RenderedHTMLCommon td`), and of two equal rules the later one, ours, wins.
+NOTEBOOK_SCOPE = ".preflight.preflight-notebook"
 # Selectors that style the page itself; in a notebook they style the view's own box instead.
 _PAGE_SELECTORS = {":root", "body"}
 _RULE_START = re.compile(r"([^{}]+)\{")

@@ -136,4 +136,6 @@ def test_interrupt_ends_the_child_and_the_next_check_works(executed):
     printed = "".join(o.get("text", "") for o in notebook.cells[INTERRUPTED_CELL].outputs
                       if o["output_type"] == "stream")
     assert "interrupted; children left: 0" in printed
+    (progress,) = displays(notebook.cells[INTERRUPTED_CELL])  # the live display, left saying why it stopped
+    assert progress["text/plain"].startswith("preflight: interrupted")
     assert alive

@@ -271,16 +271,11 @@ def _load_saved(job: dict) -> LoadedJob:
 
 def _saved_shapes_only(directory: str):
     """(shape-only model with its optimizer sized, pool) of a handed-over model."""
-    from preflight.handoff import load_handoff_config
+    from preflight.handoff import load_handoff_config, read_pool
     from preflight.static_floor import build_floor_model
 
-    loaded = {}
-
-    def build():
-        loaded["model"], loaded["data"] = load_handoff_config(directory)
-        return loaded["model"]
-
-    return build_floor_model(build), loaded["data"]
+    pool = read_pool(directory)  # first: it restores the sys.path the custom classes import from
+    return build_floor_model(lambda: load_handoff_config(directory)), pool
 
 
 def _make_pool(data, model, size: int):

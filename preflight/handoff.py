@@ -65,20 +65,19 @@ def load_handoff(directory: str | Path) -> tuple[Any, Any]:
     import keras
 
     directory = Path(directory)
-    pool = _read_pool(directory)
+    pool = read_pool(directory)
     model = keras.saving.load_model(directory / "model.keras", custom_objects=_custom_objects(directory),
                                     compile=True, safe_mode=False)
     return model, pool
 
 
-def load_handoff_config(directory: str | Path) -> tuple[Any, Any]:
-    """(model built from its config alone, sample pool): no weights are read. Inside
+def load_handoff_config(directory: str | Path) -> Any:
+    """The model built from its config alone, compiled, without reading its weights. Inside
     `static_floor.shapes_only()` this is the shape-only model the static floor is computed from, so a model
-    whose weights exceed the budget is sized without loading them."""
+    whose weights exceed the budget is sized without loading them. Call read_pool() first."""
     import keras
 
     directory = Path(directory)
-    pool = _read_pool(directory)
     custom_objects = _custom_objects(directory)
     with zipfile.ZipFile(directory / "model.keras") as archive:
         config = json.loads(archive.read("config.json"))
@@ -88,17 +87,18 @@ def load_handoff_config(directory: str | Path) -> tuple[Any, Any]:
     if compile_config:
         model.compile(**keras.saving.deserialize_keras_object(compile_config, custom_objects=custom_objects,
                                                               safe_mode=False))
-    return model, pool
+    return model
 
 
-def _read_pool(directory: Path):
+def read_pool(directory: str | Path):
+    """The sample pool; also puts the caller's sys.path back, for custom classes pickled by reference."""
     from preflight.data import SamplePool
 
-    with open(directory / "pool.pkl", "rb") as handle:
+    with open(Path(directory) / "pool.pkl", "rb") as handle:
         saved = pickle.load(handle)
     for entry in saved["sys_path"]:
         if entry not in sys.path:
-            sys.path.append(entry)  # custom classes pickled by reference import from the caller's path
+            sys.path.append(entry)
     return SamplePool(saved["element"], saved["kind"], saved["host_bytes"], saved["pipeline"])
 
 

@@ -108,6 +108,7 @@ def test_each_check_shows_one_result_with_the_chart_and_the_findings(executed):
         assert len(shown) == len(displays(notebook.cells[index])) == expected, (index, notebook.cells[index].outputs)
         for data in displays(notebook.cells[index]):
             assert data["text/plain"].startswith("preflight · ")  # the console view, for plain front ends
+            assert data["text/markdown"].startswith("### preflight · ")
         for fragment in shown:
             assert 'id="findings"' in fragment and 'id="footprint"' in fragment
             assert "<svg" in fragment

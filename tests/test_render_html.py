@@ -118,8 +118,9 @@ def test_markup_in_user_text_is_escaped_everywhere(document):
     assert embedded_document(page) == doc
 
 
-def test_no_resource_is_loaded_from_the_network(document):
-    page = render_html(document)
+@pytest.mark.parametrize("render", [render_html, render_notebook_html], ids=["page", "notebook"])
+def test_no_resource_is_loaded_from_the_network(document, render):
+    page = render(document)
     loads = re.findall(r"""(?:src|href|action|xlink:href)\s*=\s*["']?\s*([^"'\s>]+)""", page, flags=re.I)
     assert loads, "expected the SVG charts' local references"
     assert all(link.startswith("#") for link in loads), loads

@@ -110,7 +110,9 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
             if probe_batch_sizes is None:
                 confirm_batch_sizes(document, job, limit, display)
             _add_recommendations(document, job, outcome, whatif, display)
-    return Report(document)
+            report = Report(document)
+            display.show_result(report)
+    return report
 
 
 def _checked_arguments(*, batch_size, budget, target, timeout, steps, probe_batch_sizes, profile):

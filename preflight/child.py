@@ -236,11 +236,46 @@ def load_model_and_data(job: dict) -> LoadedJob:
             return LoadedJob(find_model(namespace, name), find_data(namespace, name), floor)
         return LoadedJob(find_model(namespace, name), find_data(namespace, name))
     if source["kind"] == "saved":
-        from preflight.handoff import load_handoff
-
-        model, data = load_handoff(source["dir"])
-        return LoadedJob(model, data)
+        return _load_saved(job)
     raise ModelError(f"unknown source kind {source['kind']!r}")
+
+
+def _load_saved(job: dict) -> LoadedJob:
+    """A model handed over from the caller's process (a notebook), floor first as for a model.py: it is
+    built from its config in `shapes_only()`, so weights that exceed the budget are never read."""
+    import keras
+
+    from preflight.handoff import load_handoff
+    from preflight.loader import check_compiled
+    from preflight.static_floor import static_floor
+
+    directory = job["source"]["dir"]
+    if job.get("variant") and job.get("variant_from_shapes"):
+        model, data = _saved_shapes_only(directory)
+        return LoadedJob(model, data, shapes_only=True)
+    floor = None
+    if not job.get("variant"):
+        try:
+            floor_model, data = _saved_shapes_only(directory)
+            check_compiled(floor_model)
+            floor = static_floor(floor_model)
+        except Exception:  # noqa: BLE001 - the real load below reports the user's error properly
+            floor_model = None
+        if floor is not None and _over(floor, job):
+            return LoadedJob(floor_model, data, floor, floor_over_budget=True)
+        del floor_model
+        keras.backend.clear_session()
+    model, data = load_handoff(directory)
+    return LoadedJob(model, data, floor)
+
+
+def _saved_shapes_only(directory: str):
+    """(shape-only model with its optimizer sized, pool) of a handed-over model."""
+    from preflight.handoff import load_handoff_config, read_pool
+    from preflight.static_floor import build_floor_model
+
+    pool = read_pool(directory)  # first: it restores the sys.path the custom classes import from
+    return build_floor_model(lambda: load_handoff_config(directory)), pool
 
 
 def _make_pool(data, model, size: int):
@@ -321,8 +356,11 @@ def _load_shapes_only(job: dict) -> LoadedJob:
     from preflight.static_floor import build_optimizer_shapes_only, initialize_optimizer_scalars, shapes_only, static_floor
 
     source = job["source"]
+    if source["kind"] == "saved":
+        model, data = _saved_shapes_only(source["dir"])
+        return LoadedJob(model, data, static_floor(model), floor_over_budget=True)
     if source["kind"] != "file" or source.get("hp_values") is not None:
-        raise ModelError("the static floor needs a model.py")
+        raise ModelError("the static floor needs a model.py or a handed-over model")
     name = os.path.basename(source["path"])
     with shapes_only():
         namespace = run_model_file(source["path"])

@@ -7,8 +7,10 @@ made here with the real model, so a shape mismatch is reported before any child 
 """
 from __future__ import annotations
 
+import json
 import pickle
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +52,8 @@ def write_handoff(model, pool, directory: str | Path) -> None:
         reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         raise IsolationError(
             f"could not hand model {model.name!r} to the isolated dry run: {type(exc).__name__}: {reason[:300]}",
-            hint="give custom layers and models a get_config() (see the Keras serialization guide), or put "
-                 "the model in a model.py and run `python -m preflight model.py`",
+            hint="give custom layers and models a get_config() (see the Keras serialization guide), or move "
+                 "the model into a model.py and pass its path: preflight.check('model.py')",
         ) from None
     with open(directory / "pool.pkl", "wb") as handle:
         pickle.dump({"element": pool.element, "kind": pool.kind, "host_bytes": pool.host_bytes,
@@ -59,18 +61,47 @@ def write_handoff(model, pool, directory: str | Path) -> None:
 
 
 def load_handoff(directory: str | Path) -> tuple[Any, Any]:
+    """(model with its weights, sample pool)."""
     import keras
 
-    from preflight.data import SamplePool
+    directory = Path(directory)
+    pool = read_pool(directory)
+    model = keras.saving.load_model(directory / "model.keras", custom_objects=_custom_objects(directory),
+                                    compile=True, safe_mode=False)
+    return model, pool
+
+
+def load_handoff_config(directory: str | Path) -> Any:
+    """The model built from its config alone, compiled, without reading its weights. Inside
+    `static_floor.shapes_only()` this is the shape-only model the static floor is computed from, so a model
+    whose weights exceed the budget is sized without loading them. Call read_pool() first."""
+    import keras
 
     directory = Path(directory)
-    with open(directory / "pool.pkl", "rb") as handle:
+    custom_objects = _custom_objects(directory)
+    with zipfile.ZipFile(directory / "model.keras") as archive:
+        config = json.loads(archive.read("config.json"))
+    # Compiled here rather than by the deserializer, which would also build the optimizer's slots for real.
+    compile_config = config.pop("compile_config", None)
+    model = keras.saving.deserialize_keras_object(config, custom_objects=custom_objects, safe_mode=False)
+    if compile_config:
+        model.compile(**keras.saving.deserialize_keras_object(compile_config, custom_objects=custom_objects,
+                                                              safe_mode=False))
+    return model
+
+
+def read_pool(directory: str | Path):
+    """The sample pool; also puts the caller's sys.path back, for custom classes pickled by reference."""
+    from preflight.data import SamplePool
+
+    with open(Path(directory) / "pool.pkl", "rb") as handle:
         saved = pickle.load(handle)
     for entry in saved["sys_path"]:
         if entry not in sys.path:
-            sys.path.append(entry)  # custom classes pickled by reference import from the caller's path
+            sys.path.append(entry)
+    return SamplePool(saved["element"], saved["kind"], saved["host_bytes"], saved["pipeline"])
+
+
+def _custom_objects(directory: Path) -> dict[str, Any]:
     with open(directory / "custom_objects.pkl", "rb") as handle:
-        custom_objects = pickle.load(handle)
-    model = keras.saving.load_model(directory / "model.keras", custom_objects=custom_objects, compile=True,
-                                    safe_mode=False)
-    return model, SamplePool(saved["element"], saved["kind"], saved["host_bytes"], saved["pipeline"])
+        return pickle.load(handle)

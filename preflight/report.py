@@ -55,10 +55,12 @@ def write_atomically(path: str | os.PathLike, text: str) -> None:
 
 
 class Report:
-    """A preflight result. `report` in a notebook shows the HTML summary."""
+    """A preflight result. `report` in a notebook shows the notebook view (verdict, charts, findings,
+    what-ifs; probes and layers collapsed); a console shows the terminal summary."""
 
     def __init__(self, document: dict[str, Any]):
         self.document = document
+        self._shown_in_cell: int | None = None  # the notebook cell whose progress display became this report
 
     # The fields people reach for first.
     @property
@@ -103,11 +105,36 @@ class Report:
         return cls(json.loads(Path(path).read_text(encoding="utf-8")))
 
     def _repr_html_(self) -> str:
-        from preflight.render.html import render_summary_html
+        from preflight.render.html import render_notebook_html
 
-        return render_summary_html(self.document)
+        return render_notebook_html(self.document)
+
+    def _repr_markdown_(self) -> str:
+        from preflight.render.markdown import render_markdown
+
+        return render_markdown(self.document)
 
     def __repr__(self) -> str:
         from preflight.render.terminal import render_text
 
         return render_text(self.document)
+
+    def mimebundle(self) -> dict[str, str]:
+        return {"text/html": self._repr_html_(), "text/markdown": self._repr_markdown_(), "text/plain": repr(self)}
+
+    def shown_live(self) -> dict[str, str]:
+        """The bundle check() puts in its progress display when done; the cell then shows no second copy."""
+        from preflight.notebook import current_cell
+
+        self._shown_in_cell = current_cell()
+        return self.mimebundle()
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        from preflight.notebook import current_cell
+
+        if self._shown_in_cell is not None and self._shown_in_cell == current_cell():
+            self._shown_in_cell = None  # `preflight.check(...)` as the cell's last line: already on screen
+            return
+        display(self.mimebundle(), raw=True)

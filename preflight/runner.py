@@ -210,7 +210,8 @@ class _ChildRun:
                 f"was loaded: {_last_line(log_tail)}",
                 hint="run `python your_model.py` to check it loads: an os._exit() at import, or a crash in code it "
                      "imports, ends the process" if self.job.source["kind"] == "file"
-                else "check that keras.saving.load_model() loads the saved model in a fresh process",
+                else "save the model and load it in a fresh kernel to see the error: model.save('m.keras'), "
+                     "then keras.saving.load_model('m.keras')",
             )
         if ran_out:
             self._record_failure(outcome, pending, "oom",

@@ -16,7 +16,7 @@ import pytest
 
 from preflight.render import html as html_render
 from preflight.render.html import (build_charts, embedded_json, environment, render_html,
-                                   render_summary_html, render_view)
+                                   render_notebook_html, render_view)
 from preflight.render.view import build_view
 from preflight.units import format_bytes
 
@@ -106,7 +106,7 @@ def test_page_verdict_states(document, fits, budget, state, headline):
 
 def test_markup_in_user_text_is_escaped_everywhere(document):
     doc = hostile_document(document)
-    outputs = {"page": render_html(doc), "summary": render_summary_html(doc)}
+    outputs = {"page": render_html(doc), "notebook": render_notebook_html(doc)}
     for name, output in outputs.items():
         for text in HOSTILE:
             assert text not in output, name
@@ -118,8 +118,9 @@ def test_markup_in_user_text_is_escaped_everywhere(document):
     assert embedded_document(page) == doc
 
 
-def test_no_resource_is_loaded_from_the_network(document):
-    page = render_html(document)
+@pytest.mark.parametrize("render", [render_html, render_notebook_html], ids=["page", "notebook"])
+def test_no_resource_is_loaded_from_the_network(document, render):
+    page = render(document)
     loads = re.findall(r"""(?:src|href|action|xlink:href)\s*=\s*["']?\s*([^"'\s>]+)""", page, flags=re.I)
     assert loads, "expected the SVG charts' local references"
     assert all(link.startswith("#") for link in loads), loads
@@ -196,16 +197,24 @@ def test_autoescape_is_on_for_every_template():
     assert env.from_string("{{ x }}").render(x="<b>") == "&lt;b&gt;"
 
 
-def test_summary_fragment_shows_verdict_peak_budget_and_top_findings(document):
-    fragment = render_summary_html(document)
+def test_notebook_view_shows_the_page_sections_with_long_tables_collapsed(document):
+    fragment = render_notebook_html(document)
     assert "<html" not in fragment and "<script" not in fragment
-    assert ">Fits</div>" in fragment
+    assert '<div class="headline">Fits</div>' in fragment
     assert format_bytes(document["peak_bytes"]) in fragment
-    assert format_bytes(document["budget_bytes"]) in fragment
-    warning = next(f for f in document["findings"] if f["severity"] == "warning")
-    assert html.escape(warning["message"]) in fragment
+    for finding in document["findings"]:
+        assert html.escape(finding["message"]) in fragment
     for part in document["footprint"]:
         assert f"{format_bytes(document['footprint'][part])}" in fragment
+    assert 'id="curve"' in fragment and 'class="chart-plot"' in fragment  # the peak-vs-batch chart, inline SVG
+    assert 'id="recommendations"' in fragment
+    for section in ("probes", "layers", "facts"):
+        opened = fragment.index(f'<section id="{section}">')
+        assert fragment.rfind('<details class="collapsed">', 0, opened) > fragment.rfind("</details>", 0, opened)
+    # The page's stylesheet comes along confined to the view: nothing styles the rest of the notebook.
+    style = fragment[fragment.index("<style>") + 7:fragment.index("</style>")]
+    rules = [rule.strip() for rule in re.findall(r"([^{}]+)\{", style) if not rule.strip().startswith("@")]
+    assert rules and all(s.strip().startswith(".preflight.preflight-notebook") for r in rules for s in r.split(","))
 
 
 def test_page_renders_from_an_installed_layout(tmp_path, document):

@@ -1,6 +1,6 @@
 """Renderers: pure functions from the report document (a dict, see `preflight.report`) to text.
 
-- `html.render_html`: the self-contained report page; `html.render_summary_html`: the notebook fragment.
+- `html.render_html`: the self-contained report page; `html.render_notebook_html`: the notebook view.
 - `terminal.render_text` / `terminal.print_summary`: the short summary, plain or coloured.
 - `markdown.render_markdown`: the summary for CI comments.
 - `view.build_view`: the view model all of them lay out; `charts`: inline SVG for the page.

@@ -1,4 +1,4 @@
-"""The HTML renderers: one self-contained report page, and a compact fragment for notebooks.
+"""The HTML renderers: one self-contained report page, and the same sections as a notebook view.
 
 Both are pure functions of the report document. Templates live in `reports/templates/` (shipped in
 the wheel as `preflight/templates/`) and are rendered with autoescaping on for every template and
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,14 @@ from preflight.render import charts
 from preflight.render.view import build_view
 
 PAGE_TEMPLATE = "report.html.j2"
-SUMMARY_TEMPLATE = "summary.html.j2"
+NOTEBOOK_TEMPLATE = "notebook.html.j2"
+STYLESHEET_TEMPLATE = "style.css.j2"
+# Two classes: notebooks style tables with rules this specific (JupyterLab's
+# `:not(.jp-RenderedMarkdown).jp-RenderedHTMLCommon td`), and of two equal rules the later one, ours, wins.
+NOTEBOOK_SCOPE = ".preflight.preflight-notebook"
+# Selectors that style the page itself; in a notebook they style the view's own box instead.
+_PAGE_SELECTORS = {":root", "body"}
+_RULE_START = re.compile(r"([^{}]+)\{")
 
 # The installed wheel first (force-included there), then the source checkout.
 TEMPLATE_DIRS = (
@@ -118,7 +126,26 @@ def render_html(document: dict[str, Any]) -> str:
     return render_view(view, build_charts(view), embedded_json(document))
 
 
-def render_summary_html(document: dict[str, Any]) -> str:
-    """A compact fragment for Jupyter's _repr_html_: verdict, peak, budget, footprint bar, top findings."""
+def scoped_stylesheet(scope: str = NOTEBOOK_SCOPE) -> str:
+    """The page's stylesheet with every selector confined to `scope`: a notebook shows many outputs on
+    one page, and a report must not restyle the others' tables and headings."""
+    css = environment().get_template(STYLESHEET_TEMPLATE).render()
+
+    def confine(match: re.Match) -> str:
+        selectors = match.group(1).strip()
+        if selectors.startswith("@"):
+            return match.group(0)  # an @media block: the rules inside it are confined one by one
+        confined = [scope if s.strip() in _PAGE_SELECTORS else f"{scope} {s.strip()}" for s in selectors.split(",")]
+        return "\n" + ", ".join(confined) + " {"
+
+    return _RULE_START.sub(confine, css)
+
+
+def render_notebook_html(document: dict[str, Any]) -> str:
+    """The notebook view (Report._repr_html_): the page's sections, charts inline, the probes, the model
+    facts and the per-layer table collapsed; no script, no JSON, nothing loaded."""
+    from markupsafe import Markup
+
     view = build_view(document)
-    return environment().get_template(SUMMARY_TEMPLATE).render(view=view, top_findings=view["findings"][:3])
+    return environment().get_template(NOTEBOOK_TEMPLATE).render(
+        view=view, charts=build_charts(view), stylesheet=Markup(scoped_stylesheet()))

@@ -173,7 +173,8 @@ def render_text(document: dict[str, Any]) -> str:
     """The summary as plain text, 100 columns, no colour codes."""
     from rich.console import Console
 
-    console = Console(file=io.StringIO(), width=WIDTH, color_system=None, force_terminal=False,
+    # force_jupyter=False: in a notebook kernel rich would display each line as an output, not return text.
+    console = Console(file=io.StringIO(), width=WIDTH, color_system=None, force_terminal=False, force_jupyter=False,
                       no_color=True, highlight=False, emoji=False, markup=False, soft_wrap=False)
     for renderable in _renderables(document):
         console.print(renderable)

@@ -148,7 +148,7 @@ def _check(argv: list[str]) -> int:
         return _check_models(args, settings)
     model_file(args.model_file)
     report = _check_one(args.model_file, Path(args.model_file).stem, args, settings,
-                        _output_path(settings.json), _output_path(settings.html))
+                        settings.json, settings.html)
     if settings.markdown:
         from preflight.render.markdown import render_markdown
 
@@ -172,7 +172,7 @@ def _check_one(model_file: str, name: str, args, settings, json_path: str | None
     from preflight.render.terminal import print_summary
     from preflight.tuner.cli_support import looks_like_search_file
 
-    baseline = _read_report(_baseline_path(_output_path(settings.baseline), name))
+    baseline = _read_report(_baseline_path(settings.baseline, name))
     thresholds = GateThresholds.from_settings(settings)
     if looks_like_search_file(model_file):
         report = _check_search_file(model_file, args, settings)

@@ -116,6 +116,18 @@ def test_check_raises_the_cases_findings_and_no_others(api_reports, case):
     assert _ids(api_reports[case]) & LAUNCH_IDS == CASES[case][3]
 
 
+@pytest.mark.parametrize("model_file, expected", [("launch_tuner_no_strategy.py", {"accelerator-unused"}),
+                                                  ("launch_tuner_strategy.py", set())])
+def test_a_search_files_tuner_without_distribution_strategy(tmp_path, model_file, expected):
+    report = tmp_path / "report.json"
+    subprocess.run([sys.executable, "-m", "preflight", str(MODELS / model_file), "--json", str(report), "--html", "none",
+                    "--quiet", "--configs", "1", "--samples", "5"],
+                   env={**os.environ, **FAKE_TPU}, cwd=tmp_path, capture_output=True, timeout=300)
+    document = json.loads(report.read_text())
+    assert _ids(document) & LAUNCH_IDS == expected
+    assert document["readiness"]["distribution"]["strategy"] == ("OneDeviceStrategy" if not expected else None)
+
+
 def _finding(document: dict, finding_id: str) -> str:
     return next(f["message"] for f in document["findings"] if f["id"] == finding_id)
 

@@ -317,7 +317,8 @@ def gpu_memory_settings(ctx: CheckContext) -> list[Finding]:
             f"{len(others)} other process(es) hold {format_bytes(held)} of GPU memory now (pids "
             f"{', '.join(str(p['pid']) for p in others[:5])}): this run gets the card minus that. Fix: stop them "
             "(restart the other notebook's runtime), or give each process a share with "
-            "tf.config.set_logical_device_configuration(gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=MB)])."))
+            "tf.config.set_logical_device_configuration(gpu, "
+            "[tf.config.LogicalDeviceConfiguration(memory_limit=MB)])."))
     return findings
 
 

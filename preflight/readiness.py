@@ -55,9 +55,11 @@ def strategy_of(model) -> tuple[str | None, int]:
 
     # Keras wraps each tf.Variable; under a strategy scope that variable is a distributed (mirrored) one.
     distributed = [v for v in model.variables if isinstance(getattr(v, "value", v), tf.distribute.DistributedValues)]
-    if not distributed:
+    # OneDeviceStrategy keeps plain variables; Keras remembers the strategy the model was created under.
+    strategy = (getattr(distributed[0].value, "distribute_strategy", None) if distributed
+                else getattr(model, "_distribute_strategy", None))
+    if strategy is None:
         return None, 1
-    strategy = getattr(distributed[0].value, "distribute_strategy", None) or model.distribute_strategy
     return type(strategy).__name__, int(strategy.num_replicas_in_sync)
 
 

@@ -120,8 +120,8 @@ def test_check_raises_the_cases_findings_and_no_others(api_reports, case):
                                                   ("launch_tuner_strategy.py", set())])
 def test_a_search_files_tuner_without_distribution_strategy(tmp_path, model_file, expected):
     report = tmp_path / "report.json"
-    subprocess.run([sys.executable, "-m", "preflight", str(MODELS / model_file), "--json", str(report), "--html", "none",
-                    "--quiet", "--configs", "1", "--samples", "5"],
+    subprocess.run([sys.executable, "-m", "preflight", str(MODELS / model_file), "--json", str(report),
+                    "--html", "none", "--quiet", "--configs", "1", "--samples", "5"],
                    env={**os.environ, **FAKE_TPU}, cwd=tmp_path, capture_output=True, timeout=300)
     document = json.loads(report.read_text())
     assert _ids(document) & LAUNCH_IDS == expected
@@ -138,8 +138,8 @@ def test_findings_name_cause_numbers_and_fix(cli_reports):
     xla = _finding(cli_reports["py-function"][1], "xla-incompatible")
     assert "EagerPyFunc" in xla and "'numpy_scale'" in xla and "jit_compile=False" in xla
     document = cli_reports["long-fit"][1]
-    step = next(p for p in document["probes"] if p["batch_size"] == 16)["step_seconds"]
-    hours = (step * 1000 * 1_000_000 + next(p for p in document["probes"] if p["batch_size"] == 16)["warmup_seconds"]) / 3600
+    planned = next(p for p in document["probes"] if p["batch_size"] == 16)
+    hours = (planned["step_seconds"] * 1000 * 1_000_000 + planned["warmup_seconds"]) / 3600
     assert f"about {hours:.1f} h" in _finding(document, "time-over-limit")
     disk = _finding(document, "checkpoints-over-disk")
     assert "x 1,000,000 kept" in disk and "save_best_only=True" in disk
@@ -222,6 +222,17 @@ def test_version_rules():
     assert ids(tf_keras="2.21.0", environ={"TF_USE_LEGACY_KERAS": "1"}) == set()
     assert ids(tensorflow_cpu="2.21.0") == {"versions-two-tensorflows"}
     assert version_problems(installed_versions(), True, {}) == []  # this environment is a good one
+
+
+def test_the_old_kerastuner_import_name(tmp_path):
+    from preflight.checks import version_problems as version_check
+    from preflight.launch import launch_section
+
+    tune = tmp_path / "tune.py"
+    tune.write_text("import kerastuner as kt\n")
+    launch = launch_section(str(tune), {})
+    [finding] = version_check(CheckContext({"launch": launch}, None))
+    assert finding.id == "versions-kerastuner-name" and "import keras_tuner as kt" in finding.message
 
 
 def test_fit_call_and_checkpoints_read_from_the_source():

@@ -29,6 +29,7 @@ class RunSettings:
     target_name: str | None = None
     host_available_bytes: int | None = None
     replicas: int = 1                   # tf.distribute replicas: the batch is global, per replica is B / replicas
+    launch: dict | None = None          # preflight.launch.launch_section: plan, GPU settings, versions
 
 
 def usable_bytes(settings: RunSettings) -> int | None:
@@ -43,6 +44,9 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
     model = outcome.model or _unknown_model(model_name)
     batch_size = settings.batch_size
     budget = usable_bytes(settings)
+    readiness = outcome.readiness or {}
+    # A model built under a strategy: its replicas share the planned (global) batch.
+    replicas = max(settings.replicas, (readiness.get("distribution") or {}).get("replicas", 1))
     probe_limit = outcome.device.memory_limit_bytes
     planned = next((p for p in outcome.probes if p.batch_size == batch_size and p.status == "ok"), None)
     peak_model = None
@@ -84,6 +88,10 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
         "fits_at_no_batch": _fits_at_no_batch(outcome, budget),
         "fits": None,
         "findings": [],
+        "replicas": replicas,
+        "per_replica_batch_size": -(-batch_size // replicas),
+        "readiness": readiness,
+        "launch": settings.launch,
     }
     verdict_bytes = None
     if peak_model is not None:
@@ -95,7 +103,7 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
         verdict_bytes = prediction.peak_bytes
         if settings.target_name:
             target = get_target(settings.target_name)
-            projection = project_to_target(prediction, target, outcome.device.kind, replicas=settings.replicas)
+            projection = project_to_target(prediction, target, outcome.device.kind, replicas=replicas)
             document["target"] = {**target.to_dict(), "projection": projection.to_dict()}
             verdict_bytes = projection.peak_bytes
         document.update(_batch_recommendation(peak_model, batch_size, budget, outcome))

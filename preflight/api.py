@@ -16,6 +16,7 @@ from typing import Any
 from preflight.analysis import RunSettings, build_document, usable_bytes
 from preflight.devices import get_target
 from preflight.errors import UsageError
+from preflight.launch import launch_section
 from preflight.loader import check_source
 from preflight.plan import first_round
 from preflight.processes import repeat_planned_batch
@@ -23,7 +24,7 @@ from preflight.recommend import confirm_batch_sizes
 from preflight.progress import ProgressDisplay
 from preflight.report import Report
 from preflight.runner import ProbeJob, run_probes
-from preflight.units import parse_size
+from preflight.units import parse_duration, parse_size
 from preflight.validate import batch_sizes, model_file, setting
 
 DEFAULT_BATCH_SIZE = 32
@@ -62,7 +63,9 @@ def host_available_bytes() -> int:
 def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget: str | int | None = None,
           target: str | None = None, timeout: float = 600.0, steps: int = 3, single_thread: bool = False,
           probe_batch_sizes: list[int] | None = None, whatif: bool | None = None, profile: str | None = None,
-          progress: bool = True) -> Report:
+          progress: bool = True, epochs: int | None = None, steps_per_epoch: int | None = None,
+          time_limit: str | float | None = None, checkpoint_dir: str | None = None, checkpoints: int | None = None,
+          rebuilds: int | None = None) -> Report:
     """Dry-run real training steps of `model` and return a Report (verdict, peak, footprint, findings).
 
     model: a path to a model.py (see the README's conventions) or a compiled keras.Model.
@@ -72,10 +75,17 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
     whatif: measure variants (mixed precision, remat, shrinking, optimizers); None: only when it does not
     fit and a variant could plausibly make it fit. profile: a directory for a TensorBoard profile of the
     planned batch; its memory profile gives the report's "what holds memory at the peak".
+    The launch checks (README "Launch checks"): epochs, steps_per_epoch, time_limit ('12h', 'colab'),
+    checkpoint_dir and checkpoints (kept) size the run's time and disk, over what the file's fit(...) says;
+    rebuilds=N measures host RAM over N build_model() calls (a model.py only).
     """
     batch_size, timeout, steps, probe_batch_sizes = _checked_arguments(
         batch_size=batch_size, budget=budget, target=target, timeout=timeout, steps=steps,
         probe_batch_sizes=probe_batch_sizes, profile=profile)
+    launch_flags = _checked_launch_arguments(epochs=epochs, steps_per_epoch=steps_per_epoch, time_limit=time_limit,
+                                             checkpoint_dir=checkpoint_dir, checkpoints=checkpoints,
+                                             rebuilds=rebuilds)
+    rebuilds = launch_flags.pop("rebuilds")
     host_free = host_available_bytes()
     settings = RunSettings(batch_size=0, budget_bytes=parse_size(budget) if budget is not None else None,
                            target_name=target, host_available_bytes=host_free)
@@ -90,22 +100,26 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
                                  hint="define get_dataset() in the file, or pass the model object")
             source = {"kind": "file", "path": str(Path(model).resolve())}
             batch_size = batch_size or literal_batch_size(model) or DEFAULT_BATCH_SIZE
+            launch = launch_section(str(model), os.environ, **launch_flags)
         else:
             batch_size = batch_size or DEFAULT_BATCH_SIZE
             # The pool covers the planned batch twice over: later rounds may probe up to 2B.
             source = _hand_off(model, data, 2 * max(probe_batch_sizes or [batch_size]), handoff_dir)
+            launch = launch_section(None, os.environ, **launch_flags)
         target_kind = get_target(target).kind if target else None
         job = ProbeJob(source=source, batch_sizes=probe_batch_sizes or first_round(batch_size),
                        measured_steps=steps, memory_limit_bytes=limit, timeout_seconds=timeout,
                        single_thread=single_thread, adaptive=probe_batch_sizes is None,
                        planned_batch_size=batch_size, usable_bytes=usable,
                        list_variants=whatif is not False, target_kind=target_kind,
-                       profile_dir=str(Path(profile).resolve()) if profile else None)
+                       profile_dir=str(Path(profile).resolve()) if profile else None,
+                       readiness=True, rebuilds=rebuilds or 0)
         with ProgressDisplay(enabled=progress) as display:
             outcome = run_probes(job, on_progress=display)
             if probe_batch_sizes is None:
                 repeat_planned_batch(job, outcome, display)  # the verdict's peak: max over fresh processes
-            document = build_document(outcome, replace(settings, batch_size=batch_size), model_name=_model_name(model))
+            document = build_document(outcome, replace(settings, batch_size=batch_size, launch=launch),
+                                      model_name=_model_name(model))
             _add_peak_composition(document, outcome)
             if probe_batch_sizes is None:
                 confirm_batch_sizes(document, job, limit, display)
@@ -123,6 +137,15 @@ def _checked_arguments(*, batch_size, budget, target, timeout, steps, probe_batc
     return (None if batch_size is None else setting("batch_size", batch_size, "batch_size"),
             setting("timeout", timeout, "timeout"), setting("steps", steps, "steps"),
             None if probe_batch_sizes is None else batch_sizes(probe_batch_sizes, "probe_batch_sizes"))
+
+
+def _checked_launch_arguments(**arguments: Any) -> dict[str, Any]:
+    """The launch checks' settings, validated like the flags; time_limit becomes seconds."""
+    checked = {name: None if value is None else setting(name, value, name) for name, value in arguments.items()}
+    if checked["time_limit"] is not None:
+        checked["time_limit"] = parse_duration(checked["time_limit"])
+    checked["time_limit_seconds"] = checked.pop("time_limit")
+    return checked
 
 
 def _add_peak_composition(document: dict, outcome) -> None:
@@ -171,9 +194,13 @@ def _hand_off(model: Any, data: Any, pool_size: int, directory: str) -> dict:
 
     if not isinstance(model, keras.Model):
         raise UsageError(f"check() takes a keras.Model or a path to a model.py, not {type(model).__name__}")
+    from preflight.readiness import strategy_of
+
     check_compiled(model)
     write_handoff(model, make_pool(data, model, pool_size), directory)
-    return {"kind": "saved", "dir": directory}
+    # The .keras file does not keep the strategy the variables were created under: say it here.
+    strategy, replicas = strategy_of(model)
+    return {"kind": "saved", "dir": directory, "strategy": {"strategy": strategy, "replicas": replicas}}
 
 
 def check_search(hypermodel_or_tuner: Any, data: Any = None, *, batch_size: int = 32, budget: str | int | None = None,

@@ -1,12 +1,16 @@
 """Diagnostic checks: each is a small function (context) -> Finding | None, kept in one registry.
 
 A new check is one function with the @check decorator and one test. Checks read the assembled
-analysis context only; they never run TensorFlow.
+analysis context only; they never run TensorFlow. A check returns one Finding, a list of them, or None.
+The launch checks near the end read what the child recorded (preflight.readiness: strategy, XLA,
+rebuilds) and what the parent read without TensorFlow (preflight.launch: plan, GPU settings, versions).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
+
+import math
 
 from preflight.units import format_bytes
 
@@ -27,16 +31,21 @@ class CheckContext:
     host_available_bytes: int | None
 
 
-CHECKS: list[Callable[[CheckContext], Finding | None]] = []
+CheckResult = Finding | list[Finding] | None
+CHECKS: list[Callable[[CheckContext], CheckResult]] = []
 
 
-def check(fn: Callable[[CheckContext], Finding | None]) -> Callable[[CheckContext], Finding | None]:
+def check(fn: Callable[[CheckContext], CheckResult]) -> Callable[[CheckContext], CheckResult]:
     CHECKS.append(fn)
     return fn
 
 
 def run_checks(context: CheckContext) -> list[dict[str, str]]:
-    return [finding.to_dict() for fn in CHECKS if (finding := fn(context)) is not None]
+    findings: list[dict[str, str]] = []
+    for fn in CHECKS:
+        result = fn(context)
+        findings.extend(f.to_dict() for f in (result if isinstance(result, list) else [result] if result else []))
+    return findings
 
 
 @check
@@ -195,3 +204,219 @@ def weights_unchanged(ctx: CheckContext) -> Finding | None:
                    f"No trainable weight changed over the warm-up and {len(probe.get('losses') or [])} measured "
                    f"steps at batch {probe['batch_size']}: every gradient was zero, or the learning rate is 0. "
                    "Check that the loss depends on the trainable layers (no stop_gradient in the path).")
+
+
+# --- How the run will be launched (preflight.readiness in the child, preflight.launch in the parent) ---
+
+TPU_FIX = ("resolver = tf.distribute.cluster_resolver.TPUClusterResolver(); "
+           "tf.config.experimental_connect_to_cluster(resolver); tf.tpu.experimental.initialize_tpu_system(resolver); "
+           "strategy = tf.distribute.TPUStrategy(resolver); with strategy.scope(): model = build_model()")
+GPUS_FIX = "strategy = tf.distribute.MirroredStrategy(); with strategy.scope(): model = build_model()"
+TPU_CORES = 8  # a v2-8 / v3-8, what Colab and Kaggle lend
+
+
+def _readiness(ctx: CheckContext, part: str) -> dict:
+    return (ctx.document.get("readiness") or {}).get(part) or {}
+
+
+def _launch(ctx: CheckContext, part: str):
+    return (ctx.document.get("launch") or {}).get(part)
+
+
+@check
+def accelerator_unused(ctx: CheckContext) -> Finding | None:
+    """A TPU or several GPUs are there, and the model's variables were created outside any strategy."""
+    dist = _readiness(ctx, "distribution")
+    if not dist or dist.get("strategy"):
+        return None
+    batch = ctx.document["batch_size"]
+    if dist.get("tpu_address") or dist.get("tpu_devices"):
+        where = dist.get("tpu_address") or f"{dist['tpu_devices']} TPU devices"
+        return Finding("accelerator-unused", "error",
+                       f"A TPU is attached ({where}) but the model's variables were created outside a "
+                       "tf.distribute strategy scope: training runs on the host CPU and the TPU idles. Under "
+                       f"TPUStrategy the batch is global: batch {batch} over {TPU_CORES} cores is "
+                       f"{math.ceil(batch / TPU_CORES)} per core, so raise it (e.g. {batch * TPU_CORES}). "
+                       f"Fix: {TPU_FIX}; keras-tuner: pass distribution_strategy=strategy to the tuner.")
+    if dist.get("gpus", 0) > 1:
+        gpus = dist["gpus"]
+        return Finding("accelerator-unused", "warning",
+                       f"{gpus} GPUs are visible but the model's variables were created outside a tf.distribute "
+                       f"strategy scope: Keras trains on GPU:0 alone and {gpus - 1} idle. Under MirroredStrategy "
+                       f"batch {batch} is global: {math.ceil(batch / gpus)} per GPU. Fix: {GPUS_FIX}; keras-tuner: "
+                       "pass distribution_strategy=tf.distribute.MirroredStrategy() to the tuner.")
+    return None
+
+
+@check
+def distributed_batch(ctx: CheckContext) -> Finding | None:
+    """Under a strategy the planned batch is global: say what each replica steps."""
+    dist = _readiness(ctx, "distribution")
+    if not dist.get("strategy"):
+        return None
+    replicas, batch = dist.get("replicas", 1), ctx.document["batch_size"]
+    return Finding("distributed-batch", "info",
+                   f"The model was built under {dist['strategy']} with {replicas} replica(s): batch {batch} is "
+                   f"global, each replica steps {math.ceil(batch / max(replicas, 1))} samples "
+                   "(per-replica batch = global / replicas).")
+
+
+@check
+def xla_incompatible(ctx: CheckContext) -> Finding | None:
+    """The train step does not compile under XLA: it fails on a TPU and under Keras's default on a GPU."""
+    xla = _readiness(ctx, "xla")
+    if xla.get("status") == "fails":
+        target = (ctx.document.get("target") or {}).get("kind")
+        op = f"op {xla['op']}" if xla.get("op") else "an op"
+        layer = f" in layer '{xla['layer']}'" if xla.get("layer") else ""
+        return Finding("xla-incompatible", "error" if target == "TPU" else "warning",
+                       f"XLA cannot compile the training step: {op}{layer} ({xla.get('message')}). On a TPU the "
+                       "run fails; on a GPU Keras compiles the step with XLA by default (jit_compile='auto') and "
+                       "fit() fails the same way. Fix: rewrite the layer with TensorFlow ops (no tf.py_function, "
+                       "NumPy on tensors or string ops in call()), or on a GPU compile with "
+                       "model.compile(..., jit_compile=False).")
+    if xla.get("status") in ("timeout", "unknown"):
+        return Finding("xla-unchecked", "info",
+                       f"Whether XLA compiles the step is unknown: {xla.get('message')}.")
+    return None
+
+
+@check
+def version_problems(ctx: CheckContext) -> list[Finding]:
+    """Known-bad TF / Keras / keras-tuner / tensorboard combinations (preflight.versions)."""
+    findings = [Finding(p["id"], p["severity"], p["message"]) for p in _launch(ctx, "version_problems") or []]
+    if _launch(ctx, "old_tuner_import"):
+        findings.append(Finding("versions-kerastuner-name", "warning",
+                                "The file imports `kerastuner`, keras-tuner's old name: a deprecated alias that "
+                                "newer releases drop. Fix: import keras_tuner as kt"))
+    return findings
+
+
+@check
+def gpu_memory_settings(ctx: CheckContext) -> list[Finding]:
+    """On a GPU (measured or targeted): TF reserves nearly the whole card unless memory growth is on."""
+    settings = _launch(ctx, "gpu_memory") or {}
+    on_gpu = ctx.document["device"]["kind"] == "GPU" or (ctx.document.get("target") or {}).get("kind") == "GPU"
+    if not settings or not on_gpu:
+        return []
+    findings = []
+    if not settings.get("grows"):
+        findings.append(Finding(
+            "gpu-preallocates", "warning",
+            "TensorFlow will reserve nearly all GPU memory when it starts (TF_FORCE_GPU_ALLOW_GROWTH is not "
+            "true, the file never calls set_memory_growth(gpu, True), TF_GPU_ALLOCATOR is not cuda_malloc_async): "
+            "a second process on this GPU (another notebook, TensorBoard, a second run) fails out of memory, and "
+            "nvidia-smi shows the card full whatever the model needs. Fix: before any TensorFlow op, "
+            "for gpu in tf.config.list_physical_devices('GPU'): tf.config.experimental.set_memory_growth(gpu, True) "
+            "- or export TF_FORCE_GPU_ALLOW_GROWTH=true (TF_GPU_ALLOCATOR=cuda_malloc_async also fragments less)."))
+    others = settings.get("other_processes") or []
+    if others:
+        held = sum(p["used_bytes"] for p in others)
+        findings.append(Finding(
+            "gpu-shared", "warning",
+            f"{len(others)} other process(es) hold {format_bytes(held)} of GPU memory now (pids "
+            f"{', '.join(str(p['pid']) for p in others[:5])}): this run gets the card minus that. Fix: stop them "
+            "(restart the other notebook's runtime), or give each process a share with "
+            "tf.config.set_logical_device_configuration(gpu, "
+            "[tf.config.LogicalDeviceConfiguration(memory_limit=MB)])."))
+    return findings
+
+
+def _steps_per_epoch(ctx: CheckContext) -> tuple[int | None, str]:
+    plan = _launch(ctx, "plan") or {}
+    if plan.get("steps_per_epoch"):
+        return plan["steps_per_epoch"], plan.get("steps_source") or "flag"
+    data = ctx.document.get("data") or {}
+    per_sample = ctx.document["model"].get("input_bytes_per_sample") or 0
+    if data.get("kind") == "numpy" and data.get("host_bytes") and per_sample:
+        samples = data["host_bytes"] // per_sample
+        return math.ceil(samples / ctx.document["batch_size"]), f"{samples:,} samples in the data"
+    return None, ""
+
+
+@check
+def time_over_limit(ctx: CheckContext) -> Finding | None:
+    """Measured step time x steps per epoch x epochs against the time limit (--time-limit, 'colab' = 12 h)."""
+    plan = _launch(ctx, "plan") or {}
+    limit = plan.get("time_limit_seconds")
+    if not limit:
+        return None
+    planned = next((p for p in ctx.document["probes"]
+                    if p["batch_size"] == ctx.document["batch_size"] and p["status"] == "ok"), None)
+    steps, steps_source = _steps_per_epoch(ctx)
+    missing = [what for what, value in (("epochs (--epochs, or epochs= in fit())", plan.get("epochs")),
+                                        ("steps per epoch (--steps-per-epoch)", steps),
+                                        ("a measured step at the planned batch", planned)) if not value]
+    if missing:
+        return Finding("time-unknown", "info", f"No run-time estimate against the {limit / 3600:.1f} h limit: "
+                                               f"missing {', '.join(missing)}.")
+    total = planned["step_seconds"] * steps * plan["epochs"] + (planned.get("warmup_seconds") or 0)
+    if total <= limit:
+        return None
+    measured_on = ctx.document["device"]["kind"]
+    return Finding("time-over-limit", "error",
+                   f"The run needs about {total / 3600:.1f} h ({planned['step_seconds']:.3f} s per step measured "
+                   f"on the {measured_on} x {steps:,} steps per epoch ({steps_source}) x {plan['epochs']:,} epochs), "
+                   f"over the {limit / 3600:.1f} h limit: the session ends before training does. Fix: fewer epochs "
+                   f"(about {max(1, int(plan['epochs'] * limit / total))} fit), save progress with "
+                   "keras.callbacks.BackupAndRestore('backup/') to resume in the next session, or a faster device.")
+
+
+@check
+def checkpoints_over_disk(ctx: CheckContext) -> Finding | None:
+    """Checkpoint bytes (weights + optimizer state) x checkpoints kept against the free disk."""
+    checkpoint = (_launch(ctx, "plan") or {}).get("checkpoint")
+    if not checkpoint or checkpoint.get("free_disk_bytes") is None:
+        return None
+    model = ctx.document["model"]
+    one = model["param_bytes"] + (0 if checkpoint.get("weights_only") else model["optimizer_bytes"])
+    total, free = one * checkpoint["kept"], checkpoint["free_disk_bytes"]
+    if total <= 0.8 * free:
+        return None
+    what = "weights" if checkpoint.get("weights_only") else "weights + optimizer state"
+    return Finding("checkpoints-over-disk", "error" if total > free else "warning",
+                   f"Checkpoints need {format_bytes(total)} ({format_bytes(one)} of {what} x {checkpoint['kept']:,} "
+                   f"kept) in {checkpoint['dir']}, which has {format_bytes(free)} free: the run "
+                   f"{'fails' if total > free else 'nearly fills the disk'} when they are written. Fix: keep one "
+                   "checkpoint (ModelCheckpoint('ckpt/best.keras', save_best_only=True)), save_weights_only=True, "
+                   "or a checkpoint folder on a larger disk (--checkpoint-dir).")
+
+
+REBUILD_GROWTH_WARN_BYTES = 2**20   # per build, sustained
+REBUILD_MIN_GROWING = 3             # consecutive growing builds before warning
+
+
+def _rebuild_growth(rss: list[int]) -> dict | None:
+    from preflight.tuner.guard import sustained_growth
+
+    growth = sustained_growth([after - before for before, after in zip(rss, rss[1:])])
+    if growth and growth["steps"] >= REBUILD_MIN_GROWING and growth["mean_growth_bytes"] > REBUILD_GROWTH_WARN_BYTES:
+        return growth
+    return None
+
+
+@check
+def rebuild_ram_growth(ctx: CheckContext) -> Finding | None:
+    """Host RAM growing over repeated build_model() calls (--rebuilds N), and whether clearing stops it."""
+    rebuilds = _readiness(ctx, "rebuilds")
+    if rebuilds.get("skipped"):
+        return Finding("rebuilds-skipped", "info", f"RAM over rebuilds was not measured: {rebuilds['skipped']}.")
+    if not rebuilds:
+        return None
+    as_written, cleared = _rebuild_growth(rebuilds["rss_as_written"]), _rebuild_growth(rebuilds["rss_cleared"])
+    count = rebuilds["count"]
+    if cleared:
+        return Finding("rebuild-ram-leak", "warning",
+                       f"Host RAM grew by {format_bytes(cleared['mean_growth_bytes'])} per build_model() call over "
+                       f"the last {cleared['steps']} of {count} builds, even with keras.backend.clear_session() and "
+                       "gc.collect() before each: something keeps every model alive (a module-level list or cache, "
+                       "a callback or closure holding the model). At this rate 100 builds take "
+                       f"{format_bytes(cleared['mean_growth_bytes'] * 100)} more. Fix: drop those references.")
+    if as_written:
+        return Finding("rebuild-ram-growth", "warning",
+                       f"Host RAM grew by {format_bytes(as_written['mean_growth_bytes'])} per build_model() call over "
+                       f"{as_written['steps']} of {count} builds made like a training loop (the previous model "
+                       "dropped); with keras.backend.clear_session() and gc.collect() before each build it did not "
+                       f"grow. At this rate 100 builds take {format_bytes(as_written['mean_growth_bytes'] * 100)} "
+                       "more. Fix: import gc; keras.backend.clear_session(); gc.collect() before each build_model().")
+    return None

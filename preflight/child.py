@@ -97,7 +97,8 @@ def run_job(job: dict, events: EventWriter) -> None:
         pool = _make_pool(data, model, max(job["batch_sizes"]))
         # Slots exist before the first step, so optimizer bytes are known even if that step runs out of memory.
         if not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
+            with model.distribute_strategy.scope():  # a model built under a strategy needs its slots there too
+                model.optimizer.build(model.trainable_variables)
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
@@ -138,6 +139,8 @@ def run_job(job: dict, events: EventWriter) -> None:
             break
         events.emit("plan", batch_sizes=round_sizes)
     after_probes(job, model, pool, probes, device, events)
+    if job.get("readiness"):
+        report_readiness(tf, job, model, pool, events)
 
 
 def after_probes(job: dict, model, pool, probes: list[ProbeResult], device: DeviceInfo, events: EventWriter) -> None:
@@ -158,6 +161,13 @@ def after_probes(job: dict, model, pool, probes: list[ProbeResult], device: Devi
             events.emit("peak_composition", composition=None, message=f"{type(exc).__name__}: {error_line(exc)}")
             return
         events.emit("peak_composition", composition=composition, message="")
+
+
+def report_readiness(tf, job: dict, model, pool, events: EventWriter) -> None:
+    """How the real run will be launched (strategy, XLA, rebuilds): preflight.readiness."""
+    from preflight.readiness import readiness_record
+
+    events.emit("readiness", readiness=readiness_record(tf, model, pool, job))
 
 
 def graph_slope(model, pool, planned_batch_size: int, events: EventWriter) -> float:

@@ -57,8 +57,16 @@ def _check_parser() -> argparse.ArgumentParser:
                              "default: only when it does not fit and one could make it fit")
     parser.add_argument("--profile", help="write a TensorBoard profile of the planned batch here "
                                           "(tensorboard --logdir DIR); the report names what holds memory at the peak")
-    parser.add_argument("--time-limit", help="keras-tuner files: the search's time limit, e.g. 12h")
-    parser.add_argument("--epochs", type=int, help="keras-tuner files: epochs per trial (default: the file's search call)")
+    parser.add_argument("--time-limit", help="the run's (or the search's) time limit, e.g. 12h, or colab (12 h)")
+    parser.add_argument("--epochs", type=int, help="epochs of the run, or per trial of a search "
+                                                   "(default: the file's fit(...) or search(...) call)")
+    parser.add_argument("--steps-per-epoch", type=int, help="steps per epoch for the run-time estimate "
+                                                            "(default: the file's fit(...), else the data's size)")
+    parser.add_argument("--checkpoint-dir", help="where checkpoints go, for the disk check "
+                                                 "(default: the file's ModelCheckpoint path)")
+    parser.add_argument("--checkpoints", type=int, help="checkpoints kept (default: from the file's ModelCheckpoint)")
+    parser.add_argument("--rebuilds", type=int, help="measure host RAM over N build_model() calls, "
+                                                     "as written and with clear_session() (costs 2N builds)")
     parser.add_argument("--configs", type=int, default=5,
                         help="keras-tuner files: configurations dry-run for real, each in a fresh process (default 5)")
     parser.add_argument("--samples", type=int, default=200,
@@ -138,7 +146,7 @@ def _check(argv: list[str]) -> int:
         finally:  # an unknown key next to a bad value: both are worth knowing
             for warning in caught:
                 print(f"preflight: warning: {warning.message}", file=sys.stderr)
-    for name in ("time_limit", "epochs"):
+    for name in ("time_limit", "epochs", "steps_per_epoch", "checkpoint_dir", "checkpoints", "rebuilds"):
         if getattr(args, name) is not None:
             setting(name, getattr(args, name), "--" + name.replace("_", "-"))
     if args.model_file is None:
@@ -180,7 +188,9 @@ def _check_one(model_file: str, name: str, args, settings, json_path: str | None
         report = check(model_file, batch_size=settings.batch_size, budget=settings.budget,
                        target=settings.target, timeout=settings.timeout, steps=settings.steps,
                        single_thread=settings.single_thread, whatif=args.whatif,
-                       profile=settings.profile, progress=not args.quiet)
+                       profile=settings.profile, progress=not args.quiet, epochs=args.epochs,
+                       steps_per_epoch=args.steps_per_epoch, time_limit=args.time_limit,
+                       checkpoint_dir=args.checkpoint_dir, checkpoints=args.checkpoints, rebuilds=args.rebuilds)
     if baseline is not None:
         report.document["baseline_diff"] = compare_reports(baseline, report.document)
     gate = evaluate_gate(report.document, thresholds)
@@ -259,7 +269,23 @@ def _check_search_file(model_file: str, args, settings):
     section = check_search_file(model_file, budget=settings.budget, target=settings.target,
                                 batch_size=settings.batch_size, time_limit=args.time_limit, epochs=args.epochs,
                                 n_measure=args.configs, n_samples=args.samples)
-    return Report(search_document(section, Path(model_file).stem))
+    document = search_document(section, Path(model_file).stem)
+    add_launch_findings(document, model_file, section.get("distribution"))
+    return Report(document)
+
+
+def add_launch_findings(document: dict, model_file: str, distribution: dict | None) -> None:
+    """A search file's launch checks: versions (keras-tuner needs tensorboard) and a tuner without
+    distribution_strategy= beside a TPU or several GPUs."""
+    from preflight.checks import CheckContext, accelerator_unused, version_problems
+    from preflight.launch import launch_section
+
+    document["launch"] = launch_section(model_file, os.environ)
+    document["readiness"] = {"distribution": distribution or {}}
+    context = CheckContext(document, None)
+    document["findings"] += [f.to_dict() for f in version_problems(context)]
+    if (unused := accelerator_unused(context)) is not None:
+        document["findings"].append(unused.to_dict())
 
 
 def _write_report(path: str, text: str) -> None:

@@ -12,8 +12,9 @@ from typing import Any
 from preflight.errors import ConfigError
 from preflight.units import format_bytes
 
-# Findings that fail the gate on their own: a run that cannot train is not a run that fits.
-GATE_FINDINGS = ("loss-not-finite",)
+# Findings that fail the gate on their own: a run that cannot train, or that overruns the time limit or
+# the disk the user named, is not a run that fits.
+GATE_FINDINGS = ("loss-not-finite", "time-over-limit", "checkpoints-over-disk")
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ def measure_variants(baseline_job: ProbeJob, specs: list[dict], on_progress=None
                              "details": {"floor": floor}})
             continue
         job = replace(baseline_job, batch_sizes=sizes, adaptive=False, measured_steps=VARIANT_STEPS,
-                      variant=spec, list_variants=False, profile_dir=None, prior_probes=[],
+                      variant=spec, list_variants=False, profile_dir=None, prior_probes=[], readiness=False,
                       variant_from_shapes=from_shapes)
         try:
             outcome = run_probes(job, on_progress)
@@ -158,7 +158,8 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
         peaks, status = [], "ok"
         for _process in range(CONFIRM_PROCESSES):  # the same step may fit in one process and not the next
             job = replace(baseline_job, batch_sizes=[batch], adaptive=False, measured_steps=VARIANT_STEPS,
-                          memory_limit_bytes=budget, list_variants=False, profile_dir=None, prior_probes=[])
+                          memory_limit_bytes=budget, list_variants=False, profile_dir=None, prior_probes=[],
+                          readiness=False)
             try:
                 probe = next(p for p in run_probes(job, on_progress).probes if p.batch_size == batch)
             except (PreflightError, StopIteration):

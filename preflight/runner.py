@@ -51,6 +51,8 @@ class ProbeJob:
     target_kind: str | None = None     # what the what-ifs aim at (mixed_float16 on GPU, bfloat16 elsewhere)
     profile_dir: str | None = None     # profile the planned batch after the probes (peak composition)
     variant_from_shapes: bool = False  # the base model does not fit: build the variant from shapes alone
+    readiness: bool = False            # record strategy and XLA after the probes (preflight.readiness)
+    rebuilds: int = 0                  # with readiness: RSS over this many build_model() calls
 
 
 @dataclass
@@ -66,6 +68,7 @@ class ProbeOutcome:
     floor: dict | None = None               # static floor (preflight.static_floor) when the child computed it
     variant_floors: dict | None = None      # spec label -> static floor of that what-if, when the floor is over
     load_oom: str | None = None             # out of memory while building the model: what was being allocated
+    readiness: dict | None = None           # preflight.readiness.readiness_record, when the job asked for it
 
 
 def child_environment(job: ProbeJob) -> dict[str, str]:
@@ -180,6 +183,8 @@ class _ChildRun:
                 outcome.load_oom = event["message"]
             elif kind == "peak_composition":
                 outcome.peak_composition = {"composition": event["composition"], "message": event["message"]}
+            elif kind == "readiness":
+                outcome.readiness = event["readiness"]
             elif kind == "plan":
                 pending[:] = event["batch_sizes"]  # the child finished its previous round
             elif kind == "probe":

@@ -49,10 +49,16 @@ def format_bytes(num_bytes: int | float | None) -> str:
     raise AssertionError("unreachable")
 
 
+# Named session limits: a Colab runtime is recycled after at most 12 hours.
+DURATION_PRESETS = {"colab": 12 * 3600.0}
+
+
 def parse_duration(text: str | int | float) -> float:
-    """'12h' -> 43200.0, '90m' -> 5400.0, '45s' or 45 -> 45.0."""
+    """'12h' -> 43200.0, '90m' -> 5400.0, '45s' or 45 -> 45.0, 'colab' -> 43200.0 (DURATION_PRESETS)."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         return float(text)
+    if str(text).strip().lower() in DURATION_PRESETS:
+        return DURATION_PRESETS[str(text).strip().lower()]
     match = re.match(r"^\s*([0-9]*\.?[0-9]+)\s*(s|m|min|h|d)?\s*$", str(text))
     if not match:
         raise UsageError(f"cannot read {text!r} as a duration", hint="write it like 45s, 90m or 12h")

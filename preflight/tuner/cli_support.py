@@ -110,4 +110,19 @@ def check_search_file(path: str | os.PathLike, *, budget: str | int | None = Non
                            measure=measure, **options)
     section["source"] = {"file": str(path), "found": found[0], "search_call_recorded": bool(calls),
                          "target": target}
+    section["distribution"] = tuner_distribution(hypermodel if found[0] == "tuner" else None)
     return section
+
+
+def tuner_distribution(tuner: Any) -> dict[str, Any]:
+    """The tuner's `distribution_strategy` (keras-tuner builds every trial's model under it) and the
+    accelerators present, in the shape of preflight.readiness's distribution record."""
+    import tensorflow as tf
+
+    from preflight.readiness import tpu_address
+
+    strategy = getattr(tuner, "distribution_strategy", None)
+    return {"strategy": type(strategy).__name__ if strategy is not None else None,
+            "replicas": int(strategy.num_replicas_in_sync) if strategy is not None else 1,
+            "tpu_address": tpu_address(), "tpu_devices": len(tf.config.list_logical_devices("TPU")),
+            "gpus": len(tf.config.list_physical_devices("GPU"))}

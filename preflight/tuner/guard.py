@@ -164,15 +164,11 @@ class SearchGuard:
 
     def rss_growth(self) -> dict[str, Any] | None:
         """The trailing run of trials over which RSS grew every time, with its mean growth per trial."""
-        growths = [r["growth_bytes"] for r in self.rss_per_trial[1:]]  # the first trial pays TF's warm-up
-        run: list[int] = []
-        for growth in reversed(growths):
-            if growth is None or growth <= 0:
-                break
-            run.append(growth)
-        if not run:
+        growth = sustained_growth([r["growth_bytes"] for r in self.rss_per_trial[1:]])  # trial 1 pays TF's warm-up
+        if growth is None:
             return None
-        return {"trials": len(run), "mean_growth_bytes": int(sum(run) / len(run)), "total_growth_bytes": int(sum(run))}
+        return {"trials": growth["steps"], "mean_growth_bytes": growth["mean_growth_bytes"],
+                "total_growth_bytes": growth["total_growth_bytes"]}
 
     def warnings(self) -> list[str]:
         messages = list(self.gave_up)
@@ -199,6 +195,19 @@ class SearchGuard:
             "static_builds": self._features.builds,
             "static_build_seconds": round(self._features.build_seconds, 3),
         }
+
+
+def sustained_growth(growths: list[int | None]) -> dict[str, int] | None:
+    """The trailing run of steps (trials, rebuilds) over which RSS grew every time: its length, mean and total
+    growth; None when the last step did not grow. Shared with preflight.checks' rebuild check."""
+    run: list[int] = []
+    for growth in reversed(growths):
+        if growth is None or growth <= 0:
+            break
+        run.append(growth)
+    if not run:
+        return None
+    return {"steps": len(run), "mean_growth_bytes": int(sum(run) / len(run)), "total_growth_bytes": int(sum(run))}
 
 
 def guard(tuner: Any, budget_bytes: int | str | None = None, predictor: Any = None, *,

@@ -1,0 +1,160 @@
+"""How the real run will be launched, read in the parent without TensorFlow: the model file's own
+`fit(...)` call and GPU memory settings (from its source, not run), the environment, the free disk.
+
+`file_facts(path)` reads the source's syntax tree; `training_plan(...)` merges it with the flags into the
+report's "launch" section (epochs, steps per epoch, time limit, checkpoints, free disk, GPU settings,
+versions). preflight.checks turns the section into findings.
+"""
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Mapping
+
+GPU_QUERY_SECONDS = 5.0
+
+
+def _literal(node: ast.AST | None, constants: dict[str, ast.AST]) -> Any:
+    """A literal value, following a module-level `name = literal` once; None when not a literal."""
+    if isinstance(node, ast.Name) and node.id in constants:
+        node = constants[node.id]
+    try:
+        return ast.literal_eval(node) if node is not None else None
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
+def _call_name(call: ast.Call) -> str:
+    func = call.func
+    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+
+
+def _keyword(call: ast.Call, name: str, position: int | None = None) -> ast.AST | None:
+    for keyword in call.keywords:
+        if keyword.arg == name:
+            return keyword.value
+    if position is not None and len(call.args) > position:
+        return call.args[position]
+    return None
+
+
+def file_facts(path: str | os.PathLike) -> dict[str, Any]:
+    """What the source says, read without running it: {"imports", "fit", "checkpoint", "memory_growth"}."""
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return {"imports": [], "fit": {}, "checkpoint": None, "memory_growth": False}
+    constants = {target.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+                 for target in node.targets if isinstance(target, ast.Name)}
+    imports: set[str] = set()
+    fit: dict[str, Any] = {}
+    checkpoint = None
+    memory_growth = False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imports.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imports.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Call):
+            name = _call_name(node)
+            if name == "fit":
+                fit = {key: value for key in ("epochs", "steps_per_epoch")
+                       if isinstance(value := _literal(_keyword(node, key), constants), int)}
+            elif name == "ModelCheckpoint":
+                checkpoint = {"filepath": _literal(_keyword(node, "filepath", 0), constants),
+                              "save_best_only": bool(_literal(_keyword(node, "save_best_only"), constants)),
+                              "save_weights_only": bool(_literal(_keyword(node, "save_weights_only"), constants))}
+            elif name == "set_memory_growth" and _literal(_keyword(node, "enable", 1), constants) is True:
+                memory_growth = True
+    return {"imports": sorted(imports), "fit": fit, "checkpoint": checkpoint, "memory_growth": memory_growth}
+
+
+def checkpoints_kept(checkpoint: dict | None, epochs: int | None) -> int:
+    """ModelCheckpoint keeps one file unless its path names the epoch (one per epoch, or the best only)."""
+    if not checkpoint or checkpoint.get("save_best_only"):
+        return 1
+    return (epochs or 1) if "{epoch" in str(checkpoint.get("filepath") or "") else 1
+
+
+def free_disk_bytes(folder: str | os.PathLike) -> int | None:
+    """Free bytes on the disk of `folder`, or of its nearest existing parent (it may not exist yet)."""
+    import psutil
+
+    path = Path(folder).resolve()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return int(psutil.disk_usage(str(path)).free)
+    except OSError:
+        return None
+
+
+def gpu_processes() -> list[dict[str, int]] | None:
+    """Other processes holding GPU memory now ([{"pid", "used_bytes"}]), from nvidia-smi, time-bounded;
+    None without nvidia-smi (no NVIDIA GPU)."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        output = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                                capture_output=True, text=True, timeout=GPU_QUERY_SECONDS, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    processes = []
+    for line in output.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit() and int(parts[0]) != os.getpid():
+            processes.append({"pid": int(parts[0]), "used_bytes": int(parts[1]) * 2**20})
+    return processes
+
+
+def gpu_memory_settings(facts: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Whether TF will grow GPU memory as needed or reserve nearly the whole card at start."""
+    growth_variable = environ.get("TF_FORCE_GPU_ALLOW_GROWTH", "").lower() == "true"
+    allocator = environ.get("TF_GPU_ALLOCATOR") or None
+    return {"growth_variable": growth_variable, "growth_in_file": bool(facts.get("memory_growth")),
+            "allocator": allocator,
+            "grows": growth_variable or bool(facts.get("memory_growth")) or allocator == "cuda_malloc_async",
+            "other_processes": gpu_processes()}
+
+
+def training_plan(facts: dict[str, Any], *, epochs: int | None = None, steps_per_epoch: int | None = None,
+                  time_limit_seconds: float | None = None, checkpoint_dir: str | None = None,
+                  checkpoints: int | None = None) -> dict[str, Any]:
+    """Epochs, steps per epoch and checkpoints: a flag wins over the file's fit(...) call."""
+    fit = facts.get("fit") or {}
+    epochs_source = "flag" if epochs else "fit()" if fit.get("epochs") else None
+    epochs = epochs or fit.get("epochs")
+    steps_source = "flag" if steps_per_epoch else "fit()" if fit.get("steps_per_epoch") else None
+    checkpoint = facts.get("checkpoint")
+    folder = checkpoint_dir
+    if folder is None and checkpoint and checkpoint.get("filepath"):
+        folder = str(Path(str(checkpoint["filepath"])).parent)
+    plan: dict[str, Any] = {
+        "epochs": epochs, "epochs_source": epochs_source,
+        "steps_per_epoch": steps_per_epoch or fit.get("steps_per_epoch"), "steps_source": steps_source,
+        "time_limit_seconds": time_limit_seconds, "checkpoint": None,
+    }
+    if folder is not None:
+        plan["checkpoint"] = {
+            "dir": folder, "source": "flag" if checkpoint_dir else "ModelCheckpoint",
+            "kept": checkpoints or checkpoints_kept(checkpoint, epochs),
+            "weights_only": bool(checkpoint and checkpoint.get("save_weights_only")),
+            "free_disk_bytes": free_disk_bytes(folder),
+        }
+    return plan
+
+
+def launch_section(model_path: str | None, environ: Mapping[str, str], **flags: Any) -> dict[str, Any]:
+    """The report's "launch" section: the training plan, GPU memory settings and installed versions."""
+    from preflight.versions import installed_versions, version_problems
+
+    facts = file_facts(model_path) if model_path else {"imports": [], "fit": {}, "checkpoint": None,
+                                                         "memory_growth": False}
+    uses_tuner = bool({"keras_tuner", "kerastuner"} & set(facts["imports"]))
+    versions = installed_versions()
+    return {"plan": training_plan(facts, **flags), "gpu_memory": gpu_memory_settings(facts, environ),
+            "versions": versions, "old_tuner_import": "kerastuner" in facts["imports"],
+            "version_problems": version_problems(versions, uses_tuner, environ)}

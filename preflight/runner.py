@@ -74,7 +74,9 @@ class ProbeOutcome:
 def child_environment(job: ProbeJob) -> dict[str, str]:
     env = dict(os.environ)
     env["TF_CPU_ALLOCATOR_USE_BFC"] = "true"  # stats from the same BFC allocator a GPU uses (notes §1)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    # The allocator's "ran out of memory" lines are warnings: a higher level inherited from the caller (a
+    # test suite, a notebook) would hide what tells an out-of-memory abort from a crash. The log is ours.
+    env["TF_CPP_MIN_LOG_LEVEL"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
     if job.memory_limit_bytes:
         env["TF_CPU_BFC_MEM_LIMIT_IN_MB"] = str(max(1, job.memory_limit_bytes // MIB))

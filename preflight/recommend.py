@@ -122,10 +122,11 @@ def recommendations(document: dict[str, Any], measured: list[dict[str, Any]]) ->
 
 CONFIRM_ATTEMPTS = 3
 CONFIRM_PROCESSES = 2        # fresh processes that must each run the batch under the budget
-STEP_UP_ROUNDS = 3           # larger batches tried after a confirmed largest batch that leaves room
-STEP_UP_FILL = 0.94          # aim the next candidate at this share of the budget (measured growth)
-NEAR_LIMIT_FILL = 0.96       # a confirmed peak above this share of the budget is too close to count
-STEP_UP_MIN_GAIN = 1.1       # not worth two more processes below this factor
+STEP_UP_ROUNDS = 4           # candidates tried above a confirmed largest batch (grow, then bisect)
+STEP_UP_FACTOR = 1.5         # growth while no larger batch has failed
+STEP_UP_MIN_GAIN = 0.03      # stop bisecting when the gap is below this share of the batch
+NEAR_LIMIT_FILL = 0.96       # a peak above this share of the budget needs a third fresh process
+NEAR_LIMIT_PROCESSES = 3
 MAX_BATCH_STEP_DOWN = 0.9    # the largest batch is stepped down finely: it is the number reported
 RECOMMENDED_STEP_DOWN = 0.85
 CONFIRM_MAX_STEP_SECONDS = 20.0
@@ -139,9 +140,10 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
     Under a hard limit BFC fails before its unlimited in-use peak reaches the limit (a CNN's predicted
     max of 88 ran out of memory under 512 MiB; the true max was 68), so a batch size preflight reports is
     proven the way the real device would test it. It must run in CONFIRM_PROCESSES fresh processes, and
-    its peak must stay under NEAR_LIMIT_FILL of the budget: an MLP batch that peaked at 99.4 % of 256 MiB
-    in two processes ran out of memory in a third. None when it cannot be tried here (no budget, a
-    budget larger than this machine can hold, or steps too slow).
+    in a third when a peak passed NEAR_LIMIT_FILL of the budget (an MLP batch that peaked at 99.4 % of
+    256 MiB in two processes ran out of memory in a third); one that fits only sometimes is "near_limit"
+    and counts as not fitting. None when it cannot be tried here (no budget, a budget larger than this
+    machine can hold, or steps too slow).
     """
     from preflight.measurements import ProbeResult
     from preflight.plan import estimated_step_seconds
@@ -155,28 +157,16 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
     failed: list[int] = []
     near_limit: dict[int, int] = {}
     for _ in range(CONFIRM_ATTEMPTS):
-        peaks, status = [], "ok"
-        for _process in range(CONFIRM_PROCESSES):  # the same step may fit in one process and not the next
-            job = replace(baseline_job, batch_sizes=[batch], adaptive=False, measured_steps=VARIANT_STEPS,
-                          memory_limit_bytes=budget, list_variants=False, profile_dir=None, prior_probes=[],
-                          readiness=False)
-            try:
-                probe = next(p for p in run_probes(job, on_progress).probes if p.batch_size == batch)
-            except (PreflightError, StopIteration):
-                return None
-            status = probe.status
-            if status != "ok":
-                break
-            peaks.append(probe.peak_bytes)
-        if status == "ok" and max(peaks) <= NEAR_LIMIT_FILL * budget:
+        status, peaks = _run_in_fresh_processes(baseline_job, batch, budget, on_progress)
+        if status is None:
+            return None
+        if status == "ok":
             return confirmation_record(batch, "ok", max(peaks), budget, failed, process_peaks=peaks,
                                        near_limit=near_limit)
-        if status == "ok":
+        if status == "near_limit":
             near_limit[batch] = max(peaks)
-        elif status == "oom":
-            failed.append(batch)
         else:
-            return None
+            failed.append(batch)
         smaller = step_down(batch)
         if smaller < 1 or smaller >= batch:
             break
@@ -184,57 +174,65 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
     return confirmation_record(None, "oom", None, budget, failed, near_limit=near_limit)
 
 
+def _run_in_fresh_processes(baseline_job: ProbeJob, batch: int, budget: int,
+                            on_progress=None) -> tuple[str | None, list[int]]:
+    """("ok" | "oom" | "near_limit" | None, peaks): `batch` in CONFIRM_PROCESSES fresh children under the
+    budget, and one more when a peak passed NEAR_LIMIT_FILL of it (a step squeezed against the limit may
+    fit twice and fail a third time: it counts only when all three fit). None: it could not be run."""
+    peaks: list[int] = []
+    while len(peaks) < CONFIRM_PROCESSES or (len(peaks) < NEAR_LIMIT_PROCESSES
+                                             and max(peaks) > NEAR_LIMIT_FILL * budget):
+        job = replace(baseline_job, batch_sizes=[batch], adaptive=False, measured_steps=VARIANT_STEPS,
+                      memory_limit_bytes=budget, list_variants=False, profile_dir=None, prior_probes=[],
+                      readiness=False)
+        try:
+            probe = next(p for p in run_probes(job, on_progress).probes if p.batch_size == batch)
+        except (PreflightError, StopIteration):
+            return None, peaks
+        if probe.status == "oom":
+            return ("near_limit" if peaks else "oom"), peaks
+        if probe.status != "ok":
+            return None, peaks
+        peaks.append(probe.peak_bytes)
+    return "ok", peaks
+
+
 def step_up(document: dict[str, Any], baseline_job: ProbeJob, host_limit_bytes: int, confirmed: dict[str, Any],
             on_progress=None) -> dict[str, Any]:
-    """From a confirmed largest batch whose measured peak leaves room under the budget, try larger ones.
+    """From a confirmed largest batch, search upwards under the budget itself: grow by STEP_UP_FACTOR until
+    a batch fails, then bisect, STEP_UP_ROUNDS runs at most.
 
-    The prediction extrapolates with the steepest credible per-sample growth (the train step's liveness
-    estimate), which is right for models dominated by activations and far too steep for flat curves (an
-    MLP ruled by Adam's temporaries: 929 predicted against a true 2,560 under 256 MiB). The growth measured
-    between the two largest measured batches says how much further it goes (a secant step towards
-    STEP_UP_FILL of the budget); each candidate is confirmed the same way (fresh processes under the
-    budget, below NEAR_LIMIT_FILL), so the answer stays measured.
+    The prediction comes from unlimited peaks, and under a hard limit the allocator makes do with less
+    (it waits for memory that other ops free): a CNN whose unlimited peak at batch 48 is 281 MiB runs batch
+    51 under 256 MiB; an MLP ruled by Adam's temporaries predicted 929 where 2,066 runs. Each candidate is
+    confirmed the same way as the first (fresh processes under the budget), so the answer stays measured.
     """
+    from preflight.plan import estimated_step_seconds
+    from preflight.measurements import ProbeResult
+
     budget = document["budget_bytes"]
-    measured = {p["batch_size"]: p["peak_bytes"] for p in document["probes"] if p["status"] == "ok"}
-    measured[confirmed["batch_size"]] = confirmed["measured_peak_bytes"]
-    floor_per_sample = max(1, int((document.get("model") or {}).get("input_bytes_per_sample") or 1))
+    probes = [ProbeResult.from_dict(p) for p in document["probes"]]
     failed, near_limit = list(confirmed["failed_batch_sizes"]), dict(confirmed.get("near_limit") or {})
+    best = confirmed["batch_size"]
     for _ in range(STEP_UP_ROUNDS):
-        best = confirmed["batch_size"]
         ceiling = min(failed + [int(b) for b in near_limit], default=None)
-        candidate = _secant_candidate({**measured, **{int(b): p for b, p in near_limit.items()}}, best,
-                                      STEP_UP_FILL * budget, floor_per_sample)
-        if ceiling is not None:
-            candidate = min(candidate, ceiling - 1)
-        if candidate < best * STEP_UP_MIN_GAIN:
+        candidate = int(best * STEP_UP_FACTOR) if ceiling is None else (best + ceiling) // 2
+        if candidate <= best or (ceiling is not None and candidate >= ceiling) \
+                or candidate - best < max(1, best * STEP_UP_MIN_GAIN) \
+                or estimated_step_seconds(probes, candidate) > CONFIRM_MAX_STEP_SECONDS:
             break
-        tried = confirm_under_budget(document, baseline_job, host_limit_bytes, candidate,
-                                     lambda b, low=best: (b + low) // 2 if (b + low) // 2 > low else 0, on_progress)
-        if tried is None:
+        status, peaks = _run_in_fresh_processes(baseline_job, candidate, budget, on_progress)
+        if status is None:
             break
-        failed += tried["failed_batch_sizes"]
-        near_limit.update(tried.get("near_limit") or {})
-        if tried["status"] != "ok":
-            continue
-        measured[tried["batch_size"]] = tried["measured_peak_bytes"]
-        confirmed = {**tried, "stepped_up_from": confirmed.get("stepped_up_from", best)}
+        if status == "ok":
+            confirmed = {**confirmation_record(candidate, "ok", max(peaks), budget, process_peaks=peaks),
+                         "stepped_up_from": confirmed.get("stepped_up_from", confirmed["batch_size"])}
+            best = candidate
+        elif status == "near_limit":
+            near_limit[str(candidate)] = max(peaks) if peaks else budget
+        else:
+            failed.append(candidate)
     return {**confirmed, "failed_batch_sizes": sorted(set(failed)), "near_limit": near_limit}
-
-
-def _secant_candidate(measured: dict[int, int], best: int, target_bytes: float, floor_per_sample: int) -> int:
-    """The batch whose peak reaches `target_bytes` on the line through the measured points nearest `best`
-    (from below and, when one exists, from above): measured growth per sample, at least the input's bytes."""
-    below = max((b for b in measured if b < best), default=None)
-    above = min((b for b in measured if b > best), default=None)
-    if above is not None:
-        low, high = best, above
-    elif below is not None:
-        low, high = below, best
-    else:
-        return best
-    per_sample = max(floor_per_sample, (measured[high] - measured[low]) / (high - low))
-    return int(best + (target_bytes - measured[best]) / per_sample)
 
 
 def confirm_batch_sizes(document: dict[str, Any], baseline_job: ProbeJob, host_limit_bytes: int,

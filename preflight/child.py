@@ -207,20 +207,12 @@ def load_model_and_data(job: dict) -> LoadedJob:
     """The model and data the job names. For a model.py with a build function the static floor comes
     first, from a shape-only build: when it alone exceeds the budget the real model is never built."""
     source = job["source"]
+    if source.get("hp_values") is not None:
+        return _load_configuration(source)
     if source["kind"] == "file":
         from preflight.loader import check_compiled, find_data, find_model, model_factory, run_model_file
 
         name = os.path.basename(source["path"])
-        if source.get("hp_values") is not None:
-            from preflight.tuner.cli_support import searches_recorded
-            from preflight.tuner.space import build_with_values, load_hypermodel_from_module
-
-            with searches_recorded():  # a tune.py that searches at top level must not search here
-                namespace = run_model_file(source["path"])
-
-            model = build_with_values(load_hypermodel_from_module(namespace), source["hp_values"])
-            check_compiled(model)
-            return LoadedJob(model, find_data(namespace, name))
         namespace = run_model_file(source["path"])
         factory = model_factory(namespace, name)
         if factory is not None and job.get("variant") and job.get("variant_from_shapes"):
@@ -248,6 +240,37 @@ def load_model_and_data(job: dict) -> LoadedJob:
     if source["kind"] == "saved":
         return _load_saved(job)
     raise ModelError(f"unknown source kind {source['kind']!r}")
+
+
+def _load_configuration(source: dict) -> LoadedJob:
+    """One keras-tuner configuration: the search space of a tune.py ("file") or one handed over from the
+    caller's process ("hypermodel", preflight.handoff), built with the source's hp_values."""
+    from preflight.loader import check_compiled, find_data, run_model_file
+    from preflight.tuner.space import build_with_values, load_hypermodel_from_module
+
+    if source["kind"] == "file":
+        from preflight.tuner.cli_support import searches_recorded
+
+        with searches_recorded():  # a tune.py that searches at top level must not search here
+            namespace = run_model_file(source["path"])
+        hypermodel = load_hypermodel_from_module(namespace)
+    elif source["kind"] == "hypermodel":
+        from preflight.handoff import load_hypermodel_handoff
+
+        hypermodel, batch = load_hypermodel_handoff(source["dir"])
+    else:
+        raise ModelError(f"unknown source kind {source['kind']!r} for a search configuration")
+    try:
+        model = build_with_values(hypermodel, source["hp_values"])
+    except Exception as exc:  # noqa: BLE001 - the user's build function may raise anything
+        if is_out_of_memory(exc):
+            raise
+        message = f"{type(exc).__name__}: {error_line(exc)}"
+        raise ModelError(f"building the configuration failed: {message}", hint=fix_for(message)) from None
+    check_compiled(model)
+    if source["kind"] == "file":
+        return LoadedJob(model, find_data(namespace, os.path.basename(source["path"])))
+    return LoadedJob(model, batch)
 
 
 def _load_saved(job: dict) -> LoadedJob:
@@ -554,7 +577,8 @@ def describe_layers(model, prefix: str = "") -> list[LayerInfo]:
         except (AttributeError, ValueError):
             pass  # subclassed models have no symbolic outputs: shape unknown
         params = layer.count_params() if layer.built else 0
-        rows.append(LayerInfo(prefix + layer.name, type(layer).__name__, shape, int(params), per_sample))
+        rows.append(LayerInfo(prefix + layer.name, type(layer).__name__, shape, int(params), per_sample,
+                              str(getattr(layer, "compute_dtype", "") or "")))
     return rows
 
 

@@ -22,6 +22,7 @@ class LayerInfo:
     output_shape: list  # per-sample shape with None for the batch axis; [] when unknown
     params: int
     activation_bytes_per_sample: int
+    compute_dtype: str = ""  # the dtype the layer computes in (bfloat16 under a mixed policy); "" unknown
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -36,7 +36,9 @@ MAX_CHILD_STARTS = 4
 
 @dataclass(frozen=True)
 class ProbeJob:
-    source: dict                       # {"kind": "file", "path", "hp_values"?} or {"kind": "saved", "dir"}
+    # {"kind": "file", "path", "hp_values"?}, {"kind": "saved", "dir"} (a handed-over model) or
+    # {"kind": "hypermodel", "dir", "hp_values"} (a handed-over search space, preflight.handoff)
+    source: dict
     batch_sizes: list[int]
     measured_steps: int = 3
     memory_limit_bytes: int | None = None

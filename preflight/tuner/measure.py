@@ -1,9 +1,9 @@
 """Measure the real training-step peak of a few search configurations with the dry-run engine.
 
 Owns `ConfigMeasurement` and the two `measure` functions `analyse_space` takes: `measure_configs` for
-a search space that lives in the caller's process (handed to the child by preflight.handoff) and
+a search space that lives in the caller's process (handed to the child by preflight.engine.handoff) and
 `engine_measure(path)` for one a tune.py defines. Both run each configuration in its own engine child
-(preflight.runner.run_probes), single-threaded (notes §1: deterministic peaks), with its values as
+(preflight.engine.runner.run_probes), single-threaded (notes §1: deterministic peaks), with its values as
 `hp_values`: a warm-up step, then measured steps with the allocator stats reset before each.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ class ConfigMeasurement:
     step_seconds: float | None = None
     warmup_seconds: float | None = None  # first step: build, trace, optimizer slots
     message: str = ""
-    fix: str = ""                    # for "error": the advice that fits the message (preflight.step_errors)
+    fix: str = ""                    # for "error": the advice that fits the message (preflight.engine.step_errors)
     source: str = "measured (dry-run engine, BFC CPU)"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -61,7 +61,7 @@ def measure_configs(hypermodel: Any, configs: list[dict[str, Any]], batch_size: 
     allocator after `clear_session` + `gc.collect` (measured: 350-400 MiB after a 460 MiB config),
     which would leak into the next configuration's peak.
     """
-    from preflight.handoff import write_hypermodel_handoff
+    from preflight.engine.handoff import write_hypermodel_handoff
 
     results = []
     for values in configs:
@@ -94,7 +94,7 @@ def _measure_one(source: dict, values: dict[str, Any], batch_size: int, measured
                  timeout_seconds: float, single_thread: bool) -> ConfigMeasurement:
     """One configuration through the engine: its probe at `batch_size`, or why there is none."""
     from preflight.errors import EXIT_USER_CODE, PreflightError
-    from preflight.runner import ProbeJob, run_probes
+    from preflight.engine.runner import ProbeJob, run_probes
 
     job = ProbeJob(source=source, batch_sizes=[batch_size], measured_steps=measured_steps,
                    timeout_seconds=timeout_seconds, single_thread=single_thread)

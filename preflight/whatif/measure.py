@@ -1,10 +1,10 @@
 """One what-if measured on its own: one variant of a model.py, one batch size, in a fresh engine child.
 
-`measure_variant(model_file, spec, batch_size)` runs the dry-run engine (preflight.runner.run_probes)
+`measure_variant(model_file, spec, batch_size)` runs the dry-run engine (preflight.engine.runner.run_probes)
 with the spec as the job's variant (None = the baseline) on synthetic data, single-threaded: a warm-up
 step, then `steps` measured steps with the allocator stats reset before each. `list_variants_in_child`
 asks an engine child which what-ifs the model allows. Used by the tests and by
-benchmarks/whatif_savings.py; preflight.recommend measures the what-ifs of a real run the same way.
+benchmarks/whatif_savings.py; preflight.whatif.recommend measures the what-ifs of a real run the same way.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def measure_variant(model_file: str, spec: dict | None, batch_size: int, steps: 
     """{"status": "ok", "peak_bytes", "peak_bytes_runs", "resident_bytes", "step_seconds", "params",
     "description", "output_dtypes"}, or {"status": "not_applicable" | "error" | a probe status, "message"}."""
     from preflight.errors import PreflightError
-    from preflight.runner import ProbeJob, run_probes
+    from preflight.engine.runner import ProbeJob, run_probes
 
     job = ProbeJob(source={"kind": "file", "path": str(model_file)}, batch_sizes=[batch_size],
                    measured_steps=steps, timeout_seconds=timeout_s, single_thread=single_thread, variant=spec)
@@ -45,7 +45,7 @@ def list_variants_in_child(model_file: str, target_kind: str = "CPU", timeout_s:
     Specs name layers, and Keras numbers auto-named layers per process ("dense_3"), so the listing must
     come from a process that built the model the same way as the one that will apply the spec.
     """
-    from preflight.runner import ProbeJob, run_probes
+    from preflight.engine.runner import ProbeJob, run_probes
 
     job = ProbeJob(source={"kind": "file", "path": str(model_file)}, batch_sizes=[1], measured_steps=1,
                    timeout_seconds=timeout_s, single_thread=True, list_variants=True, target_kind=target_kind)

@@ -27,7 +27,7 @@ _BUILTIN_PREFIXES = ("keras", "tensorflow", "tf_keras", "builtins", "keras_tuner
 
 def _custom_classes(model) -> dict[str, type]:
     """Classes the saved model refers to that are not Keras' or TensorFlow's own."""
-    from preflight.data import _all_layers
+    from preflight.engine.data import _all_layers
 
     candidates = [type(model)] + [type(layer) for layer in _all_layers(model)]
     for attribute in ("loss", "optimizer"):
@@ -98,7 +98,7 @@ def load_handoff_config(directory: str | Path) -> Any:
 
 def read_pool(directory: str | Path):
     """The sample pool; also puts the caller's sys.path back, for custom classes pickled by reference."""
-    from preflight.data import SamplePool
+    from preflight.engine.data import SamplePool
 
     with open(Path(directory) / "pool.pkl", "rb") as handle:
         saved = pickle.load(handle)

@@ -392,7 +392,8 @@ def test_a_step_failing_on_synthesized_data_says_so_and_names_the_argument(capsy
 
 # --- end to end: the issue's two models, and a notebook model with a generator (one child each) ---------
 
-@pytest.mark.parametrize("fixture,kind", [("two_tower.py", "synthetic"), ("vae.py", "numpy")])
+@pytest.mark.parametrize("fixture,kind", [("two_tower.py", "synthetic"),
+                                          pytest.param("vae.py", "numpy", marks=pytest.mark.slow)])  # the VAE: a minute
 def test_issue_models_exit_0_with_a_measured_peak(models_dir, tmp_path, fixture, kind):
     import json
 

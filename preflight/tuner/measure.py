@@ -13,7 +13,8 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# The notebook path has always measured one step after the warm-up; a tune.py's configurations two.
+# Measured steps after the warm-up: one for a search space held in this process (what its own child
+# measured before the engine took it over), two for a tune.py's configurations.
 NOTEBOOK_STEPS = 1
 FILE_STEPS = 2
 

@@ -2,7 +2,7 @@
 
 For each zoo model: run `preflight.api.check` on a generated model.py at planned batch `--batch-size`
 (default 32: the engine probes 8, 16, 32 and then 64), rebuild the prediction from the report's probes
-and graph estimates with `preflight.predict.PeakModel`, exactly as the report's curve does, and compare it at the ground-truth
+and graph estimates with `preflight.analysis.predict.PeakModel`, exactly as the report's curve does, and compare it at the ground-truth
 batch sizes (8, 24, 48, 96 by default; `benchmarks/ground_truth.py`, max over >= 3 fresh processes).
 
 error = predicted / truth - 1 (positive: over-estimate, safe). Unsafe: error < -2 %.
@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks import ground_truth, zoo  # noqa: E402
 from preflight.measurements import ProbeResult  # noqa: E402
-from preflight.predict import PeakModel  # noqa: E402
+from preflight.analysis.predict import PeakModel  # noqa: E402
 
 RESULTS_DIR = ground_truth.RESULTS_DIR
 RUNS_PATH = RESULTS_DIR / "preflight_runs.json"

@@ -4,7 +4,7 @@ The trial way: fresh processes with `TF_CPU_BFC_MEM_LIMIT_IN_MB=<budget>` (the B
 beyond it, as a GPU would), a warm-up step and `STEPS` measured steps; a batch "fits" only when all
 `--repeats` runs succeed. Batch doubles from 8 until a failure, then bisects between the last fit and
 the first failure. The preflight way: one `preflight.api.check(model.py, batch_size=32, budget=...)`,
-then its `max_batch_size` (recomputed from the report's probes with `preflight.predict.PeakModel` when
+then its `max_batch_size` (recomputed from the report's probes with `preflight.analysis.predict.PeakModel` when
 the report has none). Both wall times are recorded; every trial is cached in
 `benchmarks/results/max_batch.json`, so a rerun only measures what is missing.
 

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/whatif_savings.py --models mlp --steps 2
     .venv/bin/python benchmarks/whatif_savings.py --rerank   # ranking rules changed: no new measurements
 
-Each (model, variant) runs in `--repeats` fresh processes (preflight.whatif.measure) with
+Each (model, variant) runs in `--repeats` fresh engine children (preflight.whatif.measure) with
 TF_CPU_ALLOCATOR_USE_BFC=true and one inter-/intra-op thread: a warm-up step, then `--steps` measured
 steps on the same synthetic batch; peak = max allocator peak over all steps and processes, step =
 median time. The machine is shared, so step ratios are rough; peaks are what the ranking uses.

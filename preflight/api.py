@@ -13,17 +13,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from preflight.analysis import RunSettings, build_document, usable_bytes
-from preflight.devices import get_target
+from preflight.analysis.document import RunSettings, build_document, usable_bytes
+from preflight.analysis.devices import get_target
 from preflight.errors import UsageError
-from preflight.launch import launch_section
-from preflight.loader import check_source
-from preflight.plan import first_round
-from preflight.processes import repeat_planned_batch
-from preflight.recommend import confirm_batch_sizes
+from preflight.engine.launch import launch_section
+from preflight.engine.loader import check_source
+from preflight.engine.plan import first_round
+from preflight.engine.processes import repeat_planned_batch
+from preflight.whatif.recommend import confirm_batch_sizes
 from preflight.progress import ProgressDisplay
 from preflight.report import Report
-from preflight.runner import ProbeJob, run_probes
+from preflight.engine.runner import ProbeJob, run_probes
 from preflight.units import parse_duration, parse_size
 from preflight.validate import batch_sizes, model_file, setting
 
@@ -159,7 +159,7 @@ def _add_peak_composition(document: dict, outcome) -> None:
 
 
 def _add_recommendations(document: dict, job: ProbeJob, outcome, whatif: bool | None, display) -> None:
-    from preflight.recommend import measure_variants, recommendations, should_measure_whatifs
+    from preflight.whatif.recommend import measure_variants, recommendations, should_measure_whatifs
 
     measure = bool(outcome.variant_specs) and (whatif is True or (whatif is None and should_measure_whatifs(document)))
     measured = measure_variants(job, outcome.variant_specs, display, document, outcome.variant_floors) if measure else []
@@ -186,15 +186,15 @@ def _model_name(model: Any) -> str:
 
 
 def _hand_off(model: Any, data: Any, pool_size: int, directory: str) -> dict:
-    from preflight.data import make_pool
-    from preflight.handoff import write_handoff
-    from preflight.loader import check_compiled
+    from preflight.engine.data import make_pool
+    from preflight.engine.handoff import write_handoff
+    from preflight.engine.loader import check_compiled
 
     import keras
 
     if not isinstance(model, keras.Model):
         raise UsageError(f"check() takes a keras.Model or a path to a model.py, not {type(model).__name__}")
-    from preflight.readiness import strategy_of
+    from preflight.engine.readiness import strategy_of
 
     check_compiled(model)
     write_handoff(model, make_pool(data, model, pool_size), directory)
@@ -211,7 +211,7 @@ def check_search(hypermodel_or_tuner: Any, data: Any = None, *, batch_size: int 
     `hypermodel_or_tuner`: a tuner (not searched), a `kt.HyperModel` or a `build_model(hp)` function.
     A few configurations are dry-run in child processes; the rest are predicted from their shapes.
     """
-    from preflight.analysis import search_document
+    from preflight.analysis.document import search_document
     from preflight.tuner.plan import check_search as plan_search
 
     _check_search_arguments(batch_size=batch_size, budget=budget, target=target, time_limit=time_limit,

@@ -1,6 +1,8 @@
-"""The dry-run child: a fresh process that runs real training steps and reports what the allocator saw.
+"""The dry-run child's program: a fresh process that runs real training steps and reports what the allocator saw.
 
-The parent (preflight.runner) starts `python -m preflight.child JOB.json` with the allocator settings
+It is the child process's door, as cli.py is the parent's: it loads what the job names (a model.py, a
+handed-over model, a search configuration, a what-if variant of either) and has preflight.engine.probe
+measure its steps. The parent (preflight.engine.runner) starts `python -m preflight.child JOB.json` with the allocator settings
 already in the environment (TF_CPU_ALLOCATOR_USE_BFC=true must be set before TensorFlow starts, which is
 why this is a separate process), and reads JSON-line events from the file descriptor named by
 PREFLIGHT_EVENTS_FD. Events: progress, model, probe, error, done. A step that runs out of memory is
@@ -10,33 +12,17 @@ from __future__ import annotations
 
 import gc
 import json
-import math
 import os
-import re
-import statistics
 import sys
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from preflight import plan
+from preflight.engine import plan
+from preflight.engine.probe import EventWriter, describe_device, describe_model, graph_slope, probe_batch_size
+from preflight.engine.step_errors import error_line, fix_for
 from preflight.errors import DataError, ModelError, PreflightError, is_out_of_memory
-from preflight.measurements import DeviceInfo, LayerInfo, ModelInfo, ProbeResult
-from preflight.step_errors import error_line, fix_for, loss_name
-from preflight.training_signal import loss_value, snapshot_weights, weights_changed
-
-
-MIN_MEASURED_STEPS = 2
-SLOW_PROBE_SECONDS = 20.0
-
-
-class EventWriter:
-    def __init__(self, fd: int | None):
-        self._stream = os.fdopen(fd, "w", buffering=1) if fd is not None else sys.stdout
-
-    def emit(self, event: str, **payload: Any) -> None:
-        self._stream.write(json.dumps({"event": event, **payload}) + "\n")
-        self._stream.flush()
+from preflight.measurements import DeviceInfo, ProbeResult
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,7 +138,7 @@ def after_probes(job: dict, model, pool, probes: list[ProbeResult], device: Devi
         events.emit("variants", specs=list_variants(model, job.get("target_kind") or device.kind))
     planned = job.get("planned_batch_size")
     if job.get("profile_dir") and any(p.batch_size == planned and p.status == "ok" for p in probes):
-        from preflight.peak_profile import profile_training_step
+        from preflight.engine.peak_profile import profile_training_step
 
         x, y, sample_weight = pool.unpacked(planned)
         try:
@@ -164,41 +150,17 @@ def after_probes(job: dict, model, pool, probes: list[ProbeResult], device: Devi
 
 
 def report_readiness(tf, job: dict, model, pool, events: EventWriter) -> None:
-    """How the real run will be launched (strategy, XLA, rebuilds): preflight.readiness."""
-    from preflight.readiness import readiness_record
+    """How the real run will be launched (strategy, XLA, rebuilds): preflight.engine.readiness."""
+    from preflight.engine.readiness import readiness_record
 
     events.emit("readiness", readiness=readiness_record(tf, model, pool, job))
-
-
-def graph_slope(model, pool, planned_batch_size: int, events: EventWriter) -> float:
-    """Bytes per sample by which the liveness estimate of the step grows (preflight.graph_estimate).
-
-    Small probes of a model dominated by its optimizer show a flat peak; this slope is what keeps the
-    prediction from promising that huge batches fit. Reported as an event; 0 when the estimate fails.
-    """
-    from preflight.graph_estimate import estimate_step_peak
-
-    x, y, _ = pool.unpacked(1)
-    estimates = {}
-    # Far past the probes, where activations dominate: the slope there is the per-sample growth that
-    # optimizer temporaries hide at small batches. Tracing only computes shapes, so size costs nothing.
-    large = max(16 * planned_batch_size, 4096)
-    for batch_size in (large, 2 * large):
-        try:
-            estimates[batch_size] = int(estimate_step_peak(model, batch_size, x, y)["peak_bytes"])
-        except Exception as exc:  # noqa: BLE001 - an estimate is optional; the probes stand alone
-            events.emit("graph_estimate", estimates={}, message=f"{type(exc).__name__}: {error_line(exc)}")
-            return 0.0
-    events.emit("graph_estimate", estimates={str(b): v for b, v in estimates.items()}, message="")
-    low, high = sorted(estimates)
-    return max(0.0, (estimates[high] - estimates[low]) / (high - low))
 
 
 @dataclass
 class LoadedJob:
     model: Any                       # the real model, or a shape-only one when the floor is over budget
     data: Any
-    floor: dict | None = None        # preflight.static_floor.static_floor of the model
+    floor: dict | None = None        # preflight.engine.static_floor.static_floor of the model
     floor_over_budget: bool = False  # the floor alone exceeds the job's usable bytes: nothing was allocated
     shapes_only: bool = False        # the model was built from shapes alone (no weights in memory)
 
@@ -207,29 +169,21 @@ def load_model_and_data(job: dict) -> LoadedJob:
     """The model and data the job names. For a model.py with a build function the static floor comes
     first, from a shape-only build: when it alone exceeds the budget the real model is never built."""
     source = job["source"]
+    if source.get("hp_values") is not None:
+        return _load_configuration(source)
     if source["kind"] == "file":
-        from preflight.loader import check_compiled, find_data, find_model, model_factory, run_model_file
+        from preflight.engine.loader import check_compiled, find_data, find_model, model_factory, run_model_file
 
         name = os.path.basename(source["path"])
-        if source.get("hp_values") is not None:
-            from preflight.tuner.cli_support import searches_recorded
-            from preflight.tuner.space import build_with_values, load_hypermodel_from_module
-
-            with searches_recorded():  # a tune.py that searches at top level must not search here
-                namespace = run_model_file(source["path"])
-
-            model = build_with_values(load_hypermodel_from_module(namespace), source["hp_values"])
-            check_compiled(model)
-            return LoadedJob(model, find_data(namespace, name))
         namespace = run_model_file(source["path"])
         factory = model_factory(namespace, name)
         if factory is not None and job.get("variant") and job.get("variant_from_shapes"):
-            from preflight.static_floor import build_floor_model
+            from preflight.engine.static_floor import build_floor_model
 
             # The base model does not fit: only the variant is given memory (see _apply_variant).
             return LoadedJob(build_floor_model(factory[1]), find_data(namespace, name), shapes_only=True)
         if factory is not None and not job.get("variant"):
-            from preflight.static_floor import build_floor_model, static_floor
+            from preflight.engine.static_floor import build_floor_model, static_floor
 
             try:
                 floor_model = build_floor_model(factory[1])
@@ -250,14 +204,45 @@ def load_model_and_data(job: dict) -> LoadedJob:
     raise ModelError(f"unknown source kind {source['kind']!r}")
 
 
+def _load_configuration(source: dict) -> LoadedJob:
+    """One keras-tuner configuration: the search space of a tune.py ("file") or one handed over from the
+    caller's process ("hypermodel", preflight.engine.handoff), built with the source's hp_values."""
+    from preflight.engine.loader import check_compiled, find_data, run_model_file
+    from preflight.tuner.space import build_with_values, load_hypermodel_from_module
+
+    if source["kind"] == "file":
+        from preflight.tuner.cli_support import searches_recorded
+
+        with searches_recorded():  # a tune.py that searches at top level must not search here
+            namespace = run_model_file(source["path"])
+        hypermodel = load_hypermodel_from_module(namespace)
+    elif source["kind"] == "hypermodel":
+        from preflight.engine.handoff import load_hypermodel_handoff
+
+        hypermodel, batch = load_hypermodel_handoff(source["dir"])
+    else:
+        raise ModelError(f"unknown source kind {source['kind']!r} for a search configuration")
+    try:
+        model = build_with_values(hypermodel, source["hp_values"])
+    except Exception as exc:  # noqa: BLE001 - the user's build function may raise anything
+        if is_out_of_memory(exc):
+            raise
+        message = f"{type(exc).__name__}: {error_line(exc)}"
+        raise ModelError(f"building the configuration failed: {message}", hint=fix_for(message)) from None
+    check_compiled(model)
+    if source["kind"] == "file":
+        return LoadedJob(model, find_data(namespace, os.path.basename(source["path"])))
+    return LoadedJob(model, batch)
+
+
 def _load_saved(job: dict) -> LoadedJob:
     """A model handed over from the caller's process (a notebook), floor first as for a model.py: it is
     built from its config in `shapes_only()`, so weights that exceed the budget are never read."""
     import keras
 
-    from preflight.handoff import load_handoff
-    from preflight.loader import check_compiled
-    from preflight.static_floor import static_floor
+    from preflight.engine.handoff import load_handoff
+    from preflight.engine.loader import check_compiled
+    from preflight.engine.static_floor import static_floor
 
     directory = job["source"]["dir"]
     if job.get("variant") and job.get("variant_from_shapes"):
@@ -281,16 +266,16 @@ def _load_saved(job: dict) -> LoadedJob:
 
 def _saved_shapes_only(directory: str):
     """(shape-only model with its optimizer sized, pool) of a handed-over model."""
-    from preflight.handoff import load_handoff_config, read_pool
-    from preflight.static_floor import build_floor_model
+    from preflight.engine.handoff import load_handoff_config, read_pool
+    from preflight.engine.static_floor import build_floor_model
 
     pool = read_pool(directory)  # first: it restores the sys.path the custom classes import from
     return build_floor_model(lambda: load_handoff_config(directory)), pool
 
 
 def _make_pool(data, model, size: int):
-    """The data pool (preflight.data); an error raised by the user's generator or pipeline is a DataError."""
-    from preflight.data import make_pool
+    """The data pool (preflight.engine.data); an error raised by the user's generator or pipeline is a DataError."""
+    from preflight.engine.data import make_pool
 
     try:
         return make_pool(data, model, size)
@@ -311,7 +296,7 @@ def _apply_variant(model, spec: dict, base_is_shapes_only: bool):
 
     if not base_is_shapes_only:
         return apply_variant(model, spec)
-    from preflight.static_floor import initialize_deferred_variables, shapes_only
+    from preflight.engine.static_floor import initialize_deferred_variables, shapes_only
 
     with shapes_only():
         variant, description = apply_variant(model, spec)
@@ -332,8 +317,8 @@ def report_floor_only(job: dict, loaded: LoadedJob, device: DeviceInfo, events: 
     events.emit("model", model=describe_model(loaded.model, pool).to_dict(), device=device.to_dict(),
                 data={"kind": pool.kind, "host_bytes": pool.host_bytes, "pipeline": pool.pipeline})
     if job.get("list_variants"):
-        from preflight.static_floor import shapes_only, variant_floors
-        from preflight.whatif.variants import list_variants
+        from preflight.engine.static_floor import shapes_only
+        from preflight.whatif.variants import list_variants, variant_floors
 
         with shapes_only():
             specs = list_variants(loaded.model, job.get("target_kind") or device.kind)
@@ -362,8 +347,8 @@ def report_load_oom(job: dict, exc: BaseException, device: DeviceInfo, events: E
 
 def _load_shapes_only(job: dict) -> LoadedJob:
     """Run the model file (or its build function) again inside `shapes_only()`: nothing is allocated."""
-    from preflight.loader import find_data, find_model, run_model_file
-    from preflight.static_floor import build_optimizer_shapes_only, initialize_optimizer_scalars, shapes_only, static_floor
+    from preflight.engine.loader import find_data, find_model, run_model_file
+    from preflight.engine.static_floor import build_optimizer_shapes_only, initialize_optimizer_scalars, shapes_only, static_floor
 
     source = job["source"]
     if source["kind"] == "saved":
@@ -378,184 +363,6 @@ def _load_shapes_only(job: dict) -> LoadedJob:
         build_optimizer_shapes_only(model)
     initialize_optimizer_scalars(model.optimizer)
     return LoadedJob(model, find_data(namespace, name), static_floor(model), floor_over_budget=True)
-
-
-def describe_device(tf, memory_limit_bytes: int | None) -> DeviceInfo:
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        return DeviceInfo("GPU", details.get("device_name", "GPU:0"), "BFC (GPU)", memory_limit_bytes)
-    tpus = tf.config.list_logical_devices("TPU")
-    if tpus:
-        return DeviceInfo("TPU", tpus[0].name, "TPU runtime", memory_limit_bytes)
-    allocator = "BFC (TF_CPU_ALLOCATOR_USE_BFC)" if os.environ.get("TF_CPU_ALLOCATOR_USE_BFC") == "true" \
-        else "default CPU allocator"
-    return DeviceInfo("CPU", f"CPU:0 ({_cpu_model_name()}, {os.cpu_count()} cores)", allocator, memory_limit_bytes)
-
-
-def _cpu_model_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown CPU"
-
-
-def _device_name(device: DeviceInfo) -> str:
-    return {"GPU": "GPU:0", "TPU": "TPU:0"}.get(device.kind, "CPU:0")
-
-
-def probe_batch_size(tf, model, pool, batch_size: int, measured_steps: int, device: DeviceInfo,
-                     events: EventWriter, started: float, first: bool, source_kind: str) -> ProbeResult:
-    """A warm-up step (tracing, slot creation), then measured steps, each with the allocator peak reset.
-
-    A failure other than out-of-memory on the first batch size means the step itself is broken, which is
-    the user's error to fix; on a later batch size it is that probe's result.
-    """
-    batch = pool.batch(batch_size)
-    device_name = _device_name(device)
-    # A fresh trace per batch size: after two shapes tf.function would generalize the batch axis, and
-    # that generic graph's peak differs from the fixed-shape step (about 5 % lower for a small CNN).
-    model.make_train_function(force=True)
-    runs: list[int] = []
-    times: list[float] = []
-    losses: list = []
-    snapshot = snapshot_weights(model) if first else None  # once per run: did the steps train at all
-    resident = None
-    warmup_seconds = None
-    try:
-        for step in range(max(measured_steps, 1) + 1):
-            events.emit("progress", stage="probe", batch_size=batch_size, step=step + 1,
-                        steps=measured_steps + 1, elapsed=time.monotonic() - started)
-            if step > 0:
-                gc.collect()  # objects dropped by earlier work still hold allocator memory until collected
-                resident = tf.config.experimental.get_memory_info(device_name)["current"]
-                tf.config.experimental.reset_memory_stats(device_name)
-            t0 = time.perf_counter()
-            step_result = train_step_as_fit(model, batch)
-            elapsed = time.perf_counter() - t0
-            if step == 0:
-                warmup_seconds = elapsed
-            else:
-                times.append(elapsed)
-                losses.append(loss_value(step_result))
-                runs.append(int(tf.config.experimental.get_memory_info(device_name)["peak"]))
-                if len(runs) >= MIN_MEASURED_STEPS and warmup_seconds + sum(times) > SLOW_PROBE_SECONDS:
-                    break  # slow steps: two runs still show the spread; more would cost minutes
-    except Exception as exc:  # noqa: BLE001 - the user's train_step may raise anything
-        if is_out_of_memory(exc):  # by type: TF's text may be only "Graph execution error ... [[{{node}}]]"
-            return ProbeResult(batch_size, "oom", peak_bytes_runs=runs,
-                               message=f"out of memory in the probe: {error_line(exc)}")
-        text_dtype = _text_dtype(batch)
-        if first and text_dtype:
-            raise DataError(f"the inputs hold text (dtype {text_dtype}) and the training step failed on them: "
-                            f"{type(exc).__name__}: {error_line(exc)}",
-                            hint="turn text into numbers: a TextVectorization or StringLookup layer in the model, "
-                                 "or numeric arrays") from None
-        if first:
-            raise step_failure(exc, model, pool, batch_size, source_kind) from None
-        return ProbeResult(batch_size, "error", peak_bytes_runs=runs, message=error_line(exc))
-    return ProbeResult(batch_size, "ok", peak_bytes=max(runs), peak_bytes_runs=runs, resident_bytes=resident,
-                       step_seconds=statistics.median(times), warmup_seconds=warmup_seconds,
-                       losses=losses, weights_changed=weights_changed(model, snapshot))
-
-
-def train_step_as_fit(model, batch):
-    """One training step on `batch`, handed to `train_step` exactly as model.fit hands it.
-
-    train_on_batch would pass (x, y, sample_weight) even when y is None, which breaks a custom
-    train_step written for fit (`x, y = data`, or one that takes x alone).
-    """
-    if model.train_function is None:
-        model.make_train_function()
-    return model.train_function(iter([batch]))  # the step's logs: the loss for the sanity check
-
-
-def step_failure(exc: BaseException, model, pool, batch_size: int, source_kind: str) -> ModelError:
-    """The first step failed: say what it was fed, and, for synthesized data, how to give real data."""
-    failure = f"the training step failed at batch {batch_size}: {type(exc).__name__}: {error_line(exc)}"
-    if pool.kind != "synthetic":
-        return ModelError(f"{failure} (fed {pool.describe(batch_size)})",
-                          hint=fix_for(error_line(exc), loss_name(model)))
-    where = "data= in preflight.check(model, data)" if source_kind == "saved" else \
-        "get_dataset() (or `dataset` / `train_data`) in your model.py"
-    return ModelError(f"{failure}. The data was synthesized by preflight from the model's input specs and "
-                      f"its loss, since none was given: {pool.describe(batch_size)}",
-                      hint=f"give real training data with {where}; preflight then steps on it as fit would")
-
-
-def _text_dtype(x) -> str | None:
-    """The dtype of the first input array that holds text (NumPy str, bytes or object), if any."""
-    import tensorflow as tf
-
-    for array in tf.nest.flatten(x):
-        dtype = getattr(array, "dtype", None)
-        if getattr(dtype, "kind", None) in ("U", "S", "O"):
-            return str(dtype)
-    return None
-
-
-def describe_model(model, pool) -> ModelInfo:
-    import numpy as np
-    import tensorflow as tf
-
-    def nbytes(variable) -> int:
-        return int(np.prod(variable.shape)) * tf.as_dtype(variable.dtype).size
-
-    by_dtype: dict[str, int] = {}
-    for weight in model.weights:
-        by_dtype[str(weight.dtype)] = by_dtype.get(str(weight.dtype), 0) + nbytes(weight)
-    trainable_bytes = sum(nbytes(w) for w in model.trainable_weights)
-    optimizer_bytes = sum(nbytes(v) for v in model.optimizer.variables)
-    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    total = sum(int(np.prod(w.shape)) for w in model.weights)
-    policy = getattr(model, "dtype_policy", None)
-    return ModelInfo(
-        name=model.name,
-        params_total=total,
-        params_trainable=trainable,
-        params_non_trainable=total - trainable,
-        param_bytes=sum(by_dtype.values()),
-        trainable_param_bytes=trainable_bytes,
-        param_bytes_by_dtype=by_dtype,
-        optimizer=type(model.optimizer).__name__,
-        optimizer_bytes=optimizer_bytes,
-        optimizer_slots_per_weight=round(optimizer_bytes / trainable_bytes, 3) if trainable_bytes else 0.0,
-        input_bytes_per_sample=pool.bytes_per_sample(),
-        jit_compile=bool(getattr(model, "jit_compile", False)),
-        dtype_policy=getattr(policy, "name", str(policy)),
-        layers=describe_layers(model),
-    )
-
-
-def describe_layers(model, prefix: str = "") -> list[LayerInfo]:
-    """One row per layer; nested models (a pretrained base inside a Sequential) are expanded."""
-    import numpy as np
-    import tensorflow as tf
-
-    rows: list[LayerInfo] = []
-    for layer in model.layers:
-        if hasattr(layer, "layers") and layer.layers:
-            rows.extend(describe_layers(layer, prefix=f"{prefix}{layer.name}/"))
-            continue
-        shape: list = []
-        per_sample = 0
-        try:
-            output = layer.output
-            output = output[0] if isinstance(output, (list, tuple)) else output
-            shape = [None] + [d for d in output.shape[1:]]
-            if all(d is not None for d in shape[1:]):
-                per_sample = int(np.prod(shape[1:], dtype=np.int64)) * tf.as_dtype(output.dtype).size
-        except (AttributeError, ValueError):
-            pass  # subclassed models have no symbolic outputs: shape unknown
-        params = layer.count_params() if layer.built else 0
-        rows.append(LayerInfo(prefix + layer.name, type(layer).__name__, shape, int(params), per_sample))
-    return rows
 
 
 if __name__ == "__main__":

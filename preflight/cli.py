@@ -175,7 +175,7 @@ def _baseline_path(baseline: str | None, name: str) -> str | None:
 def _check_one(model_file: str, name: str, args, settings, json_path: str | None, html_path: str | None):
     """Check one model file, apply the gate, write its reports; the Report (its document has "gate")."""
     from preflight.api import check
-    from preflight.diff import compare_reports
+    from preflight.analysis.diff import compare_reports
     from preflight.gate import GateThresholds, evaluate_gate
     from preflight.render.terminal import print_summary
     from preflight.tuner.cli_support import looks_like_search_file
@@ -253,14 +253,14 @@ def _exit_code(document: dict) -> int:
 
 def _trials_fail(document: dict) -> bool:
     """A search whose dry-run configurations failed for the user's reason: the model or data failed (3)."""
-    from preflight.tuner.plan import CONFIGURATION_FAILED
+    from preflight.analysis.checks import CONFIGURATION_FAILED
 
     return any(f.get("id") == CONFIGURATION_FAILED for f in (document.get("search") or {}).get("findings") or [])
 
 
 def _check_search_file(model_file: str, args, settings):
     """A tune.py (build_model(hp), a HyperModel or a tuner): the search-space check, nothing searched."""
-    from preflight.analysis import search_document
+    from preflight.analysis.document import search_document
     from preflight.report import Report
     from preflight.tuner.cli_support import check_search_file
 
@@ -277,8 +277,8 @@ def _check_search_file(model_file: str, args, settings):
 def add_launch_findings(document: dict, model_file: str, distribution: dict | None) -> None:
     """A search file's launch checks: versions (keras-tuner needs tensorboard) and a tuner without
     distribution_strategy= beside a TPU or several GPUs."""
-    from preflight.checks import CheckContext, accelerator_unused, version_problems
-    from preflight.launch import launch_section
+    from preflight.analysis.checks import CheckContext, accelerator_unused, version_problems
+    from preflight.engine.launch import launch_section
 
     document["launch"] = launch_section(model_file, os.environ)
     document["readiness"] = {"distribution": distribution or {}}
@@ -302,7 +302,7 @@ def _write_report(path: str, text: str) -> None:
 
 def _read_report(path: str | None) -> dict | None:
     """A JSON report written by preflight; anything else (not JSON, cut short, another tool's) is refused."""
-    from preflight.report import FORMAT_VERSION
+    from preflight.analysis.document import FORMAT_VERSION
 
     if not path:
         return None
@@ -352,7 +352,7 @@ def _render(argv: list[str]) -> int:
 
 
 def _targets() -> int:
-    from preflight.devices import get_target, list_targets
+    from preflight.analysis.devices import get_target, list_targets
     from preflight.units import format_bytes
 
     for target in map(get_target, list_targets()):

@@ -22,6 +22,7 @@ class LayerInfo:
     output_shape: list  # per-sample shape with None for the batch axis; [] when unknown
     params: int
     activation_bytes_per_sample: int
+    compute_dtype: str = ""  # the dtype the layer computes in (bfloat16 under a mixed policy); "" unknown
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,7 +90,7 @@ class ProbeResult:
     message: str = ""
     losses: list = field(default_factory=list)  # per measured step: a float, or "nan"/"inf"/"-inf"
     weights_changed: bool | None = None  # did the steps move any trainable weight; None: not compared
-    processes: int = 1                  # fresh processes whose runs are in peak_bytes_runs (preflight.processes)
+    processes: int = 1                  # fresh processes whose runs are in peak_bytes_runs (preflight.engine.processes)
     process_peaks: list[int] = field(default_factory=list)  # each process's max, when more than one
 
     @property
@@ -108,3 +109,21 @@ class ProbeResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ProbeResult":
         return _from_dict(cls, data)
+
+
+@dataclass
+class ProbeOutcome:
+    """What one dry run (one or more child processes of the same job) measured; filled by preflight.engine.runner."""
+
+    model: ModelInfo | None = None
+    device: DeviceInfo | None = None
+    data: dict | None = None
+    probes: list[ProbeResult] = field(default_factory=list)
+    graph_estimates: dict[int, int] = field(default_factory=dict)  # batch size -> liveness estimate of the peak
+    variant: dict | None = None             # {"description", "message"} when the job applied a what-if
+    variant_specs: list[dict] | None = None  # the what-ifs the child listed
+    peak_composition: dict | None = None    # {"composition", "message"} from the profiled step
+    floor: dict | None = None               # static floor (preflight.engine.static_floor) when the child computed it
+    variant_floors: dict | None = None      # spec label -> static floor of that what-if, when the floor is over
+    load_oom: str | None = None             # out of memory while building the model: what was being allocated
+    readiness: dict | None = None           # preflight.engine.readiness.readiness_record, when the job asked for it

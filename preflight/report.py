@@ -21,7 +21,7 @@ The document (format 1) is the single source every renderer reads:
      # optional sections, added by later stages; renderers skip what is absent:
      "curve": [{"batch_size", "peak_bytes", "source"}], "max_batch_size", "recommended_batch_size",
      "recommendations": [...], "peak_composition": {...}, "search": {...},
-     "baseline_diff": {...} (preflight.diff), "gate": {"passed", "reasons", "failures": [{"id", "message"}]}}
+     "baseline_diff": {...} (preflight.analysis.diff), "gate": {"passed", "reasons", "failures": [{"id", "message"}]}}
 
 Renderers are pure functions of this dict, so `python -m preflight render report.json` re-renders a
 saved run and the HTML page embeds the same JSON it was drawn from.
@@ -33,8 +33,6 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
-
-FORMAT_VERSION = 1
 
 
 def write_atomically(path: str | os.PathLike, text: str) -> None:

@@ -70,7 +70,7 @@ def budget_bytes(value: Any, origin: str) -> int:
 
 
 def target_name(value: Any, origin: str) -> str:
-    from preflight.devices import get_target
+    from preflight.analysis.devices import get_target
 
     try:
         get_target(str(value))

@@ -42,12 +42,12 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
 
-    from preflight.graph_estimate import estimate_step_peak
+    from preflight.engine.graph_estimate import estimate_step_peak
 
     name, batch_size = sys.argv[1], int(sys.argv[2])
     model, shape = build(name)
     if len(sys.argv) > 3:   # XLA mode: argv[3] is the dump dir named in XLA_FLAGS
-        from preflight.graph_estimate import persistent_bytes, xla_buffer_total_bytes
+        from preflight.engine.graph_estimate import persistent_bytes, xla_buffer_total_bytes
 
         result = xla_buffer_total_bytes(model, batch_size, tf.TensorSpec((None,) + shape, tf.float32),
                                         tf.TensorSpec((None,), tf.int32), sys.argv[3])

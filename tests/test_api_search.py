@@ -20,6 +20,7 @@ def build_model(hp):
     return model
 
 
+@pytest.mark.slow  # a whole keras-tuner search
 def test_check_search_then_guarded_search(tmp_path):
     x = np.random.rand(64, 32).astype("float32")
     y = np.random.rand(64, 1).astype("float32")

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from preflight.checks import CheckContext, loss_not_finite, weights_unchanged
+from preflight.analysis.checks import CheckContext, loss_not_finite, weights_unchanged
 from preflight.cli import main
 from preflight.config import load_settings
-from preflight.diff import compare_reports
+from preflight.analysis.diff import compare_reports
 from preflight.errors import ConfigError
 from preflight.gate import GateThresholds, evaluate_gate
 from preflight.render.html import render_html

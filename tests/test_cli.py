@@ -36,6 +36,7 @@ def test_fitting_model_exits_0_and_writes_both_reports(mlp_run):
     assert "mnist_mlp" in html and "hidden_1" in html
 
 
+@pytest.mark.slow  # batch sizes up to 24576 under an 8 GiB budget: minutes on a shared 2-core machine
 def test_too_big_model_does_not_fit_and_still_writes_the_report(tmp_path):
     started = time.monotonic()
     code = main(["examples/too_big.py", "--budget", "8GiB", "--json", str(tmp_path / "r.json"),

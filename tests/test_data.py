@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from preflight.checks import CheckContext, pipeline_holds_host_memory
+from preflight.analysis.checks import CheckContext, pipeline_holds_host_memory
 from preflight.errors import DataError
 
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
-from preflight.data import describe_pipeline, make_pool, synthesize, unpack  # noqa: E402
+from preflight.engine.data import describe_pipeline, make_pool, synthesize, unpack  # noqa: E402
 
 
 def _image_model():
@@ -84,7 +84,7 @@ def test_synthetic_labels_follow_the_loss(loss, check):
 
 
 def test_synthesized_labels_only_for_heads_with_a_loss():
-    from preflight.child import train_step_as_fit
+    from preflight.engine.probe import train_step_as_fit
 
     model = _dict_in_dict_out()[0]
     model.compile("adam", {"category": "sparse_categorical_crossentropy"})  # "price" has no loss
@@ -303,15 +303,15 @@ def _outcome(run) -> BaseException | None:
 
 
 def _cause(exc: BaseException) -> tuple[str, str]:
-    from preflight.child import _first_line
+    from preflight.engine.step_errors import error_line
 
-    return type(exc).__name__, _first_line(exc)
+    return type(exc).__name__, error_line(exc)
 
 
 @pytest.mark.parametrize("form", list(FORMS))
 @pytest.mark.parametrize("structure", list(STRUCTURES))
 def test_preflight_steps_on_every_form_as_model_fit_does(structure, form):
-    from preflight.child import train_step_as_fit
+    from preflight.engine.probe import train_step_as_fit
 
     build, trains_on = STRUCTURES[structure]
     parts, given, fit_kwargs = FORMS[form]
@@ -373,7 +373,7 @@ def test_unreadable_data_is_named_not_a_crash():
 
 
 def test_a_step_failing_on_synthesized_data_says_so_and_names_the_argument(capsys):
-    from preflight.child import EventWriter, probe_batch_size
+    from preflight.engine.probe import EventWriter, probe_batch_size
     from preflight.errors import ModelError
     from preflight.measurements import DeviceInfo
 
@@ -392,7 +392,8 @@ def test_a_step_failing_on_synthesized_data_says_so_and_names_the_argument(capsy
 
 # --- end to end: the issue's two models, and a notebook model with a generator (one child each) ---------
 
-@pytest.mark.parametrize("fixture,kind", [("two_tower.py", "synthetic"), ("vae.py", "numpy")])
+@pytest.mark.parametrize("fixture,kind", [("two_tower.py", "synthetic"),
+                                          pytest.param("vae.py", "numpy", marks=pytest.mark.slow)])  # the VAE: a minute
 def test_issue_models_exit_0_with_a_measured_peak(models_dir, tmp_path, fixture, kind):
     import json
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import psutil
 import pytest
 
-from preflight.devices import GIB, get_target, list_targets, tf_min_system_memory
+from preflight.analysis.devices import GIB, get_target, list_targets, tf_min_system_memory
 from preflight.errors import UsageError
 
 REQUIRED = ["cpu", "t4", "k80", "p100", "v100-16gb", "v100-32gb", "a10g", "l4", "a100-40gb", "a100-80gb",

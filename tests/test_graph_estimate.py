@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from preflight.graph_estimate import parse_buffer_assignment_total
+from preflight.engine.graph_estimate import parse_buffer_assignment_total
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HELPER = Path(__file__).resolve().parent / "graph_estimate_probe.py"

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 import preflight
-from preflight.checks import CheckContext, accelerator_unused, gpu_memory_settings as gpu_check
-from preflight.launch import checkpoints_kept, file_facts, gpu_memory_settings
-from preflight.versions import installed_versions, version_problems
+from preflight.analysis.checks import CheckContext, accelerator_unused, gpu_memory_settings as gpu_check
+from preflight.engine.launch import checkpoints_kept, file_facts, gpu_memory_settings
+from preflight.engine.versions import installed_versions, version_problems
 
 MODELS = Path(__file__).parent / "models"
 FAKE_TPU = {"COLAB_TPU_ADDR": "127.0.0.1:8470"}
@@ -225,8 +225,8 @@ def test_version_rules():
 
 
 def test_the_old_kerastuner_import_name(tmp_path):
-    from preflight.checks import version_problems as version_check
-    from preflight.launch import launch_section
+    from preflight.analysis.checks import version_problems as version_check
+    from preflight.engine.launch import launch_section
 
     tune = tmp_path / "tune.py"
     tune.write_text("import kerastuner as kt\n")

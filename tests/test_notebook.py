@@ -14,6 +14,8 @@ import pytest
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
+# A real kernel runs a whole notebook (tens of seconds): the slow selection, run by CI (.ci/run).
+pytestmark = pytest.mark.slow
 
 SETUP = '''
 import os

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from preflight.peak_profile import phase_of_op, sample_timeline
+from preflight.engine.peak_profile import phase_of_op, sample_timeline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,7 +19,7 @@ CHILD = textwrap.dedent("""
     import glob, json, sys
     import numpy as np
     import keras
-    from preflight.peak_profile import profile_training_step
+    from preflight.engine.peak_profile import profile_training_step
 
     inputs = keras.Input((32, 32, 3))
     h = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv_a")(inputs)
@@ -112,7 +112,7 @@ def test_sample_timeline_keeps_each_buckets_maximum():
 
 
 def test_unattributed_profile_says_so_instead_of_inventing_a_table():
-    from preflight.peak_profile import peak_composition_from_profile
+    from preflight.engine.peak_profile import peak_composition_from_profile
 
     profile = {"memoryProfilePerAllocator": {"bfc_cpu_allocator_for_gpu": {
         "profileSummary": {"peakStats": {"peakBytesInUse": "1000", "heapAllocatedBytes": "1000"},

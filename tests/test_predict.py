@@ -1,11 +1,11 @@
-"""Unit tests of preflight.predict on hand-made ProbeResults (no TensorFlow)."""
+"""Unit tests of preflight.analysis.predict on hand-made ProbeResults (no TensorFlow)."""
 from __future__ import annotations
 
 import pytest
 
-from preflight.devices import get_target
+from preflight.analysis.devices import get_target
 from preflight.measurements import ProbeResult
-from preflight.predict import (
+from preflight.analysis.predict import (
     MIN_RUN_MARGIN,
     PeakModel,
     next_probe_batch_sizes,

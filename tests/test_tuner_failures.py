@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from preflight.step_errors import GENERIC_FIX, fix_for
+from preflight.engine.step_errors import GENERIC_FIX, fix_for
 from preflight.tuner.plan import CONFIGURATION_FAILED, failure_findings
 
 RANK_ERROR = ("ValueError: Arguments `target` and `output` must have the same rank (ndim). "
@@ -91,7 +91,7 @@ def wide_head_is_categorical(hp):
 
 @pytest.fixture(scope="module")
 def failing_document():
-    from preflight.analysis import search_document
+    from preflight.analysis.document import search_document
     from preflight.tuner.plan import check_search
 
     section = check_search(class_ids_with_categorical_loss, (X, Y), batch_size=16, budget_bytes=2**30,

@@ -39,6 +39,7 @@ def test_space_is_mostly_too_big_for_the_budget():
     assert too_big / len(samples) >= 0.5
 
 
+@pytest.mark.slow  # a whole keras-tuner search
 def test_unguarded_search_with_keras_tuner_failures_aborts(tmp_path):
     def build_or_fail(hp):
         model = build_model(hp)
@@ -53,6 +54,7 @@ def test_unguarded_search_with_keras_tuner_failures_aborts(tmp_path):
     assert len(tuner.oracle.trials) < 12
 
 
+@pytest.mark.slow  # a whole keras-tuner search
 def test_guarded_search_completes_every_trial_within_budget(tmp_path):
     tuner = kt.RandomSearch(build_model, objective="val_loss", max_trials=5, seed=3,
                             directory=str(tmp_path), project_name="guarded")
@@ -69,6 +71,7 @@ def test_guarded_search_completes_every_trial_within_budget(tmp_path):
     assert record["skipped_count"] == len(search_guard.skipped) and len(record["rss_per_trial"]) == 5
 
 
+@pytest.mark.slow  # a whole keras-tuner search
 def test_guard_on_hyperband_keeps_its_schedule(tmp_path):
     tuner = kt.Hyperband(build_model, objective="val_loss", max_epochs=3, factor=3, seed=5,
                          directory=str(tmp_path), project_name="hb")
@@ -98,6 +101,7 @@ def build_clean_model(hp):
     return model
 
 
+@pytest.mark.slow  # two whole keras-tuner searches
 @pytest.mark.parametrize("leaky", [True, False])
 def test_rss_growth_warning_only_for_a_leaking_build(tmp_path, leaky):
     LEAKED.clear()
@@ -128,6 +132,7 @@ def build_grid_model(hp):
     return model
 
 
+@pytest.mark.slow  # a whole keras-tuner search
 def test_guard_checks_proposals_that_do_not_come_from_random_draws(tmp_path):
     def grid_peak(values) -> int:
         features = static_features(build_and_values(build_grid_model, values, allocate=False)[0])

@@ -25,6 +25,7 @@ def run_cli(name: str, tmp_path, monkeypatch, capsys) -> tuple[int, dict, str]:
     return code, json.loads((tmp_path / "report.json").read_text()), out + err
 
 
+@pytest.mark.slow  # keras-tuner's large hypermodels, end to end
 def test_hyper_resnet_with_class_ids_exits_3_and_names_the_label_loss_mismatch(tmp_path, monkeypatch, capsys):
     code, document, printed = run_cli("tune_resnet_int_labels.py", tmp_path, monkeypatch, capsys)
     assert code == 3
@@ -48,6 +49,7 @@ def test_hyper_resnet_with_one_hot_labels_exits_0_with_measurements_and_a_time_e
     assert "about n/a" not in printed and "for the whole search" in printed
 
 
+@pytest.mark.slow  # keras-tuner's large hypermodels, end to end
 def test_hyper_xception_is_checked(tmp_path, monkeypatch, capsys):
     code, document, printed = run_cli("tune_xception.py", tmp_path, monkeypatch, capsys)
     assert code == 0, printed
@@ -55,6 +57,7 @@ def test_hyper_xception_is_checked(tmp_path, monkeypatch, capsys):
     assert document["search"]["time_estimate_seconds"] > 0
 
 
+@pytest.mark.slow  # keras-tuner's large hypermodels, end to end
 def test_a_tuner_with_its_own_run_trial_is_checked_and_named(tmp_path, monkeypatch, capsys):
     code, document, printed = run_cli("tune_run_trial.py", tmp_path, monkeypatch, capsys)
     assert code == 0, printed

@@ -7,8 +7,8 @@ import pytest
 
 from preflight.config import load_settings
 from preflight.errors import ConfigError, UsageError
-from preflight.footprint import footprint
-from preflight.diff import compare_reports
+from preflight.analysis.footprint import footprint
+from preflight.analysis.diff import compare_reports
 from preflight.gate import GateThresholds, evaluate_gate, parse_fraction
 from preflight.measurements import LayerInfo, ModelInfo, ProbeResult
 from preflight.units import format_bytes, parse_duration, parse_size
@@ -127,7 +127,7 @@ def test_import_preflight_and_its_entry_points_load_no_tensorflow():
     import sys
 
     code = ("import sys, preflight; preflight.check; preflight.check_search; preflight.guard; "
-            "import preflight.cli, preflight.analysis, preflight.recommend; "
+            "import preflight.cli, preflight.analysis.document, preflight.whatif.recommend; "
             "print('tensorflow' in sys.modules or 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -5,7 +5,9 @@
 - `markdown.render_markdown`: the summary for CI comments.
 - `view.build_view`: the view model all of them lay out; `charts`: inline SVG for the page.
 
-None of them imports TensorFlow; each submodule is imported only when its renderer is asked for.
+May import analysis (finding ids) and the shared modules (errors, units); never the engine, the
+features or the doors. None of them imports TensorFlow; each submodule is imported only when its
+renderer is asked for.
 """
 from __future__ import annotations
 

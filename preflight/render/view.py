@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from preflight.tuner.plan import CONFIGURATION_FAILED
+from preflight.analysis.checks import CONFIGURATION_FAILED
 from preflight.units import format_bytes
 
 # The footprint's parts in the order they stack, with the colour each keeps in every chart.

@@ -2,14 +2,15 @@
 
 - `space`: enumerate hyperparameters (conditional ones included), worst case, sampling, building.
 - `features`: cheap static features of a built-but-untrained model (no training step).
-- `measure`: dry-run a few configurations (a fresh BFC child each, or the dry-run engine for a file).
+- `measure`: dry-run a few configurations, each in its own engine child (preflight.engine.runner).
 - `predict`: fit a peak predictor on those and analyse the whole space (worst case, fraction, bounds).
 - `budget`: search time (Hyperband's real schedule) and checkpoint disk estimates.
 - `guard`: keep a running search alive and on budget; watch host RSS between trials.
 - `plan`: `check_search(...)`, the report's `"search"` section.
 - `cli_support`: `check_search_file(path)`, a tune.py loaded without starting its search.
 
-Nothing here imports TensorFlow or keras-tuner at import time.
+May import the engine, analysis and the shared modules (errors, units, measurements); never the
+what-ifs, the renderers or the doors. Nothing here imports TensorFlow or keras-tuner at import time.
 """
 from __future__ import annotations
 

@@ -72,7 +72,7 @@ def check_search_file(path: str | os.PathLike, *, budget: str | int | None = Non
     Settings come from, in order: the arguments here, the file's own `tuner.search(...)` call
     (recorded, not run), module-level `batch_size`/`epochs`, then defaults.
     """
-    from preflight.loader import find_data, run_model_file
+    from preflight.engine.loader import find_data, run_model_file
     from preflight.tuner.measure import engine_measure, measure_configs
     from preflight.tuner.plan import check_search
     from preflight.tuner.space import find_hypermodel
@@ -99,7 +99,7 @@ def check_search_file(path: str | os.PathLike, *, budget: str | int | None = Non
         epochs = search_kwargs.get("epochs") or namespace.get("epochs")
     budget_bytes = parse_size(budget) if budget is not None else None
     if budget_bytes is None and target is not None:
-        from preflight.devices import get_target
+        from preflight.analysis.devices import get_target
 
         budget_bytes = get_target(target).usable_bytes
     # The engine child re-runs the file; a file that searches at top level is measured from here instead.
@@ -116,10 +116,10 @@ def check_search_file(path: str | os.PathLike, *, budget: str | int | None = Non
 
 def tuner_distribution(tuner: Any) -> dict[str, Any]:
     """The tuner's `distribution_strategy` (keras-tuner builds every trial's model under it) and the
-    accelerators present, in the shape of preflight.readiness's distribution record."""
+    accelerators present, in the shape of preflight.engine.readiness's distribution record."""
     import tensorflow as tf
 
-    from preflight.readiness import tpu_address
+    from preflight.engine.readiness import tpu_address
 
     strategy = getattr(tuner, "distribution_strategy", None)
     return {"strategy": type(strategy).__name__ if strategy is not None else None,

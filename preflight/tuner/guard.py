@@ -15,6 +15,7 @@ import gc
 import time
 from typing import Any, Callable
 
+from preflight.analysis.checks import sustained_growth
 from preflight.units import format_bytes, parse_size
 
 MiB = 1024**2
@@ -197,30 +198,17 @@ class SearchGuard:
         }
 
 
-def sustained_growth(growths: list[int | None]) -> dict[str, int] | None:
-    """The trailing run of steps (trials, rebuilds) over which RSS grew every time: its length, mean and total
-    growth; None when the last step did not grow. Shared with preflight.checks' rebuild check."""
-    run: list[int] = []
-    for growth in reversed(growths):
-        if growth is None or growth <= 0:
-            break
-        run.append(growth)
-    if not run:
-        return None
-    return {"steps": len(run), "mean_growth_bytes": int(sum(run) / len(run)), "total_growth_bytes": int(sum(run))}
-
-
 def guard(tuner: Any, budget_bytes: int | str | None = None, predictor: Any = None, *,
           batch_size: int = 32, target: str | None = None, **options: Any) -> SearchGuard:
     """Install a `SearchGuard` on `tuner` and return it; then call `tuner.search(...)` as usual.
 
-    `target`: a device name (`preflight.devices`) whose usable memory is the budget.
+    `target`: a device name (`preflight.analysis.devices`) whose usable memory is the budget.
     `predictor`: a `PeakPredictor`, the dict `check_search` returned (its fitted predictor is used),
     or a callable values -> peak bytes. Without one, a conservative prior (weights + gradients +
     optimizer slots + 2x activations, +50 %) is used.
     """
     if budget_bytes is None and target is not None:
-        from preflight.devices import get_target
+        from preflight.analysis.devices import get_target
 
         budget_bytes = get_target(target).usable_bytes
     if budget_bytes is None and isinstance(predictor, dict) and predictor.get("budget_bytes"):

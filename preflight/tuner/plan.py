@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from preflight.analysis.checks import CONFIGURATION_FAILED
 from preflight.units import format_bytes, parse_duration, parse_size
 
 
@@ -68,7 +69,6 @@ def _bounds_sentence(bounds: dict[str, Any], batch_size: int, budget_bytes: int)
             f"(other hyperparameters at their worst case)")
 
 
-CONFIGURATION_FAILED = "search-configuration-failed"  # the finding that makes the CLI exit 3
 KERAS_TUNER_ABORT = "keras-tuner stops the search after 3 failed trials in a row"
 
 
@@ -205,7 +205,7 @@ def check_search(hypermodel_or_tuner: Any, data: Any = None, *, batch_size: int 
     from preflight.tuner.predict import analyse_space
 
     if budget_bytes is None and target is not None:
-        from preflight.devices import get_target
+        from preflight.analysis.devices import get_target
 
         budget_bytes = get_target(target).usable_bytes
     time_limit_seconds = time_limit if time_limit_seconds is None else time_limit_seconds

@@ -11,7 +11,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from preflight.static_floor import shapes_only
+from preflight.engine.static_floor import shapes_only
 
 HP_TYPES = ("Int", "Float", "Choice", "Boolean", "Fixed")
 # Choice values tried one by one while enumerating, so hps that appear only under one value are found.

@@ -89,7 +89,7 @@ def _from_config(model, config):
 
 def _transfer_weights(source, target) -> None:
     """The same weights in the copy; none to copy in a shape-only build (its floor is what is wanted)."""
-    from preflight.static_floor import in_shapes_only_build
+    from preflight.engine.static_floor import in_shapes_only_build
 
     if not in_shapes_only_build():
         target.set_weights(source.get_weights())
@@ -97,7 +97,7 @@ def _transfer_weights(source, target) -> None:
 
 def _copy_matching_weights(source, target) -> None:
     """Copy weights layer by layer (by name) where every shape still matches; changed layers keep fresh init."""
-    from preflight.static_floor import in_shapes_only_build
+    from preflight.engine.static_floor import in_shapes_only_build
 
     if in_shapes_only_build():
         return
@@ -177,7 +177,7 @@ def _trainable_bytes(variables) -> int:
 
 def _optimizer_state_bytes(optimizer, model) -> int:
     """Bytes of all optimizer variables once built for the model's trainable weights (exact)."""
-    from preflight.static_floor import build_optimizer_shapes_only, in_shapes_only_build
+    from preflight.engine.static_floor import build_optimizer_shapes_only, in_shapes_only_build
 
     if in_shapes_only_build():
         build_optimizer_shapes_only(model, optimizer)
@@ -823,3 +823,24 @@ __all__ = [
     "VariantNotApplicable", "VariantSpec", "apply_variant", "list_variants", "mixed_precision", "optimizer",
     "remat", "remat_blocks", "remat_cut_points", "shrink", "shrink_candidates", "spec_label",
 ]
+
+
+def variant_floors(model, specs: list[dict]) -> dict[str, Any]:
+    """The static floor of each what-if variant of a shape-only `model`, keyed by `spec_label`.
+
+    A value is the floor dict, or {"error": reason} when the variant cannot be built this way.
+    """
+    from preflight.engine.static_floor import build_optimizer_shapes_only, shapes_only, static_floor
+
+    floors: dict[str, Any] = {}
+    for spec in specs:
+        try:
+            with shapes_only():
+                variant, _ = apply_variant(model, spec)
+                build_optimizer_shapes_only(variant)
+            floors[spec_label(spec)] = static_floor(variant)
+        except VariantNotApplicable as exc:
+            floors[spec_label(spec)] = {"error": exc.message}
+        except Exception as exc:  # noqa: BLE001 - a floor is extra information; the variant may still run
+            floors[spec_label(spec)] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    return floors

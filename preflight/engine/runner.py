@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from preflight import errors
-from preflight.measurements import DeviceInfo, ModelInfo, ProbeResult
+from preflight.measurements import DeviceInfo, ModelInfo, ProbeOutcome, ProbeResult
 
 MIB = 2**20
 # Lines the allocator or the OS leave when memory ran out; a crash with one of these is an OOM.
@@ -36,13 +36,15 @@ MAX_CHILD_STARTS = 4
 
 @dataclass(frozen=True)
 class ProbeJob:
-    source: dict                       # {"kind": "file", "path", "hp_values"?} or {"kind": "saved", "dir"}
+    # {"kind": "file", "path", "hp_values"?}, {"kind": "saved", "dir"} (a handed-over model) or
+    # {"kind": "hypermodel", "dir", "hp_values"} (a handed-over search space, preflight.engine.handoff)
+    source: dict
     batch_sizes: list[int]
     measured_steps: int = 3
     memory_limit_bytes: int | None = None
     timeout_seconds: float = 600.0     # per probe; loading the model gets the same allowance
     single_thread: bool = False
-    adaptive: bool = False             # let the child add rounds of batch sizes (preflight.plan)
+    adaptive: bool = False             # let the child add rounds of batch sizes (preflight.engine.plan)
     planned_batch_size: int | None = None
     usable_bytes: int | None = None    # the budget or target memory the recommendation aims at
     prior_probes: list[dict] = field(default_factory=list)  # results of an earlier child of the same run
@@ -51,24 +53,8 @@ class ProbeJob:
     target_kind: str | None = None     # what the what-ifs aim at (mixed_float16 on GPU, bfloat16 elsewhere)
     profile_dir: str | None = None     # profile the planned batch after the probes (peak composition)
     variant_from_shapes: bool = False  # the base model does not fit: build the variant from shapes alone
-    readiness: bool = False            # record strategy and XLA after the probes (preflight.readiness)
+    readiness: bool = False            # record strategy and XLA after the probes (preflight.engine.readiness)
     rebuilds: int = 0                  # with readiness: RSS over this many build_model() calls
-
-
-@dataclass
-class ProbeOutcome:
-    model: ModelInfo | None = None
-    device: DeviceInfo | None = None
-    data: dict | None = None
-    probes: list[ProbeResult] = field(default_factory=list)
-    graph_estimates: dict[int, int] = field(default_factory=dict)  # batch size -> liveness estimate of the peak
-    variant: dict | None = None             # {"description", "message"} when the job applied a what-if
-    variant_specs: list[dict] | None = None  # the what-ifs the child listed
-    peak_composition: dict | None = None    # {"composition", "message"} from the profiled step
-    floor: dict | None = None               # static floor (preflight.static_floor) when the child computed it
-    variant_floors: dict | None = None      # spec label -> static floor of that what-if, when the floor is over
-    load_oom: str | None = None             # out of memory while building the model: what was being allocated
-    readiness: dict | None = None           # preflight.readiness.readiness_record, when the job asked for it
 
 
 def child_environment(job: ProbeJob) -> dict[str, str]:
@@ -225,7 +211,7 @@ class _ChildRun:
                                  f"out of memory in the probe (process ended: {_describe_exit(returncode)})")
             self.restart_sizes = [b for b in pending[1:] if b < pending[0]]
             if not self.restart_sizes and self.job.adaptive and not any(p.status == "ok" for p in outcome.probes):
-                from preflight.plan import shrink_round
+                from preflight.engine.plan import shrink_round
 
                 self.restart_sizes = shrink_round(self.job.planned_batch_size, outcome.probes)
         else:

@@ -3,7 +3,7 @@
 Pure: takes what the dry run measured (a ProbeOutcome) and the run's settings, returns the format-1
 document described in preflight.report. No TensorFlow here.
 
-The verdict uses an upper bound: the measured max (or the prediction) plus the margin preflight.predict
+The verdict uses an upper bound: the measured max (or the prediction) plus the margin preflight.analysis.predict
 states (run-to-run spread, extrapolation), carried to the target device when one is named.
 """
 from __future__ import annotations
@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import preflight
-from preflight.checks import CheckContext, run_checks
-from preflight.devices import get_target
-from preflight.footprint import PARTS, footprint
-from preflight.measurements import ModelInfo
-from preflight.predict import PeakModel, project_to_target
-from preflight.report import FORMAT_VERSION
-from preflight.runner import ProbeOutcome
+from preflight.analysis.checks import CheckContext, run_checks
+from preflight.analysis.devices import get_target
+from preflight.analysis.footprint import PARTS, footprint
+from preflight.analysis.predict import PeakModel, project_to_target
+from preflight.measurements import ModelInfo, ProbeOutcome
+
+FORMAT_VERSION = 1  # of the document; a saved report of another format is refused (preflight.report)
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class RunSettings:
     target_name: str | None = None
     host_available_bytes: int | None = None
     replicas: int = 1                   # tf.distribute replicas: the batch is global, per replica is B / replicas
-    launch: dict | None = None          # preflight.launch.launch_section: plan, GPU settings, versions
+    launch: dict | None = None          # preflight.engine.launch.launch_section: plan, GPU settings, versions
 
 
 def usable_bytes(settings: RunSettings) -> int | None:

@@ -5,7 +5,7 @@ process (the executor schedules ops differently each start: a text transformer r
 batch 128 in three processes, a U-Net 246-313 MiB at batch 48), so one process cannot see the spread a
 real run may meet. The planned batch is measured again in fresh children; its probe then holds the
 runs of every process, its peak is the max over them, and the spread between processes widens the
-prediction's margin (preflight.predict takes the probes' spread as its run-to-run margin).
+prediction's margin (preflight.analysis.predict takes the probes' spread as its run-to-run margin).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from preflight.errors import PreflightError
 from preflight.measurements import ProbeResult
-from preflight.runner import ProbeJob, ProbeOutcome, run_probes
+from preflight.engine.runner import ProbeJob, ProbeOutcome, run_probes
 
 PLANNED_BATCH_PROCESSES = 2   # fresh processes that measure the planned batch (the first is the probe child)
 REPEAT_STEPS = 2

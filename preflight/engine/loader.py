@@ -30,7 +30,7 @@ DATA_VARIABLES = ("dataset", "train_data")
 @dataclass
 class LoadedTarget:
     model: Any               # a compiled keras.Model
-    data: Any | None         # any data kind preflight.data understands, or None
+    data: Any | None         # any data kind preflight.engine.data understands, or None
     batch_size: int | None   # the file's `batch_size`, if it sets one
     namespace: dict
 

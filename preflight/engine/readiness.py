@@ -6,7 +6,7 @@ Three records, each one function, each sent to the parent as plain data (the "re
 - xla: whether the planned batch's train step compiles under XLA (`jit_compile=True`), as it must on a
   TPU and as Keras does by default on a GPU; the op and layer XLA cannot compile;
 - rebuilds: host RSS over N calls of build_model(), as written and with clear_session() + gc.collect().
-Runs inside the child (it imports TensorFlow); preflight.checks turns the records into findings.
+Runs inside the child (it imports TensorFlow); preflight.analysis.checks turns the records into findings.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from preflight.step_errors import error_line
+from preflight.engine.step_errors import error_line
 
 XLA_TIME_CAP_SECONDS = 30.0
 TPU_ADDRESS_VARIABLES = ("COLAB_TPU_ADDR", "TPU_NAME")
@@ -142,7 +142,7 @@ def rebuild_factory(source: dict) -> tuple[Callable[[], Any] | None, str]:
     """(the file's build_model()/get_model(), "") or (None, why rebuilds cannot be measured)."""
     if source["kind"] != "file" or source.get("hp_values") is not None:
         return None, "rebuilds need a model.py with build_model() or get_model()"
-    from preflight.loader import model_factory, run_model_file
+    from preflight.engine.loader import model_factory, run_model_file
 
     name = os.path.basename(source["path"])
     factory = model_factory(run_model_file(source["path"]), name)

@@ -4,12 +4,18 @@ The model goes as a `.keras` file; classes it needs that Keras cannot import by 
 losses, a subclassed model with its own train_step, defined in the notebook) go with cloudpickle, which
 pickles classes defined in `__main__` by value. The data goes as a ready sample pool (NumPy arrays),
 made here with the real model, so a shape mismatch is reported before any child starts.
+
+A keras-tuner search space (a HyperModel, a `build_model(hp)` function or a tuner) goes with
+cloudpickle too, with one batch of its data; the child builds the configuration it is asked for.
 """
 from __future__ import annotations
 
+import inspect
 import json
+import os
 import pickle
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -21,7 +27,7 @@ _BUILTIN_PREFIXES = ("keras", "tensorflow", "tf_keras", "builtins", "keras_tuner
 
 def _custom_classes(model) -> dict[str, type]:
     """Classes the saved model refers to that are not Keras' or TensorFlow's own."""
-    from preflight.data import _all_layers
+    from preflight.engine.data import _all_layers
 
     candidates = [type(model)] + [type(layer) for layer in _all_layers(model)]
     for attribute in ("loss", "optimizer"):
@@ -92,7 +98,7 @@ def load_handoff_config(directory: str | Path) -> Any:
 
 def read_pool(directory: str | Path):
     """The sample pool; also puts the caller's sys.path back, for custom classes pickled by reference."""
-    from preflight.data import SamplePool
+    from preflight.engine.data import SamplePool
 
     with open(Path(directory) / "pool.pkl", "rb") as handle:
         saved = pickle.load(handle)
@@ -105,3 +111,43 @@ def read_pool(directory: str | Path):
 def _custom_objects(directory: Path) -> dict[str, Any]:
     with open(directory / "custom_objects.pkl", "rb") as handle:
         return pickle.load(handle)
+
+
+def write_hypermodel_handoff(hypermodel: Any, batch: Any, directory: str | Path) -> None:
+    """The search space and one batch of its data (None: the child synthesizes one)."""
+    import cloudpickle
+
+    directory = Path(directory)
+    _pickle_by_value_if_user_code(getattr(hypermodel, "build_fn", hypermodel))
+    (directory / "sys_path.json").write_text(json.dumps([p for p in sys.path if p]), encoding="utf-8")
+    with open(directory / "hypermodel.pkl", "wb") as handle:
+        cloudpickle.dump({"hypermodel": hypermodel, "batch": batch}, handle)
+
+
+def load_hypermodel_handoff(directory: str | Path) -> tuple[Any, Any]:
+    """(hypermodel, batch or None), with the caller's sys.path back for code pickled by reference."""
+    directory = Path(directory)
+    for entry in json.loads((directory / "sys_path.json").read_text(encoding="utf-8")):
+        if entry not in sys.path:
+            sys.path.append(entry)
+    with open(directory / "hypermodel.pkl", "rb") as handle:
+        saved = pickle.load(handle)
+    return saved["hypermodel"], saved["batch"]
+
+
+def _pickle_by_value_if_user_code(obj: Any) -> None:
+    """User modules (a tune.py, a test file) travel by value; installed packages by reference."""
+    import cloudpickle
+
+    target = obj if inspect.isfunction(obj) or isinstance(obj, type) else type(obj)
+    module_name = getattr(target, "__module__", None)
+    module = sys.modules.get(module_name or "")
+    if module is None or module_name == "__main__":
+        return
+    path = getattr(module, "__file__", "") or ""
+    site = sysconfig.get_paths()["purelib"]
+    if path and not os.path.abspath(path).startswith(os.path.abspath(site)):
+        try:
+            cloudpickle.register_pickle_by_value(module)
+        except ValueError:
+            pass

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from preflight.measurements import ProbeResult
-from preflight.predict import PeakModel, next_probe_batch_sizes
+from preflight.analysis.predict import PeakModel, next_probe_batch_sizes
 
 MAX_SHRINK_ROUNDS = 5
 DECISION_SHARE = 0.5  # the decision round may add at most half the time spent before it

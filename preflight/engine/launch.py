@@ -3,7 +3,7 @@
 
 `file_facts(path)` reads the source's syntax tree; `training_plan(...)` merges it with the flags into the
 report's "launch" section (epochs, steps per epoch, time limit, checkpoints, free disk, GPU settings,
-versions). preflight.checks turns the section into findings.
+versions). preflight.analysis.checks turns the section into findings.
 """
 from __future__ import annotations
 
@@ -149,7 +149,7 @@ def training_plan(facts: dict[str, Any], *, epochs: int | None = None, steps_per
 
 def launch_section(model_path: str | None, environ: Mapping[str, str], **flags: Any) -> dict[str, Any]:
     """The report's "launch" section: the training plan, GPU memory settings and installed versions."""
-    from preflight.versions import installed_versions, version_problems
+    from preflight.engine.versions import installed_versions, version_problems
 
     facts = file_facts(model_path) if model_path else {"imports": [], "fit": {}, "checkpoint": None,
                                                          "memory_growth": False}

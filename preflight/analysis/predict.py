@@ -22,7 +22,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Sequence
 
-from preflight.devices import Target
+from preflight.analysis.devices import Target
 from preflight.measurements import ProbeResult
 from preflight.units import format_bytes
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable
 
-from preflight.analysis import confirmation_record
+from preflight.analysis.document import confirmation_record
 from preflight.errors import PreflightError
-from preflight.runner import ProbeJob, ProbeOutcome, run_probes
+from preflight.engine.runner import ProbeJob, ProbeOutcome, run_probes
 from preflight.whatif.rank import batch_size_entry, rank_recommendations, unmeasured_entry
 
 # Beyond this factor over the budget no single what-if is likely to make the run fit (measured savings
@@ -146,7 +146,7 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
     machine can hold, or steps too slow).
     """
     from preflight.measurements import ProbeResult
-    from preflight.plan import estimated_step_seconds
+    from preflight.engine.plan import estimated_step_seconds
 
     budget = document.get("budget_bytes")
     if not budget or not batch or budget > host_limit_bytes:
@@ -238,7 +238,7 @@ def step_up(document: dict[str, Any], baseline_job: ProbeJob, host_limit_bytes: 
 def confirm_batch_sizes(document: dict[str, Any], baseline_job: ProbeJob, host_limit_bytes: int,
                         on_progress=None) -> None:
     """The largest batch, then the recommended one, each run under the budget; failures lower them."""
-    from preflight.predict import friendly_at_most
+    from preflight.analysis.predict import friendly_at_most
 
     largest = confirm_under_budget(document, baseline_job, host_limit_bytes, document.get("max_batch_size"),
                                    lambda b: int(b * MAX_BATCH_STEP_DOWN), on_progress)

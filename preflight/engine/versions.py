@@ -2,7 +2,7 @@
 
 `installed_versions()` reads `importlib.metadata` only, so nothing is imported (TensorFlow least of all);
 `version_problems(versions, uses_tuner, environ)` names the combinations known to break a run, each with
-its fix. preflight.checks turns them into findings.
+its fix. preflight.analysis.checks turns them into findings.
 """
 from __future__ import annotations
 

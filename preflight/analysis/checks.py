@@ -2,8 +2,8 @@
 
 A new check is one function with the @check decorator and one test. Checks read the assembled
 analysis context only; they never run TensorFlow. A check returns one Finding, a list of them, or None.
-The launch checks near the end read what the child recorded (preflight.readiness: strategy, XLA,
-rebuilds) and what the parent read without TensorFlow (preflight.launch: plan, GPU settings, versions).
+The launch checks near the end read what the child recorded (preflight.engine.readiness: strategy, XLA,
+rebuilds) and what the parent read without TensorFlow (preflight.engine.launch: plan, GPU settings, versions).
 """
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from typing import Any, Callable
 import math
 
 from preflight.units import format_bytes
+
+# A search's finding (preflight.tuner.plan) that the renderers and the CLI's exit code (3) look for.
+CONFIGURATION_FAILED = "search-configuration-failed"
 
 
 @dataclass(frozen=True)
@@ -206,7 +209,7 @@ def weights_unchanged(ctx: CheckContext) -> Finding | None:
                    "Check that the loss depends on the trainable layers (no stop_gradient in the path).")
 
 
-# --- How the run will be launched (preflight.readiness in the child, preflight.launch in the parent) ---
+# --- How the run will be launched (preflight.engine.readiness in the child, preflight.engine.launch in the parent) ---
 
 TPU_FIX = ("resolver = tf.distribute.cluster_resolver.TPUClusterResolver(); "
            "tf.config.experimental_connect_to_cluster(resolver); tf.tpu.experimental.initialize_tpu_system(resolver); "
@@ -283,7 +286,7 @@ def xla_incompatible(ctx: CheckContext) -> Finding | None:
 
 @check
 def version_problems(ctx: CheckContext) -> list[Finding]:
-    """Known-bad TF / Keras / keras-tuner / tensorboard combinations (preflight.versions)."""
+    """Known-bad TF / Keras / keras-tuner / tensorboard combinations (preflight.engine.versions)."""
     findings = [Finding(p["id"], p["severity"], p["message"]) for p in _launch(ctx, "version_problems") or []]
     if _launch(ctx, "old_tuner_import"):
         findings.append(Finding("versions-kerastuner-name", "warning",
@@ -382,13 +385,25 @@ def checkpoints_over_disk(ctx: CheckContext) -> Finding | None:
                    "or a checkpoint folder on a larger disk (--checkpoint-dir).")
 
 
+def sustained_growth(growths: list[int | None]) -> dict[str, int] | None:
+    """The trailing run of steps (trials, rebuilds) over which RSS grew every time: its length, mean and total
+    growth; None when the last step did not grow. Shared with preflight.analysis.checks' rebuild check."""
+    run: list[int] = []
+    for growth in reversed(growths):
+        if growth is None or growth <= 0:
+            break
+        run.append(growth)
+    if not run:
+        return None
+    return {"steps": len(run), "mean_growth_bytes": int(sum(run) / len(run)), "total_growth_bytes": int(sum(run))}
+
+
+
 REBUILD_GROWTH_WARN_BYTES = 2**20   # per build, sustained
 REBUILD_MIN_GROWING = 3             # consecutive growing builds before warning
 
 
 def _rebuild_growth(rss: list[int]) -> dict | None:
-    from preflight.tuner.guard import sustained_growth
-
     growth = sustained_growth([after - before for before, after in zip(rss, rss[1:])])
     if growth and growth["steps"] >= REBUILD_MIN_GROWING and growth["mean_growth_bytes"] > REBUILD_GROWTH_WARN_BYTES:
         return growth

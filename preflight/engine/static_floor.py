@@ -145,24 +145,3 @@ def initialize_optimizer_scalars(optimizer) -> None:
     for variable in (getattr(optimizer, "_iterations", None), getattr(optimizer, "_learning_rate", None)):
         if getattr(variable, "_value", "") is None and hasattr(variable, "_deferred_initialize"):
             variable._deferred_initialize()
-
-
-def variant_floors(model, specs: list[dict]) -> dict[str, Any]:
-    """The static floor of each what-if variant of a shape-only `model`, keyed by `spec_label`.
-
-    A value is the floor dict, or {"error": reason} when the variant cannot be built this way.
-    """
-    from preflight.whatif.variants import VariantNotApplicable, apply_variant, spec_label
-
-    floors: dict[str, Any] = {}
-    for spec in specs:
-        try:
-            with shapes_only():
-                variant, _ = apply_variant(model, spec)
-                build_optimizer_shapes_only(variant)
-            floors[spec_label(spec)] = static_floor(variant)
-        except VariantNotApplicable as exc:
-            floors[spec_label(spec)] = {"error": exc.message}
-        except Exception as exc:  # noqa: BLE001 - a floor is extra information; the variant may still run
-            floors[spec_label(spec)] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
-    return floors

@@ -1,0 +1,10 @@
+"""Analysis: pure functions from measurements (preflight.measurements) to the report document.
+
+- `document`: the report document (`build_document`, `search_document`, `FORMAT_VERSION`).
+- `footprint`: the peak split into parameters, gradients, optimizer state, activations, inputs.
+- `predict`: the peak-vs-batch model, its margin, projection to targets. `devices`: the target catalogue.
+- `checks`: the findings, one small function each, in a registry. `diff`: a report against its baseline.
+
+May import: `preflight.errors`, `units`, `measurements`, and each other. Nothing here runs a child,
+renders, or imports TensorFlow.
+"""

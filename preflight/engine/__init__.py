@@ -1,0 +1,16 @@
+"""Collection: everything that produces measurements, in the dry-run child or about it.
+
+- `runner`: the parent side, `run_probes(ProbeJob) -> ProbeOutcome`; starts `python -m preflight.child`
+  and survives its out-of-memory, hang or crash. `processes`: the planned batch again in fresh children.
+- `probe`: the one place a training step is measured (warm-up, `reset_memory_stats`, measured steps).
+- `loader` (a model.py), `handoff` (a model or search space from the caller's process), `data` (the
+  sample pool), `static_floor` (weights + gradients + optimizer state from shapes alone), `plan` (which
+  batch sizes next), `graph_estimate` and `peak_profile` (what the peak is made of), `readiness`,
+  `training_signal`, `step_errors`: the child's helpers.
+- `launch`, `versions`: facts about the launch read without running anything (source, environment).
+
+May import: `preflight.errors`, `units`, `measurements`, and `preflight.analysis` (the plan predicts the
+next batch sizes with its peak model). Never the features (tuner, whatif), the renderers or the doors:
+the child program (`preflight.child`) is where the engine meets the what-ifs and search spaces.
+Importing this package imports no TensorFlow.
+"""

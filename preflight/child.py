@@ -80,11 +80,10 @@ def run_job(job: dict, events: EventWriter) -> None:
             events.emit("variant", description=description, message="")
             gc.collect()  # the original model and throw-away optimizers must not hold allocator memory
 
+        # The optimizer's slots are left to the first step, as model.fit leaves them: built beforehand they
+        # land elsewhere in the allocator, and an MLP batch that fails under model.fit with a 256 MiB limit
+        # ran three times. Their bytes are counted from shapes (preflight.engine.static_floor).
         pool = _make_pool(data, model, max(job["batch_sizes"]))
-        # Slots exist before the first step, so optimizer bytes are known even if that step runs out of memory.
-        if not model.optimizer.built:
-            with model.distribute_strategy.scope():  # a model built under a strategy needs its slots there too
-                model.optimizer.build(model.trainable_variables)
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise

@@ -178,6 +178,23 @@ def _text_dtype(x) -> str | None:
     return None
 
 
+def optimizer_state_bytes(model) -> int:
+    """The optimizer's variables once built for the model, exact; counted from shapes while it is not built
+    yet (the first step builds it, as in model.fit), without allocating them."""
+    from preflight.engine.static_floor import optimizer_bytes_from_shapes
+
+    if model.optimizer.built:
+        return sum(_variable_nbytes(v) for v in model.optimizer.variables)
+    return optimizer_bytes_from_shapes(model)
+
+
+def _variable_nbytes(variable) -> int:
+    import numpy as np
+    import tensorflow as tf
+
+    return int(np.prod(variable.shape)) * tf.as_dtype(variable.dtype).size
+
+
 def describe_model(model, pool) -> ModelInfo:
     import numpy as np
     import tensorflow as tf
@@ -189,7 +206,7 @@ def describe_model(model, pool) -> ModelInfo:
     for weight in model.weights:
         by_dtype[str(weight.dtype)] = by_dtype.get(str(weight.dtype), 0) + nbytes(weight)
     trainable_bytes = sum(nbytes(w) for w in model.trainable_weights)
-    optimizer_bytes = sum(nbytes(v) for v in model.optimizer.variables)
+    optimizer_bytes = optimizer_state_bytes(model)
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     total = sum(int(np.prod(w.shape)) for w in model.weights)
     policy = getattr(model, "dtype_policy", None)

@@ -96,6 +96,16 @@ def _numpy_dtype(dtype: Any) -> str:
     return "uint16" if name == "bfloat16" else name  # numpy has no bfloat16; same width
 
 
+def optimizer_bytes_from_shapes(model) -> int:
+    """Bytes of the optimizer state `model`'s optimizer will create, from a shape-only copy of it."""
+    import keras
+
+    with shapes_only():
+        optimizer = keras.optimizers.deserialize(keras.optimizers.serialize(model.optimizer))
+        build_optimizer_shapes_only(model, optimizer)
+    return sum(_variable_bytes(v) for v in optimizer.variables)
+
+
 def static_floor(model) -> dict[str, Any]:
     """{"parameter_bytes", "gradient_bytes", "optimizer_bytes", "total_bytes", "largest_layers"} of a
     compiled model whose optimizer is built (really or shape-only). Gradients: one per trainable weight,

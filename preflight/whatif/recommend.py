@@ -207,7 +207,7 @@ def step_up(document: dict[str, Any], baseline_job: ProbeJob, host_limit_bytes: 
     51 under 256 MiB; an MLP ruled by Adam's temporaries predicted 929 where 2,066 runs. Each candidate is
     confirmed the same way as the first (fresh processes under the budget), so the answer stays measured.
     """
-    from preflight.plan import estimated_step_seconds
+    from preflight.engine.plan import estimated_step_seconds
     from preflight.measurements import ProbeResult
 
     budget = document["budget_bytes"]

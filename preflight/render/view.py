@@ -364,9 +364,6 @@ def _curve(document: dict[str, Any]) -> dict[str, Any] | None:
         confirmation_text += (f"; largest batch {format_count(largest['batch_size'])} ran under the same limit at "
                               f"{format_bytes(largest.get('measured_peak_bytes'))} in "
                               f"{len(largest.get('process_peaks') or [1])} fresh process(es)")
-        if largest.get("stepped_up_from"):
-            confirmation_text += (f", stepped up from the predicted {format_count(largest['stepped_up_from'])} "
-                                  "by the measured growth")
     return {
         "confirmation_text": confirmation_text,
         "measured": measured,

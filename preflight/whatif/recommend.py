@@ -122,11 +122,9 @@ def recommendations(document: dict[str, Any], measured: list[dict[str, Any]]) ->
 
 CONFIRM_ATTEMPTS = 3
 CONFIRM_PROCESSES = 2        # fresh processes that must each run the batch under the budget
-STEP_UP_ROUNDS = 4           # candidates tried above a confirmed largest batch (grow, then bisect)
-STEP_UP_FACTOR = 1.5         # growth while no larger batch has failed
-STEP_UP_MIN_GAIN = 0.03      # stop bisecting when the gap is below this share of the batch
 NEAR_LIMIT_FILL = 0.96       # a peak above this share of the budget needs a third fresh process
 NEAR_LIMIT_PROCESSES = 3
+PREFETCHED_BATCHES = 2       # batches model.fit's tf.data pipeline holds beside the step (left out of the limit)
 MAX_BATCH_STEP_DOWN = 0.9    # the largest batch is stepped down finely: it is the number reported
 RECOMMENDED_STEP_DOWN = 0.85
 CONFIRM_MAX_STEP_SECONDS = 20.0
@@ -157,7 +155,8 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
     failed: list[int] = []
     near_limit: dict[int, int] = {}
     for _ in range(CONFIRM_ATTEMPTS):
-        status, peaks = _run_in_fresh_processes(baseline_job, batch, budget, on_progress)
+        status, peaks = _run_in_fresh_processes(baseline_job, batch, budget, on_progress,
+                                                (document.get("model") or {}).get("input_bytes_per_sample"))
         if status is None:
             return None
         if status == "ok":
@@ -174,16 +173,21 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
     return confirmation_record(None, "oom", None, budget, failed, near_limit=near_limit)
 
 
-def _run_in_fresh_processes(baseline_job: ProbeJob, batch: int, budget: int,
-                            on_progress=None) -> tuple[str | None, list[int]]:
+def _run_in_fresh_processes(baseline_job: ProbeJob, batch: int, budget: int, on_progress=None,
+                            document_input_bytes_per_sample: int | None = None) -> tuple[str | None, list[int]]:
     """("ok" | "oom" | "near_limit" | None, peaks): `batch` in CONFIRM_PROCESSES fresh children under the
     budget, and one more when a peak passed NEAR_LIMIT_FILL of it (a step squeezed against the limit may
     fit twice and fail a third time: it counts only when all three fit). None: it could not be run."""
     peaks: list[int] = []
+    # model.fit feeds steps through tf.data, which holds the next batches in the same allocator; the probe
+    # hands over one batch. Those batches are left out of the limit (an MLP batch of 2,134 ran in the probe
+    # under 256 MiB and failed twice under model.fit).
+    input_bytes = (document_input_bytes_per_sample or 0) * batch * PREFETCHED_BATCHES
+    limit = max(1, budget - input_bytes)
     while len(peaks) < CONFIRM_PROCESSES or (len(peaks) < NEAR_LIMIT_PROCESSES
-                                             and max(peaks) > NEAR_LIMIT_FILL * budget):
+                                             and max(peaks) > NEAR_LIMIT_FILL * limit):
         job = replace(baseline_job, batch_sizes=[batch], adaptive=False, measured_steps=VARIANT_STEPS,
-                      memory_limit_bytes=budget, list_variants=False, profile_dir=None, prior_probes=[],
+                      memory_limit_bytes=limit, list_variants=False, profile_dir=None, prior_probes=[],
                       readiness=False)
         try:
             probe = next(p for p in run_probes(job, on_progress).probes if p.batch_size == batch)
@@ -197,44 +201,6 @@ def _run_in_fresh_processes(baseline_job: ProbeJob, batch: int, budget: int,
     return "ok", peaks
 
 
-def step_up(document: dict[str, Any], baseline_job: ProbeJob, host_limit_bytes: int, confirmed: dict[str, Any],
-            on_progress=None) -> dict[str, Any]:
-    """From a confirmed largest batch, search upwards under the budget itself: grow by STEP_UP_FACTOR until
-    a batch fails, then bisect, STEP_UP_ROUNDS runs at most.
-
-    The prediction comes from unlimited peaks, and under a hard limit the allocator makes do with less
-    (it waits for memory that other ops free): a CNN whose unlimited peak at batch 48 is 281 MiB runs batch
-    51 under 256 MiB; an MLP ruled by Adam's temporaries predicted 929 where 2,066 runs. Each candidate is
-    confirmed the same way as the first (fresh processes under the budget), so the answer stays measured.
-    """
-    from preflight.engine.plan import estimated_step_seconds
-    from preflight.measurements import ProbeResult
-
-    budget = document["budget_bytes"]
-    probes = [ProbeResult.from_dict(p) for p in document["probes"]]
-    failed, near_limit = list(confirmed["failed_batch_sizes"]), dict(confirmed.get("near_limit") or {})
-    best = confirmed["batch_size"]
-    for _ in range(STEP_UP_ROUNDS):
-        ceiling = min(failed + [int(b) for b in near_limit], default=None)
-        candidate = int(best * STEP_UP_FACTOR) if ceiling is None else (best + ceiling) // 2
-        if candidate <= best or (ceiling is not None and candidate >= ceiling) \
-                or candidate - best < max(1, best * STEP_UP_MIN_GAIN) \
-                or estimated_step_seconds(probes, candidate) > CONFIRM_MAX_STEP_SECONDS:
-            break
-        status, peaks = _run_in_fresh_processes(baseline_job, candidate, budget, on_progress)
-        if status is None:
-            break
-        if status == "ok":
-            confirmed = {**confirmation_record(candidate, "ok", max(peaks), budget, process_peaks=peaks),
-                         "stepped_up_from": confirmed.get("stepped_up_from", confirmed["batch_size"])}
-            best = candidate
-        elif status == "near_limit":
-            near_limit[str(candidate)] = max(peaks) if peaks else budget
-        else:
-            failed.append(candidate)
-    return {**confirmed, "failed_batch_sizes": sorted(set(failed)), "near_limit": near_limit}
-
-
 def confirm_batch_sizes(document: dict[str, Any], baseline_job: ProbeJob, host_limit_bytes: int,
                         on_progress=None) -> None:
     """The largest batch, then the recommended one, each run under the budget; failures lower them."""
@@ -243,8 +209,6 @@ def confirm_batch_sizes(document: dict[str, Any], baseline_job: ProbeJob, host_l
     largest = confirm_under_budget(document, baseline_job, host_limit_bytes, document.get("max_batch_size"),
                                    lambda b: int(b * MAX_BATCH_STEP_DOWN), on_progress)
     if largest is not None:
-        if largest["status"] == "ok":
-            largest = step_up(document, baseline_job, host_limit_bytes, largest, on_progress)
         document["max_batch_confirmation"] = largest
         refused = largest["failed_batch_sizes"] + [int(b) for b in largest.get("near_limit") or {}]
         if refused or largest["status"] == "ok":

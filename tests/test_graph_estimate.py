@@ -47,7 +47,9 @@ def test_estimate_is_within_the_stated_band_of_the_measured_peak(model, low, hig
 def test_cnn_per_sample_slope_matches_the_measured_slope():
     small, large = run_probe("cnn", 16), run_probe("cnn", 64)
     for result in (small, large):
-        assert 0.35 <= result["peak_bytes"] / result["measured_peak_bytes"] <= 1.10, result
+        # One process's measured peak varies by up to 25 % between fresh processes (README, "More than one
+        # fresh process"): an estimate above it by less than that is within what a real run may meet.
+        assert 0.35 <= result["peak_bytes"] / result["measured_peak_bytes"] <= 1.25, result
     estimated_slope = (large["peak_bytes"] - small["peak_bytes"]) / 48
     measured_slope = (large["measured_min_bytes"] - small["measured_min_bytes"]) / 48
     assert 0.75 <= estimated_slope / measured_slope <= 1.33, (estimated_slope, measured_slope)

@@ -57,7 +57,8 @@ def test_trace_names_the_op_holding_most_memory_at_the_peak(traced):
     assert composition["attributed"] is True
     top = composition["top_allocations"][0]
     # A real TF op of this model's step (forward, gradient or optimizer scope), with its shape.
-    assert top["op"].split("/")[0] in {"small_cnn", "gradient_tape", "adam", "compile_loss"}, top
+    # Keras suffixes the model's name scope (small_cnn_1) when a model of that name was built before.
+    assert top["op"].split("/")[0].rstrip("_0123456789") in {"small_cnn", "gradient_tape", "adam", "compile_loss"}, top
     assert top["shape"].startswith("[") and top["bytes"] > 0
     assert top["bytes"] == max(entry["bytes"] for entry in composition["top_allocations"])
     assert composition["phase"] in {"forward", "loss", "backward", "optimizer"}

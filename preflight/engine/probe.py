@@ -181,26 +181,17 @@ def _text_dtype(x) -> str | None:
 def optimizer_state_bytes(model) -> int:
     """The optimizer's variables once built for the model, exact; counted from shapes while it is not built
     yet (the first step builds it, as in model.fit), without allocating them."""
-    from preflight.engine.static_floor import optimizer_bytes_from_shapes
+    from preflight.engine.static_floor import optimizer_bytes_from_shapes, variable_bytes
 
     if model.optimizer.built:
-        return sum(_variable_nbytes(v) for v in model.optimizer.variables)
+        return sum(variable_bytes(v) for v in model.optimizer.variables)
     return optimizer_bytes_from_shapes(model)
-
-
-def _variable_nbytes(variable) -> int:
-    import numpy as np
-    import tensorflow as tf
-
-    return int(np.prod(variable.shape)) * tf.as_dtype(variable.dtype).size
 
 
 def describe_model(model, pool) -> ModelInfo:
     import numpy as np
-    import tensorflow as tf
 
-    def nbytes(variable) -> int:
-        return int(np.prod(variable.shape)) * tf.as_dtype(variable.dtype).size
+    from preflight.engine.static_floor import variable_bytes as nbytes
 
     by_dtype: dict[str, int] = {}
     for weight in model.weights:

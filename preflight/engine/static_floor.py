@@ -85,7 +85,8 @@ def initialize_deferred_variables(keep_deferred) -> None:
     global_state.set_global_attribute("uninitialized_variables", still_deferred)
 
 
-def _variable_bytes(variable) -> int:
+def variable_bytes(variable) -> int:
+    """Bytes a variable holds (or will hold), from its shape and dtype alone."""
     import numpy as np
 
     return int(np.prod(variable.shape, dtype=np.int64)) * np.dtype(_numpy_dtype(variable.dtype)).itemsize
@@ -103,19 +104,19 @@ def optimizer_bytes_from_shapes(model) -> int:
     with shapes_only():
         optimizer = keras.optimizers.deserialize(keras.optimizers.serialize(model.optimizer))
         build_optimizer_shapes_only(model, optimizer)
-    return sum(_variable_bytes(v) for v in optimizer.variables)
+    return sum(variable_bytes(v) for v in optimizer.variables)
 
 
 def static_floor(model) -> dict[str, Any]:
     """{"parameter_bytes", "gradient_bytes", "optimizer_bytes", "total_bytes", "largest_layers"} of a
     compiled model whose optimizer is built (really or shape-only). Gradients: one per trainable weight,
     in the weight's dtype, as the optimizer receives them."""
-    parameter_bytes = sum(_variable_bytes(w) for w in model.weights)
-    gradient_bytes = sum(_variable_bytes(w) for w in model.trainable_weights)
-    optimizer_bytes = sum(_variable_bytes(v) for v in model.optimizer.variables)
+    parameter_bytes = sum(variable_bytes(w) for w in model.weights)
+    gradient_bytes = sum(variable_bytes(w) for w in model.trainable_weights)
+    optimizer_bytes = sum(variable_bytes(v) for v in model.optimizer.variables)
     layers = []
     for layer in _leaf_layers(model):
-        held = sum(_variable_bytes(w) for w in layer.weights)
+        held = sum(variable_bytes(w) for w in layer.weights)
         if held:
             layers.append({"name": layer.name, "class_name": type(layer).__name__,
                            "params": int(layer.count_params()), "parameter_bytes": held})

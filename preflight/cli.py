@@ -125,6 +125,7 @@ def _dispatch(argv: list[str]) -> int:
 
 def _check(argv: list[str]) -> int:
     from preflight.config import load_settings
+    from preflight.engine.backends import resolve_backend
     from preflight.validate import model_file, setting
 
     parser = _check_parser()
@@ -151,6 +152,9 @@ def _check(argv: list[str]) -> int:
     for name in ("time_limit", "epochs", "steps_per_epoch", "checkpoint_dir", "checkpoints", "rebuilds"):
         if getattr(args, name) is not None:
             setting(name, getattr(args, name), "--" + name.replace("_", "-"))
+    # Keras reads KERAS_BACKEND once, at import: set before anything here imports it (a search file is
+    # run in this process), and inherited by every dry-run child.
+    os.environ["KERAS_BACKEND"] = resolve_backend(settings.backend)
     if args.model_file is None:
         if not settings.models:
             raise errors.UsageError("no model file given, and pyproject.toml lists no [[tool.preflight.models]]",

@@ -302,8 +302,10 @@ def _write_report(path: str, text: str) -> None:
                                      "an earlier report at that path is left as it was") from None
 
 
-def _read_report(path: str | None) -> dict | None:
-    """A JSON report written by preflight; anything else (not JSON, cut short, another tool's) is refused."""
+def _read_report(path: str | None, comparison: bool = False) -> dict | None:
+    """A JSON report written by preflight (or, with `comparison`, a `compare` document); anything else
+    (not JSON, cut short, another tool's) is refused."""
+    from preflight.analysis.comparison import COMPARISON_FORMAT, COMPARISON_KEYS, COMPARISON_KIND
     from preflight.analysis.document import FORMAT_VERSION
 
     if not path:
@@ -317,10 +319,13 @@ def _read_report(path: str | None) -> dict | None:
         raise errors.ConfigError(f"{path} is not JSON, or is cut short: {exc}", hint=fix) from None
     if not isinstance(document, dict) or "format" not in document:
         raise errors.ConfigError(f"{path} is JSON but not a preflight report (it has no \"format\" field)", hint=fix)
-    if document["format"] != FORMAT_VERSION or not _REPORT_KEYS <= set(document):
-        raise errors.ConfigError(f"{path} is not a preflight report of format {FORMAT_VERSION} "
+    version, keys = FORMAT_VERSION, _REPORT_KEYS
+    if comparison and document.get("kind") == COMPARISON_KIND:
+        version, keys = COMPARISON_FORMAT, COMPARISON_KEYS
+    if document["format"] != version or not keys <= set(document):
+        raise errors.ConfigError(f"{path} is not a preflight report of format {version} "
                                  f"(format {document['format']!r}, missing "
-                                 f"{', '.join(sorted(_REPORT_KEYS - set(document))) or 'nothing'})",
+                                 f"{', '.join(sorted(keys - set(document))) or 'nothing'})",
                                  hint=f"{fix} by this version of preflight")
     return document
 
@@ -329,12 +334,14 @@ _REPORT_KEYS = {"format", "model", "probes", "findings"}  # what every document 
 
 
 def _render(argv: list[str]) -> int:
+    from preflight.analysis.comparison import COMPARISON_KIND
+    from preflight.render.comparison import render_comparison_html, render_comparison_markdown
     from preflight.render.html import render_html
     from preflight.render.markdown import render_markdown
     from preflight.validate import output_file
 
     parser = argparse.ArgumentParser(prog="python -m preflight render",
-                                     description="Re-render a saved JSON report.")
+                                     description="Re-render a saved JSON report (or a `compare` JSON).")
     parser.add_argument("report_json")
     parser.add_argument("--html", help="write the HTML page here (default: next to the JSON)")
     parser.add_argument("--markdown", help="also write a Markdown summary (for CI comments)")
@@ -344,7 +351,9 @@ def _render(argv: list[str]) -> int:
         return errors.EXIT_OK if exc.code == 0 else errors.EXIT_USAGE
     html_path = output_file(args.html or str(Path(args.report_json).with_suffix(".html")), "--html")
     markdown_path = output_file(args.markdown, "--markdown") if args.markdown else None
-    document = _read_report(args.report_json)
+    document = _read_report(args.report_json, comparison=True)
+    if document.get("kind") == COMPARISON_KIND:
+        render_html, render_markdown = render_comparison_html, render_comparison_markdown
     if html_path:
         _write_report(html_path, render_html(document))
     if markdown_path:

@@ -118,11 +118,13 @@ def _renderables(comparison: dict[str, Any]) -> list[Any]:
     parts += [Text(""), listing]
     if view["recommendations"]:
         parts += [Text(""), Text("Switch backend (measured):", style="bold")]
+        bullets = _hanging_list()
         for entry in view["recommendations"]:
-            line = Text(f"- {entry['title']}: peak {entry['peak_text']} against {entry['chosen_peak_text']} "
+            line = Text(f"{entry['title']}: peak {entry['peak_text']} against {entry['chosen_peak_text']} "
                         f"under {view['chosen_backend']}")
             line.append(f" ({entry['snippet']})", style="dim")
-            parts.append(line)
+            bullets.add_row(Text("-"), line)
+        parts.append(bullets)
     return parts
 
 

@@ -373,8 +373,8 @@ def _compare_parser() -> argparse.ArgumentParser:
                "2 usage error, 3 the model or data failed under it. Sizes: GiB/MiB are powers of 1024, GB/MB of 1000.")
     parser.add_argument("model_file", help="a model.py defining build_model()/get_model()/model")
     parser.add_argument("--backends", help="comma-separated, e.g. tensorflow,jax (default: every installed one)")
-    parser.add_argument("--backend", help="the backend your run uses, compared with the others "
-                                          "(default: KERAS_BACKEND, else keras.json, else tensorflow)")
+    parser.add_argument("--backend", help="the backend your run uses, compared with the others (default: the "
+                                          "backend setting, else KERAS_BACKEND, else keras.json, else tensorflow)")
     parser.add_argument("--batch-size", type=int, help="planned batch size (default: the file's batch_size, else 32)")
     parser.add_argument("--budget", help="memory the run may use, e.g. 15GiB, 512MiB, 16GB")
     parser.add_argument("--target", help="a device to fit, e.g. t4, a100-40gb (see `targets`)")
@@ -400,13 +400,14 @@ def _compare(argv: list[str]) -> int:
         args = _compare_parser().parse_args(argv)
     except SystemExit as exc:
         return errors.EXIT_OK if exc.code == 0 else errors.EXIT_USAGE
-    # Budget, target, batch size and timeout layer like the check's ([tool.preflight] < env < flags).
+    # Budget, target, batch size, timeout and the chosen backend layer like the check's
+    # ([tool.preflight] < env < flags).
     settings = load_settings({"batch_size": args.batch_size, "budget": args.budget, "target": args.target,
-                              "timeout": args.timeout})
+                              "timeout": args.timeout, "backend": args.backend})
     model_file(args.model_file)
     json_path, html_path = output_file(args.json, "--json"), output_file(args.html, "--html")
     markdown_path = output_file(args.markdown, "--markdown") if args.markdown else None
-    chosen = resolve_backend(args.backend)
+    chosen = resolve_backend(settings.backend)
     backends = backends_to_compare(args.backends, chosen)
     batch_size = settings.batch_size or literal_batch_size(args.model_file) or DEFAULT_BATCH_SIZE
 

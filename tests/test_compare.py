@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import html
-import inspect
 import json
 import os
 import re
@@ -143,8 +142,8 @@ def test_the_installed_version_fills_a_row_whose_report_has_none():
     ("build_model() raised", {"tensorflow": errors.EXIT_USER_CODE}, errors.EXIT_USER_CODE),
 ], ids=["fits", "no-budget", "does-not-fit", "nothing-measured", "model-failed"])
 def test_the_chosen_backend_decides_the_exit_code(chosen, failures, expected):
-    comparison = compare({"tensorflow": chosen, "jax": "another backend's failure does not count"},
-                         budget=None if isinstance(chosen, dict) and chosen["budget_bytes"] is None else 100 * MiB)
+    budget = chosen["budget_bytes"] if isinstance(chosen, dict) else 100 * MiB
+    comparison = compare({"tensorflow": chosen, "jax": "another backend's failure does not count"}, budget=budget)
     assert comparison_exit_code(comparison, {**failures, "jax": errors.EXIT_USER_CODE}) == expected
 
 
@@ -263,12 +262,11 @@ def test_a_real_tensorflow_report_becomes_a_measured_row():
     assert row["version"] and row["method"] and row["device"]
 
 
-CHECK_HAS_BACKEND = "backend" in inspect.signature(__import__("preflight.api", fromlist=["check"]).check).parameters
+needs_tensorflow_and_jax = pytest.mark.skipif(not {"tensorflow", "jax"} <= set(installed_backends()),
+                                              reason="needs both tensorflow and jax installed")
 
 
-@pytest.mark.skipif(not CHECK_HAS_BACKEND or not {"tensorflow", "jax"} <= set(installed_backends()),
-                    reason="needs preflight.api.check(backend=...) (the lead's issue-14 backend work) "
-                           "and both tensorflow and jax installed")
+@needs_tensorflow_and_jax
 def test_compare_end_to_end_under_tensorflow_and_jax(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("KERAS_BACKEND", None)
@@ -295,3 +293,14 @@ def test_render_re_renders_a_saved_comparison(comparison, tmp_path):
     del comparison["rows"]
     saved.write_text(json.dumps(comparison), encoding="utf-8")
     assert main(["render", str(saved)]) == errors.EXIT_USAGE
+
+
+@needs_tensorflow_and_jax
+def test_a_model_that_fails_under_the_chosen_backend_is_exit_3_and_the_others_are_still_measured(tmp_path):
+    argv = ["compare", str(MODELS / "tf_op_layer.py"), "--backends", "tensorflow,jax", "--backend", "jax",
+            "--budget", "1GiB", "--batch-size", "8", "--json", str(tmp_path / "c.json"), "--html", "none", "--quiet"]
+    assert main(argv) == errors.EXIT_USER_CODE
+    rows = rows_by_backend(json.loads((tmp_path / "c.json").read_text(encoding="utf-8")))
+    assert [row["backend"] for row in rows.values()] == ["jax", "tensorflow"]
+    assert rows["jax"]["status"] == "error" and "calls TensorFlow directly" in rows["jax"]["message"]
+    assert rows["tensorflow"]["status"] == "fits" and rows["tensorflow"]["peak_bytes"] > 0

@@ -24,7 +24,6 @@ from preflight.units import format_bytes
 
 COMPARISON_FORMAT = 1
 COMPARISON_KIND = "backend-comparison"
-STATUSES = ("fits", "does-not-fit", "measured", "error")
 COMPARISON_KEYS = {"format", "kind", "model", "batch_size", "budget_bytes", "chosen_backend", "rows",
                    "recommendations"}
 

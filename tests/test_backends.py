@@ -168,3 +168,27 @@ def test_torch_on_cpu_measures_live_tensors_and_grows_with_the_batch(tmp_path):
         assert peak >= floor + batch_size * first_activation, (batch_size, peak)
     sizes = sorted(peaks)
     assert peaks[sizes[-1]] > peaks[sizes[0]]
+
+
+def test_a_notebook_model_built_under_jax_is_measured_under_jax(tmp_path):
+    pytest.importorskip("jax")
+    script = tmp_path / "notebook_cell.py"
+    script.write_text(
+        "import json, os\n"
+        "os.environ['KERAS_BACKEND'] = 'jax'\n"
+        "import keras, numpy as np, preflight\n"
+        "inputs = keras.Input((20,))\n"
+        "model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Dense(64, activation='relu')(inputs)))\n"
+        "model.compile('adam', keras.losses.SparseCategoricalCrossentropy(from_logits=True))\n"
+        "x = np.random.rand(64, 20).astype('float32'); y = np.random.randint(0, 3, 64)\n"
+        "report = preflight.check(model, (x, y), batch_size=16, probe_batch_sizes=[16], whatif=False,\n"
+        "                         progress=False, budget='256MiB')\n"
+        "print(json.dumps({'backend': report.document['backend'], 'fits': report.document['fits'],\n"
+        "                  'peak': report.document['peak_bytes']}))\n")
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["backend"]["name"] == "jax" and "XLA buffer assignment" in answer["backend"]["method"]
+    # Weights (20x64 + 64x3 floats) and Adam's two slots alone are about 17 KiB: the figure holds them.
+    assert answer["fits"] is True and answer["peak"] > 3 * (20 * 64 + 64 + 64 * 3 + 3) * 4

@@ -125,7 +125,7 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
                        readiness=True, rebuilds=rebuilds or 0, backend=backend)
         with ProgressDisplay(enabled=progress) as display:
             outcome = run_probes(job, on_progress=display)
-            if probe_batch_sizes is None:
+            if probe_batch_sizes is None and not outcome.device.deterministic:
                 repeat_planned_batch(job, outcome, display)  # the verdict's peak: max over fresh processes
             document = build_document(outcome, replace(settings, batch_size=batch_size, launch=launch),
                                       model_name=_model_name(model))

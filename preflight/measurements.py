@@ -69,6 +69,7 @@ class DeviceInfo:
     memory_limit_bytes: int | None = None  # the allocator limit the probe ran under
     backend: str = "tensorflow"  # the Keras backend the steps ran under (preflight.engine.backends)
     method: str = ""             # how the peak was read (preflight.engine.readers)
+    deterministic: bool = False  # the figure is the same in every process (XLA's static buffer assignment)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -87,7 +87,7 @@ def backend_environment(backend: str, memory_limit_bytes: int | None) -> dict[st
         env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
         total = gpu_total_bytes()
         if memory_limit_bytes and total:
-            env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{min(1.0, memory_limit_bytes / total):.4f}"
+            env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{min(1.0, memory_limit_bytes / total):.6f}"
     return env
 
 

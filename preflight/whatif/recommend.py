@@ -156,7 +156,8 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
     near_limit: dict[int, int] = {}
     for _ in range(CONFIRM_ATTEMPTS):
         status, peaks = _run_in_fresh_processes(baseline_job, batch, budget, on_progress,
-                                                (document.get("model") or {}).get("input_bytes_per_sample"))
+                                                (document.get("model") or {}).get("input_bytes_per_sample"),
+                                                bool((document.get("device") or {}).get("deterministic")))
         if status is None:
             return None
         if status == "ok":
@@ -174,18 +175,20 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
 
 
 def _run_in_fresh_processes(baseline_job: ProbeJob, batch: int, budget: int, on_progress=None,
-                            document_input_bytes_per_sample: int | None = None) -> tuple[str | None, list[int]]:
+                            document_input_bytes_per_sample: int | None = None,
+                            deterministic: bool = False) -> tuple[str | None, list[int]]:
     """("ok" | "oom" | "near_limit" | None, peaks): `batch` in CONFIRM_PROCESSES fresh children under the
     budget, and one more when a peak passed NEAR_LIMIT_FILL of it (a step squeezed against the limit may
-    fit twice and fail a third time: it counts only when all three fit). None: it could not be run."""
+    fit twice and fail a third time: it counts only when all three fit). None: it could not be run.
+    A deterministic figure (XLA's buffer assignment on a JAX CPU run) is the same in every process: one."""
+    processes, near_limit_processes = (1, 1) if deterministic else (CONFIRM_PROCESSES, NEAR_LIMIT_PROCESSES)
     peaks: list[int] = []
     # model.fit feeds steps through tf.data, which holds the next batches in the same allocator; the probe
     # hands over one batch. Those batches are left out of the limit (an MLP batch of 2,134 ran in the probe
     # under 256 MiB and failed twice under model.fit).
     input_bytes = (document_input_bytes_per_sample or 0) * batch * PREFETCHED_BATCHES
     limit = max(1, budget - input_bytes)
-    while len(peaks) < CONFIRM_PROCESSES or (len(peaks) < NEAR_LIMIT_PROCESSES
-                                             and max(peaks) > NEAR_LIMIT_FILL * limit):
+    while len(peaks) < processes or (len(peaks) < near_limit_processes and max(peaks) > NEAR_LIMIT_FILL * limit):
         job = replace(baseline_job, batch_sizes=[batch], adaptive=False, measured_steps=VARIANT_STEPS,
                       memory_limit_bytes=limit, list_variants=False, profile_dir=None, prior_probes=[],
                       readiness=False)

@@ -32,7 +32,7 @@ class JaxReader:
         name = cpu_description() if kind == "CPU" else str(getattr(self._device, "device_kind", self._device))
         allocator = "XLA buffer assignment (no allocator statistics on CPU)" if self.static else \
             f"XLA {kind} allocator (peak since start, no reset)"
-        self.device = DeviceInfo(kind, name, allocator, limit, self.backend)
+        self.device = DeviceInfo(kind, name, allocator, limit, self.backend, deterministic=self.static)
         self.method = STATIC_METHOD if self.static else \
             "peak_bytes_in_use of the device allocator, first step (compilation, autotuning) included"
         self.last_analysis: dict[str, int] | None = None

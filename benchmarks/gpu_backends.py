@@ -29,6 +29,7 @@ Here (CPU): `python -m benchmarks.gpu_backends --cpu-only` (TensorFlow figures, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -210,7 +211,10 @@ def run_bounded(command: list[str], env: dict[str, str], timeout_s: float) -> tu
         try:
             stdout, stderr = process.communicate(timeout=10)
         except subprocess.TimeoutExpired:
+            stdout = stderr = None
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
+        if stdout is None:
             stdout, stderr = process.communicate()
         return None, stdout, stderr
 
@@ -406,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds after which no new case starts (default 280)")
     parser.add_argument("--grace", type=float, default=30.0,
                         help="seconds after the time budget at which running cases are stopped (default 30)")
-    parser.add_argument("--jobs", type=int, help="cases at a time (default: 6 on a GPU, each capped; 1 on a CPU)")
+    parser.add_argument("--jobs", type=int, help="cases at a time (default: 8 on a GPU, each capped; 1 on a CPU)")
     parser.add_argument("--no-recommended", action="store_true",
                         help="skip the capped run at preflight's recommended batch")
     parser.add_argument("--smoke", action="store_true",
@@ -431,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     header = {"format": FORMAT, "created_at": _now(), "gpu": gpu, "versions": versions(),
               "time_budget_s": args.time_budget, "truth_steps": TRUTH_STEPS,
               "cpu_reference": cpu_reference}
-    jobs = args.jobs or (6 if gpu else 1)
+    jobs = args.jobs or (8 if gpu else 1)
     print(f"{len(cases)} cases, {jobs} at a time, GPU: {gpu.get('name', 'none')}; writing {out_path}", flush=True)
     session = Session(cases, out_path, header, args.time_budget, args.grace, not args.no_recommended)
     session.run(jobs)

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,10 @@ def test_the_extra_zoo_models_have_matching_data():
         x, y = zoo.make_data(name, 3)
         assert x.shape == (3, zoo.IMAGE_SIZE_LARGE, zoo.IMAGE_SIZE_LARGE, 3) and y.shape == (3,)
     assert set(zoo.EXTRA_ZOO).isdisjoint(zoo.ZOO)
+
+
+def test_a_run_past_its_time_is_stopped_and_reads_as_timeout():
+    started = time.monotonic()
+    returncode, stdout, stderr = bench.run_bounded([sys.executable, "-c", "import time; time.sleep(60)"], {}, 1)
+    assert returncode is None and time.monotonic() - started < 15
+    assert bench.truth_from_process(returncode, stdout, stderr)["status"] == "timeout"

@@ -16,6 +16,7 @@ from typing import Any
 from preflight.analysis.document import RunSettings, build_document, usable_bytes
 from preflight.analysis.devices import get_target
 from preflight.errors import UsageError
+from preflight.engine.backends import resolve_backend
 from preflight.engine.launch import launch_section
 from preflight.engine.loader import check_source
 from preflight.engine.plan import first_round
@@ -65,7 +66,7 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
           probe_batch_sizes: list[int] | None = None, whatif: bool | None = None, profile: str | None = None,
           progress: bool = True, epochs: int | None = None, steps_per_epoch: int | None = None,
           time_limit: str | float | None = None, checkpoint_dir: str | None = None, checkpoints: int | None = None,
-          rebuilds: int | None = None) -> Report:
+          rebuilds: int | None = None, backend: str | None = None) -> Report:
     """Dry-run real training steps of `model` and return a Report (verdict, peak, footprint, findings).
 
     model: a path to a model.py (see the README's conventions) or a compiled keras.Model.
@@ -78,6 +79,9 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
     The launch checks (README "Launch checks"): epochs, steps_per_epoch, time_limit ('12h', 'colab'),
     checkpoint_dir and checkpoints (kept) size the run's time and disk, over what the file's fit(...) says;
     rebuilds=N measures host RAM over N build_model() calls (a model.py only).
+    backend: the Keras backend to measure under ('tensorflow', 'jax', 'torch'); None: Keras' own choice
+    (KERAS_BACKEND, keras.json, tensorflow). A keras.Model object is measured under the backend it was
+    built with, whatever this says.
     """
     batch_size, timeout, steps, probe_batch_sizes = _checked_arguments(
         batch_size=batch_size, budget=budget, target=target, timeout=timeout, steps=steps,
@@ -86,6 +90,11 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
                                              checkpoint_dir=checkpoint_dir, checkpoints=checkpoints,
                                              rebuilds=rebuilds)
     rebuilds = launch_flags.pop("rebuilds")
+    if backend is None and not isinstance(model, (str, os.PathLike)):
+        import keras  # already imported by whoever built `model`: its backend is the one in use
+
+        backend = keras.backend.backend()
+    backend = resolve_backend(backend, origin="backend")
     host_free = host_available_bytes()
     settings = RunSettings(batch_size=0, budget_bytes=parse_size(budget) if budget is not None else None,
                            target_name=target, host_available_bytes=host_free)
@@ -113,7 +122,7 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
                        planned_batch_size=batch_size, usable_bytes=usable,
                        list_variants=whatif is not False, target_kind=target_kind,
                        profile_dir=str(Path(profile).resolve()) if profile else None,
-                       readiness=True, rebuilds=rebuilds or 0)
+                       readiness=True, rebuilds=rebuilds or 0, backend=backend)
         with ProgressDisplay(enabled=progress) as display:
             outcome = run_probes(job, on_progress=display)
             if probe_batch_sizes is None:

@@ -15,14 +15,18 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from preflight.engine import plan
-from preflight.engine.probe import EventWriter, describe_device, describe_model, graph_slope, probe_batch_size
+from preflight.engine.probe import EventWriter, describe_model, graph_slope, probe_batch_size
+from preflight.engine.readers import start_reader
 from preflight.engine.step_errors import error_line, fix_for
 from preflight.errors import DataError, ModelError, PreflightError, is_out_of_memory
 from preflight.measurements import DeviceInfo, ProbeResult
+
+
+BACKEND_NAMES = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,28 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _start_tensorflow(job: dict):
-    import tensorflow as tf
-
-    if job.get("single_thread"):
-        # One inter-op and one intra-op thread make the peak reproducible (notes §1), at a speed cost.
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-    gpus = tf.config.list_physical_devices("GPU")
-    limit = job.get("memory_limit_bytes")
-    if gpus and limit:
-        # A logical device of the budget's size makes the GPU behave like a smaller card.
-        tf.config.set_logical_device_configuration(
-            gpus[0], [tf.config.LogicalDeviceConfiguration(memory_limit=int(limit) // 2**20)])
-    return tf
-
-
 def run_job(job: dict, events: EventWriter) -> None:
     started = time.monotonic()
-    events.emit("progress", stage="starting TensorFlow", elapsed=0.0)
-    tf = _start_tensorflow(job)
+    backend = job.get("backend") or "tensorflow"
+    events.emit("progress", stage=f"starting {BACKEND_NAMES.get(backend, backend)}", elapsed=0.0)
+    reader = start_reader(job)
     events.emit("progress", stage="loading model", elapsed=time.monotonic() - started)
-    device = describe_device(tf, job.get("memory_limit_bytes"))
+    device = replace(reader.device, method=reader.method)
     events.emit("device", device=device.to_dict())
     try:
         loaded = load_model_and_data(job)
@@ -101,8 +90,9 @@ def run_job(job: dict, events: EventWriter) -> None:
             smallest_oom = min((p.batch_size for p in probes if p.status == "oom"), default=None)
             if smallest_oom is not None and batch_size >= smallest_oom:
                 continue  # it would run out of memory too, after a long wait
-            probe = probe_batch_size(tf, model, pool, batch_size, measured_steps, device, events, started,
-                                     first=not probes, source_kind=job["source"]["kind"])
+            probe = probe_batch_size(reader, model, pool, batch_size, measured_steps, events, started,
+                                     first=not probes, source_kind=job["source"]["kind"],
+                                     limit_bytes=job.get("memory_limit_bytes"))
             probes.append(probe)
             events.emit("probe", probe=probe.to_dict())
             if probe.status not in ("ok", "oom"):
@@ -111,7 +101,8 @@ def run_job(job: dict, events: EventWriter) -> None:
             break
         if any(p.status == "ok" for p in probes):
             decided = True
-            slope = graph_slope(model, pool, job["planned_batch_size"], events)
+            # The liveness estimate reads a TF graph; XLA's buffer assignment needs no such help.
+            slope = graph_slope(model, pool, job["planned_batch_size"], events) if backend == "tensorflow" else 0.0
             round_sizes = plan.decision_round(
                 job["planned_batch_size"], probes, local_limit_bytes=job.get("memory_limit_bytes"),
                 usable_bytes=job.get("usable_bytes"),
@@ -124,8 +115,8 @@ def run_job(job: dict, events: EventWriter) -> None:
             break
         events.emit("plan", batch_sizes=round_sizes)
     after_probes(job, model, pool, probes, device, events)
-    if job.get("readiness"):
-        report_readiness(tf, job, model, pool, events)
+    if job.get("readiness") and backend == "tensorflow":
+        report_readiness(reader.tf, job, model, pool, events)
 
 
 def after_probes(job: dict, model, pool, probes: list[ProbeResult], device: DeviceInfo, events: EventWriter) -> None:
@@ -136,7 +127,7 @@ def after_probes(job: dict, model, pool, probes: list[ProbeResult], device: Devi
         # Listed here because specs name layers, and auto-generated names are only stable per process.
         events.emit("variants", specs=list_variants(model, job.get("target_kind") or device.kind))
     planned = job.get("planned_batch_size")
-    if job.get("profile_dir") and any(p.batch_size == planned and p.status == "ok" for p in probes):
+    if job.get("profile_dir") and device.backend == "tensorflow" and any(p.batch_size == planned and p.status == "ok" for p in probes):
         from preflight.engine.peak_profile import profile_training_step
 
         x, y, sample_weight = pool.unpacked(planned)

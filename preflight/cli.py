@@ -39,6 +39,8 @@ def _check_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target", help="a device to fit, e.g. t4, a100-40gb, tpu-v3, cpu (see `targets`)")
     parser.add_argument("--json", help="JSON report path (default preflight-report.json; 'none' to skip)")
     parser.add_argument("--html", help="HTML report path (default preflight-report.html; 'none' to skip)")
+    parser.add_argument("--backend", help="the Keras backend to measure under: tensorflow, jax or torch "
+                                          "(default: KERAS_BACKEND, else keras.json, else tensorflow)")
     parser.add_argument("--timeout", type=float, help="seconds a probe may take before it counts as hung (default 600)")
     parser.add_argument("--steps", type=int, help="measured steps per batch size, after one warm-up (default 3)")
     parser.add_argument("--single-thread", action="store_true", default=None,
@@ -138,7 +140,7 @@ def _check(argv: list[str]) -> int:
             settings = load_settings({
                 "batch_size": args.batch_size, "budget": args.budget, "target": args.target,
                 "json": args.json, "html": args.html, "timeout": args.timeout, "steps": args.steps,
-                "single_thread": args.single_thread, "baseline": args.baseline, "max_increase": args.max_increase,
+                "single_thread": args.single_thread, "backend": args.backend, "baseline": args.baseline, "max_increase": args.max_increase,
                 "max_params_increase": args.max_params_increase, "max_optimizer_increase": args.max_optimizer_increase,
                 "max_step_time_increase": args.max_step_time_increase, "markdown": args.markdown,
                 "report_dir": args.report_dir, "profile": args.profile,
@@ -187,7 +189,7 @@ def _check_one(model_file: str, name: str, args, settings, json_path: str | None
     else:
         report = check(model_file, batch_size=settings.batch_size, budget=settings.budget,
                        target=settings.target, timeout=settings.timeout, steps=settings.steps,
-                       single_thread=settings.single_thread, whatif=args.whatif,
+                       single_thread=settings.single_thread, whatif=args.whatif, backend=settings.backend,
                        profile=settings.profile, progress=not args.quiet, epochs=args.epochs,
                        steps_per_epoch=args.steps_per_epoch, time_limit=args.time_limit,
                        checkpoint_dir=args.checkpoint_dir, checkpoints=args.checkpoints, rebuilds=args.rebuilds)

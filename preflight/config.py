@@ -31,6 +31,7 @@ class Settings:
     timeout: float = 600.0              # seconds per probe
     steps: int = 3                      # measured steps per batch size (after one warm-up step)
     single_thread: bool = False         # reproducible peaks, slower steps
+    backend: str | None = None          # the Keras backend to measure under; None: KERAS_BACKEND, keras.json, tensorflow
     json: str | None = "preflight-report.json"
     html: str | None = "preflight-report.html"
     baseline: str | None = None         # a previous JSON report to compare against (CI gate)
@@ -58,7 +59,7 @@ class ModelEntry:
 
 SETTING_NAMES = {f.name for f in fields(Settings)}
 # What a [[tool.preflight.models]] table may set besides `path` and `name`.
-PER_MODEL_NAMES = {"batch_size", "budget", "target", "timeout", "steps", "single_thread", "baseline",
+PER_MODEL_NAMES = {"batch_size", "budget", "target", "timeout", "steps", "single_thread", "backend", "baseline",
                    "max_increase", "max_params_increase", "max_optimizer_increase", "max_step_time_increase"}
 
 

@@ -73,16 +73,25 @@ class IsolationError(PreflightError):
     exit_code = EXIT_USER_CODE
 
 
+OUT_OF_MEMORY_TYPES = {"ResourceExhaustedError", "OutOfMemoryError"}  # TensorFlow; PyTorch (CUDA and others)
+XLA_RUNTIME_TYPES = {"JaxRuntimeError", "XlaRuntimeError"}
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """Whether `exc` (or an exception it was raised from) is an allocation failure, by type, not by text.
 
     TF raises `ResourceExhaustedError` whose text may be only "Graph execution error ... [[{{node}}]]";
-    Keras and user code may wrap it. Checked by class name so this module imports no TensorFlow.
+    PyTorch `torch.OutOfMemoryError`; Keras and user code may wrap either. JAX raises one runtime error type
+    for every failure, so there the status code XLA puts first (RESOURCE_EXHAUSTED) is what tells.
+    Checked by class name so this module imports no backend.
     """
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, MemoryError) or any(cls.__name__ == "ResourceExhaustedError" for cls in type(exc).__mro__):
+        names = {cls.__name__ for cls in type(exc).__mro__}
+        if isinstance(exc, MemoryError) or names & OUT_OF_MEMORY_TYPES:
+            return True
+        if names & XLA_RUNTIME_TYPES and str(exc).lstrip().startswith("RESOURCE_EXHAUSTED"):
             return True
         exc = exc.__cause__ or exc.__context__
     return False

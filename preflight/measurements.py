@@ -67,6 +67,8 @@ class DeviceInfo:
     name: str          # e.g. "CPU:0 (AMD EPYC, 2 cores)" or the GPU's product name
     allocator: str     # e.g. "BFC (TF_CPU_ALLOCATOR_USE_BFC)"
     memory_limit_bytes: int | None = None  # the allocator limit the probe ran under
+    backend: str = "tensorflow"  # the Keras backend the steps ran under (preflight.engine.backends)
+    method: str = ""             # how the peak was read (preflight.engine.readers)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -178,6 +178,13 @@ def baseline_report(value: Any, origin: str) -> str | None:
     return path_text
 
 
+def backend_name(value: Any, origin: str) -> str:
+    """A Keras backend installed here (preflight.engine.backends); unknown or absent is exit 2."""
+    from preflight.engine.backends import checked_backend
+
+    return checked_backend(value, origin)
+
+
 def _kept_as_written(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
     """Checked now, parsed where it is used: Settings holds '8GiB', not its bytes."""
     def keep(value: Any, origin: str) -> Any:
@@ -206,6 +213,7 @@ RULES: dict[str, Callable[[Any, str], Any]] = {
     "report_dir": output_folder,
     "time_limit": _kept_as_written(duration_seconds),
     "single_thread": flag,
+    "backend": backend_name,
     "json": output_file,
     "html": output_file,
     "baseline": baseline_report,

@@ -40,6 +40,18 @@ def usable_bytes(settings: RunSettings) -> int | None:
     return None
 
 
+def backend_record(device) -> dict[str, Any]:
+    """The Keras backend the steps ran under, its version here, and how the peak was read."""
+    from importlib import metadata
+
+    package = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(device.backend, device.backend)
+    try:
+        version = metadata.version(package)
+    except metadata.PackageNotFoundError:
+        version = None
+    return {"name": device.backend, "version": version, "method": device.method or device.allocator}
+
+
 def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str = "model") -> dict[str, Any]:
     model = outcome.model or _unknown_model(model_name)
     batch_size = settings.batch_size
@@ -72,6 +84,7 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
             "input_bytes_per_sample": model.input_bytes_per_sample,
         },
         "device": outcome.device.to_dict(),
+        "backend": backend_record(outcome.device),
         "data": outcome.data,
         "target": None,
         "batch_size": batch_size,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,14 +120,13 @@ def _to_numpy(structure):
 
 def make_pool(data: Any, model: Any, pool_size: int) -> SamplePool:
     """Collect `pool_size` samples from `data` (or synthesize them) and check them against the model."""
-    import tensorflow as tf
     import keras
 
     if isinstance(data, SamplePool):
         pool = data
     elif data is None:
         pool = synthesize(model, pool_size)
-    elif isinstance(data, tf.data.Dataset):
+    elif _is_tf_dataset(data):
         pool = _reading(lambda: _pool_from_dataset(data, model, pool_size), "tf.data.Dataset")
     elif isinstance(data, keras.utils.PyDataset):
         pool = _reading(lambda: _pool_from_batches(_pydataset_batches(data), pool_size, "PyDataset"), "PyDataset")
@@ -236,6 +236,13 @@ def _concat(parts: list):
     if isinstance(first, tuple):
         return tuple(_concat([p[i] for p in parts]) for i in range(len(first)))
     return np.concatenate(parts, axis=0)
+
+
+def _is_tf_dataset(data) -> bool:
+    """A tf.data.Dataset, asked without importing TensorFlow: under JAX or PyTorch it may be absent,
+    and a dataset's module has imported it already."""
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(data, tf.data.Dataset)
 
 
 def _pool_from_dataset(dataset, model, pool_size: int) -> SamplePool:

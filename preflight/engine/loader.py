@@ -79,10 +79,20 @@ def run_model_file(path: str | os.PathLike) -> dict:
     except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
         if is_out_of_memory(exc):
             raise  # a memory verdict, not a broken file: the child reports it with the static floor
+        _raise_if_foreign_backend(exc)
         raise TargetLoadError(
             f"{file.name} failed while loading: {type(exc).__name__}: {exc}{_user_frame(exc, file)}",
             hint="fix the error above; preflight runs the file as a module, without its __main__ block",
         ) from None
+
+
+def _raise_if_foreign_backend(exc: BaseException) -> None:
+    """A layer written for another Keras backend: name it (preflight.engine.backend_errors)."""
+    from preflight.engine.backend_errors import foreign_backend_error
+
+    mismatch = foreign_backend_error(exc)
+    if mismatch is not None:
+        raise mismatch from None
 
 
 class _FitAtImport(Exception):
@@ -141,6 +151,7 @@ def find_model(namespace: dict, source: str) -> Any:
         except Exception as exc:  # noqa: BLE001
             if is_out_of_memory(exc):
                 raise  # the model is too big, not broken: a memory verdict (see preflight.child)
+            _raise_if_foreign_backend(exc)
             raise TargetLoadError(f"{source}: {name}() raised {type(exc).__name__}: {exc}"
                                   f"{_user_frame(exc, Path(namespace['__file__']))}",
                                   hint=f"fix {name}() so that it returns a compiled keras.Model") from None

@@ -1,8 +1,8 @@
 """Measuring training steps inside the dry-run child: the one place where the allocator's peak is read.
 
-`probe_batch_size` runs a warm-up step (tracing, optimizer slots), then measured steps, each after a
-`reset_memory_stats`, and returns a ProbeResult; `describe_model` / `describe_device` say what was
-measured and where; `graph_slope` adds the liveness estimate's growth per sample; `EventWriter` sends
+`probe_batch_size` runs a warm-up step (tracing, optimizer slots), then measured steps, each read by the
+backend's memory reader (preflight.engine.readers), and returns a ProbeResult; `describe_model` says what
+was measured; `graph_slope` adds the liveness estimate's growth per sample; `EventWriter` sends
 JSON-line events to the parent (preflight.engine.runner). Engine probes, tuner configurations and
 what-if variants all step here, started by preflight.child.
 """
@@ -19,7 +19,7 @@ from typing import Any
 from preflight.engine.step_errors import error_line, fix_for, loss_name
 from preflight.engine.training_signal import loss_value, snapshot_weights, weights_changed
 from preflight.errors import DataError, ModelError, is_out_of_memory
-from preflight.measurements import DeviceInfo, LayerInfo, ModelInfo, ProbeResult
+from preflight.measurements import LayerInfo, ModelInfo, ProbeResult
 
 MIN_MEASURED_STEPS = 2
 SLOW_PROBE_SECONDS = 20.0
@@ -58,48 +58,16 @@ def graph_slope(model, pool, planned_batch_size: int, events: EventWriter) -> fl
     return max(0.0, (estimates[high] - estimates[low]) / (high - low))
 
 
-def describe_device(tf, memory_limit_bytes: int | None) -> DeviceInfo:
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        return DeviceInfo("GPU", details.get("device_name", "GPU:0"), "BFC (GPU)", memory_limit_bytes)
-    tpus = tf.config.list_logical_devices("TPU")
-    if tpus:
-        return DeviceInfo("TPU", tpus[0].name, "TPU runtime", memory_limit_bytes)
-    allocator = "BFC (TF_CPU_ALLOCATOR_USE_BFC)" if os.environ.get("TF_CPU_ALLOCATOR_USE_BFC") == "true" \
-        else "default CPU allocator"
-    return DeviceInfo("CPU", f"CPU:0 ({_cpu_model_name()}, {os.cpu_count()} cores)", allocator, memory_limit_bytes)
-
-
-def _cpu_model_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown CPU"
-
-
-def _device_name(device: DeviceInfo) -> str:
-    return {"GPU": "GPU:0", "TPU": "TPU:0"}.get(device.kind, "CPU:0")
-
-
-def probe_batch_size(tf, model, pool, batch_size: int, measured_steps: int, device: DeviceInfo,
-                     events: EventWriter, started: float, first: bool, source_kind: str) -> ProbeResult:
-    """A warm-up step (tracing, slot creation), then measured steps, each with the allocator peak reset.
+def probe_batch_size(reader, model, pool, batch_size: int, measured_steps: int, events: EventWriter,
+                     started: float, first: bool, source_kind: str, limit_bytes: int | None = None) -> ProbeResult:
+    """A warm-up step (tracing, slot creation), then measured steps, each read by the backend's reader
+    (preflight.engine.readers): the allocator's peak reset before each, or the compiled step's buffers.
 
     A failure other than out-of-memory on the first batch size means the step itself is broken, which is
     the user's error to fix; on a later batch size it is that probe's result.
     """
     batch = pool.batch(batch_size)
-    device_name = _device_name(device)
-    # A fresh trace per batch size: after two shapes tf.function would generalize the batch axis, and
-    # that generic graph's peak differs from the fixed-shape step (about 5 % lower for a small CNN).
-    model.make_train_function(force=True)
+    reader.new_trace(model)
     runs: list[int] = []
     times: list[float] = []
     losses: list = []
@@ -107,22 +75,27 @@ def probe_batch_size(tf, model, pool, batch_size: int, measured_steps: int, devi
     resident = None
     warmup_seconds = None
     try:
+        static = reader.static_peak(model, batch)
+        if static is not None and limit_bytes and static > limit_bytes:
+            # The compiled step's buffers alone exceed the limit: it cannot run within it.
+            return ProbeResult(batch_size, "oom", peak_bytes=static, peak_bytes_runs=[static],
+                               message=f"out of memory in the probe: the compiled step needs {static} bytes, "
+                                       f"over the limit of {limit_bytes} ({reader.method})")
         for step in range(max(measured_steps, 1) + 1):
             events.emit("progress", stage="probe", batch_size=batch_size, step=step + 1,
                         steps=measured_steps + 1, elapsed=time.monotonic() - started)
             if step > 0:
                 gc.collect()  # objects dropped by earlier work still hold allocator memory until collected
-                resident = tf.config.experimental.get_memory_info(device_name)["current"]
-                tf.config.experimental.reset_memory_stats(device_name)
+                resident = reader.start_window()
             t0 = time.perf_counter()
-            step_result = train_step_as_fit(model, batch)
+            step_result = reader.train_step(model, batch)
             elapsed = time.perf_counter() - t0
             if step == 0:
                 warmup_seconds = elapsed
             else:
                 times.append(elapsed)
                 losses.append(loss_value(step_result))
-                runs.append(int(tf.config.experimental.get_memory_info(device_name)["peak"]))
+                runs.append(reader.window_peak())
                 if len(runs) >= MIN_MEASURED_STEPS and warmup_seconds + sum(times) > SLOW_PROBE_SECONDS:
                     break  # slow steps: two runs still show the spread; more would cost minutes
     except Exception as exc:  # noqa: BLE001 - the user's train_step may raise anything
@@ -136,7 +109,9 @@ def probe_batch_size(tf, model, pool, batch_size: int, measured_steps: int, devi
                             hint="turn text into numbers: a TextVectorization or StringLookup layer in the model, "
                                  "or numeric arrays") from None
         if first:
-            raise step_failure(exc, model, pool, batch_size, source_kind) from None
+            from preflight.engine.backend_errors import foreign_backend_error
+
+            raise (foreign_backend_error(exc) or step_failure(exc, model, pool, batch_size, source_kind)) from None
         return ProbeResult(batch_size, "error", peak_bytes_runs=runs, message=error_line(exc))
     return ProbeResult(batch_size, "ok", peak_bytes=max(runs), peak_bytes_runs=runs, resident_bytes=resident,
                        step_seconds=statistics.median(times), warmup_seconds=warmup_seconds,
@@ -144,14 +119,11 @@ def probe_batch_size(tf, model, pool, batch_size: int, measured_steps: int, devi
 
 
 def train_step_as_fit(model, batch):
-    """One training step on `batch`, handed to `train_step` exactly as model.fit hands it.
+    """One training step on `batch`, handed to `train_step` exactly as model.fit hands it, on the
+    backend Keras runs on (preflight.engine.readers)."""
+    from preflight.engine.readers import fit_step
 
-    train_on_batch would pass (x, y, sample_weight) even when y is None, which breaks a custom
-    train_step written for fit (`x, y = data`, or one that takes x alone).
-    """
-    if model.train_function is None:
-        model.make_train_function()
-    return model.train_function(iter([batch]))  # the step's logs: the loss for the sanity check
+    return fit_step(model, batch)
 
 
 def step_failure(exc: BaseException, model, pool, batch_size: int, source_kind: str) -> ModelError:
@@ -169,9 +141,9 @@ def step_failure(exc: BaseException, model, pool, batch_size: int, source_kind: 
 
 def _text_dtype(x) -> str | None:
     """The dtype of the first input array that holds text (NumPy str, bytes or object), if any."""
-    import tensorflow as tf
+    import keras
 
-    for array in tf.nest.flatten(x):
+    for array in keras.tree.flatten(x):
         dtype = getattr(array, "dtype", None)
         if getattr(dtype, "kind", None) in ("U", "S", "O"):
             return str(dtype)
@@ -222,7 +194,8 @@ def describe_model(model, pool) -> ModelInfo:
 def describe_layers(model, prefix: str = "") -> list[LayerInfo]:
     """One row per layer; nested models (a pretrained base inside a Sequential) are expanded."""
     import numpy as np
-    import tensorflow as tf
+
+    from preflight.engine.static_floor import dtype_size
 
     rows: list[LayerInfo] = []
     for layer in model.layers:
@@ -236,7 +209,7 @@ def describe_layers(model, prefix: str = "") -> list[LayerInfo]:
             output = output[0] if isinstance(output, (list, tuple)) else output
             shape = [None] + [d for d in output.shape[1:]]
             if all(d is not None for d in shape[1:]):
-                per_sample = int(np.prod(shape[1:], dtype=np.int64)) * tf.as_dtype(output.dtype).size
+                per_sample = int(np.prod(shape[1:], dtype=np.int64)) * dtype_size(output.dtype)
         except (AttributeError, ValueError):
             pass  # subclassed models have no symbolic outputs: shape unknown
         params = layer.count_params() if layer.built else 0

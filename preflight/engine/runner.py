@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from preflight import errors
+from preflight.engine.backends import default_backend
 from preflight.measurements import DeviceInfo, ModelInfo, ProbeOutcome, ProbeResult
 
 MIB = 2**20
@@ -55,6 +56,8 @@ class ProbeJob:
     variant_from_shapes: bool = False  # the base model does not fit: build the variant from shapes alone
     readiness: bool = False            # record strategy and XLA after the probes (preflight.engine.readiness)
     rebuilds: int = 0                  # with readiness: RSS over this many build_model() calls
+    # The Keras backend the steps run under (preflight.engine.backends): the caller's own by default.
+    backend: str = field(default_factory=default_backend)
 
 
 def child_environment(job: ProbeJob) -> dict[str, str]:
@@ -66,9 +69,40 @@ def child_environment(job: ProbeJob) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     if job.memory_limit_bytes:
         env["TF_CPU_BFC_MEM_LIMIT_IN_MB"] = str(max(1, job.memory_limit_bytes // MIB))
+    env.update(backend_environment(job.backend, job.memory_limit_bytes))
     package_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, os.getcwd(), env.get("PYTHONPATH")) if p)
     return env
+
+
+def backend_environment(backend: str, memory_limit_bytes: int | None) -> dict[str, str]:
+    """What the child needs before it imports Keras: the backend, and its memory settings on a GPU."""
+    env = {"KERAS_BACKEND": backend}
+    if backend != "tensorflow":
+        # Keras may import TensorFlow for file I/O even on another backend; unchecked, TF then takes the
+        # whole card and the measured backend's allocations fail (gpu-findings.md, keras-core #473).
+        env["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
+    if backend == "jax":
+        # JAX takes 75 % of the card at start unless told not to; then the cap is a fraction of the card.
+        env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+        total = gpu_total_bytes()
+        if memory_limit_bytes and total:
+            env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{min(1.0, memory_limit_bytes / total):.4f}"
+    return env
+
+
+def gpu_total_bytes() -> int | None:
+    """The first GPU's memory from nvidia-smi (the child cannot ask JAX: the cap is read at its start)."""
+    import shutil
+
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        output = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                                capture_output=True, text=True, timeout=10, check=False).stdout
+        return int(output.split()[0]) * MIB
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+        return None
 
 
 def run_probes(job: ProbeJob, on_progress: ProgressCallback | None = None) -> ProbeOutcome:

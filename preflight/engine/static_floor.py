@@ -92,8 +92,15 @@ def variable_bytes(variable) -> int:
     return int(np.prod(variable.shape, dtype=np.int64)) * np.dtype(_numpy_dtype(variable.dtype)).itemsize
 
 
+def dtype_size(dtype: Any) -> int:
+    """Bytes per element of a Keras, NumPy or backend dtype (bfloat16 included)."""
+    import numpy as np
+
+    return np.dtype(_numpy_dtype(dtype)).itemsize
+
+
 def _numpy_dtype(dtype: Any) -> str:
-    name = str(getattr(dtype, "name", dtype))
+    name = str(getattr(dtype, "name", dtype)).replace("torch.", "")
     return "uint16" if name == "bfloat16" else name  # numpy has no bfloat16; same width
 
 

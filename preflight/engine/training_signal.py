@@ -33,9 +33,10 @@ def loss_value(step_result: Any) -> float | str | None:
 def snapshot_weights(model) -> list | None:
     """Host copies of the trainable weights, or None when they are too large to copy cheaply."""
     import numpy as np
-    import tensorflow as tf
 
-    size = sum(int(np.prod(w.shape)) * tf.as_dtype(w.dtype).size for w in model.trainable_weights)
+    from preflight.engine.static_floor import variable_bytes
+
+    size = sum(variable_bytes(w) for w in model.trainable_weights)
     if not model.trainable_weights or size > SNAPSHOT_MAX_BYTES:
         return None
     return [np.array(w.numpy(), copy=True) for w in model.trainable_weights]

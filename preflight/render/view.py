@@ -27,6 +27,7 @@ EXTRA_PART_COLOR = "#9d755d"
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 
+BACKEND_NAMES = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
 FITS_TEXT = {True: "fits", False: "does not fit", None: ""}
 FITS_CLASS = {True: "fits", False: "does-not-fit", None: "unknown"}
 
@@ -142,7 +143,10 @@ def _verdict(document: dict[str, Any]) -> dict[str, Any]:
         peak_origin = "no successful probe"
     elif peak_source == "measured":
         peak_origin = f"measured on {device.get('kind', 'the device')}"
-        if device.get("allocator"):
+        backend = document.get("backend") or {}
+        if backend.get("name"):
+            peak_origin += f" under {BACKEND_NAMES.get(backend['name'], backend['name'])}: {backend.get('method')}"
+        elif device.get("allocator"):
             peak_origin += f", {device['allocator']}"
     elif peak_source == "shapes":
         margin = ((document.get("search") or {}).get("worst_case") or {}).get("margin")
@@ -221,6 +225,11 @@ def _facts(document: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
         ("Device kind", str(device.get("kind", "n/a"))),
         ("Allocator", str(device.get("allocator", "n/a"))),
     ]
+    backend = document.get("backend") or {}
+    if backend.get("name"):
+        version = f" {backend['version']}" if backend.get("version") else ""
+        device_facts.insert(0, ("Keras backend", f"{BACKEND_NAMES.get(backend['name'], backend['name'])}{version}"))
+        device_facts.append(("Peak read by", str(backend.get("method") or "n/a")))
     if device.get("memory_limit_bytes"):
         device_facts.append(("Allocator limit", format_bytes(device["memory_limit_bytes"])))
     device_facts.append(("Batch size", format_count(document.get("batch_size"))))

@@ -1,0 +1,93 @@
+"""JAX: on a GPU or TPU the device allocator's statistics; on a CPU, XLA's buffer assignment of the
+compiled train step.
+
+- GPU/TPU: `memory_stats()["peak_bytes_in_use"]`. JAX has no reset of the peak, and its peak is set in the
+  first step (compilation, autotuning: gpu-findings.md), so the figure is the process's peak so far, first
+  step included: an upper bound for a smaller batch probed after a larger one. The parent caps the process
+  at the budget (XLA_PYTHON_CLIENT_PREALLOCATE=false, XLA_PYTHON_CLIENT_MEM_FRACTION; runner).
+- CPU: JAX keeps no allocator statistics there (`memory_stats()` is None). The step jax.jit compiles has a
+  fixed buffer assignment: arguments (weights, optimizer slots, metrics, the batch) + temporaries + outputs
+  - outputs aliased to donated arguments is what it holds at most, exactly, in every process. The steps
+  still run, for the time, the loss and any error.
+"""
+from __future__ import annotations
+
+from preflight.engine.cpu import cpu_description
+from preflight.measurements import DeviceInfo
+
+STATIC_METHOD = "XLA buffer assignment of the compiled train step (arguments + temporaries + outputs - aliased)"
+
+
+class JaxReader:
+    backend = "jax"
+
+    def __init__(self, job: dict):
+        import jax
+
+        self.jax = jax
+        self._device = jax.devices()[0]
+        self.static = self._device.memory_stats() is None
+        limit = job.get("memory_limit_bytes")
+        kind = {"gpu": "GPU", "tpu": "TPU"}.get(self._device.platform, "CPU")
+        name = cpu_description() if kind == "CPU" else str(getattr(self._device, "device_kind", self._device))
+        allocator = "XLA buffer assignment (no allocator statistics on CPU)" if self.static else \
+            f"XLA {kind} allocator (peak since start, no reset)"
+        self.device = DeviceInfo(kind, name, allocator, limit, self.backend)
+        self.method = STATIC_METHOD if self.static else \
+            "peak_bytes_in_use of the device allocator, first step (compilation, autotuning) included"
+        self.last_analysis: dict[str, int] | None = None
+
+    def new_trace(self, model) -> None:
+        model.make_train_function(force=True)
+
+    def train_step(self, model, batch):
+        return fit_step(model, batch)
+
+    def static_peak(self, model, batch) -> int | None:
+        """On a CPU: the bytes the compiled step's buffers take, from XLA's buffer assignment."""
+        if not self.static:
+            return None
+        self.last_analysis = compiled_step_memory(model, batch)
+        return self.last_analysis["total_bytes"]
+
+    def start_window(self) -> int | None:
+        if self.static:
+            return None
+        return int(self._device.memory_stats().get("bytes_in_use", 0))
+
+    def window_peak(self) -> int:
+        if self.static:
+            return int(self.last_analysis["total_bytes"]) if self.last_analysis else 0
+        return int(self._device.memory_stats().get("peak_bytes_in_use", 0))
+
+
+def compiled_step_memory(model, batch) -> dict[str, int]:
+    """XLA's memory analysis of the train step model.fit compiles (jit of train_step, state donated)."""
+    import jax
+
+    model._symbolic_build(data_batch=batch)
+    state = model._get_jax_state(trainable_variables=True, non_trainable_variables=True,
+                                 optimizer_variables=True, metrics_variables=True, purge_model_variables=False)
+    analysis = jax.jit(model.train_step, donate_argnums=0).lower(state, batch).compile().memory_analysis()
+    parts = {name: int(getattr(analysis, f"{name}_size_in_bytes")) for name in ("argument", "output", "temp", "alias")}
+    return {**{f"{k}_bytes": v for k, v in parts.items()},
+            "total_bytes": parts["argument"] + parts["temp"] + parts["output"] - parts["alias"]}
+
+
+def fit_step(model, batch):
+    """One step as JAXTrainer.fit runs it: the state handed in (the model's own copies purged, as fit
+    does, so weights are not held twice), the new state synced back."""
+    model._symbolic_build(data_batch=batch)  # builds the optimizer's slots on the first call, as fit does
+    if model.train_function is None:
+        model.make_train_function()
+    state = model._get_jax_state(trainable_variables=True, non_trainable_variables=True,
+                                 optimizer_variables=True, metrics_variables=True, purge_model_variables=True)
+    model._jax_state_synced = False
+    logs, state = model.train_function(state, iter([batch]))
+    trainable, non_trainable, optimizer, metrics = state
+    model._jax_state = {"trainable_variables": trainable, "non_trainable_variables": non_trainable,
+                        "optimizer_variables": optimizer, "metrics_variables": metrics}
+    model.jax_state_sync()
+    import jax
+
+    return jax.block_until_ready(logs)  # dispatch is asynchronous: the step's time ends when its results exist

@@ -111,6 +111,7 @@ def preflight_summary(document: dict[str, Any] | None, returncode: int, stderr: 
     return {
         "status": "measured", "returncode": returncode, "fits": document.get("fits"),
         "peak_bytes": document.get("peak_bytes"), "peak_source": document.get("peak_source"),
+        "peak_upper_bytes": document.get("peak_upper_bytes"),
         "max_batch_size": document.get("max_batch_size"),
         "recommended_batch_size": document.get("recommended_batch_size"),
         "backend": backend.get("name"), "backend_version": backend.get("version"), "method": backend.get("method"),

@@ -2,9 +2,10 @@
 
 It is the child process's door, as cli.py is the parent's: it loads what the job names (a model.py, a
 handed-over model, a search configuration, a what-if variant of either) and has preflight.engine.probe
-measure its steps. The parent (preflight.engine.runner) starts `python -m preflight.child JOB.json` with the allocator settings
-already in the environment (TF_CPU_ALLOCATOR_USE_BFC=true must be set before TensorFlow starts, which is
-why this is a separate process), and reads JSON-line events from the file descriptor named by
+measure its steps with the job's backend's memory reader (preflight.engine.readers). The parent
+(preflight.engine.runner) starts `python -m preflight.child JOB.json` with KERAS_BACKEND and the allocator
+settings already in the environment (both must be set before Keras and TensorFlow start, which is why
+this is a separate process), and reads JSON-line events from the file descriptor named by
 PREFLIGHT_EVENTS_FD. Events: progress, model, probe, error, done. A step that runs out of memory is
 reported as a probe with status "oom"; a crash or a hang is diagnosed by the parent.
 """

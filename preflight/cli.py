@@ -1,5 +1,5 @@
 """Command line: `python -m preflight model.py [flags]`, `python -m preflight render report.json`,
-`python -m preflight targets`.
+`python -m preflight compare model.py`, `python -m preflight targets`.
 
 `main(argv) -> int` is the only place exceptions become exit codes (see preflight.errors). Without a
 model file, the models listed in `[[tool.preflight.models]]` are checked one after another, each in its
@@ -19,14 +19,14 @@ from pathlib import Path
 
 from preflight import errors
 
-SUBCOMMANDS = ("render", "targets")
+SUBCOMMANDS = ("render", "compare", "targets")
 
 
 def _check_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m preflight",
         description="Dry-run real training steps of a Keras model and tell whether the run will fit. "
-                    "Other commands: `render REPORT.json`, `targets`.",
+                    "Other commands: `render REPORT.json`, `compare MODEL.py`, `targets`.",
         epilog="Exit codes: 0 fits (or no budget), 1 does not fit / gate failed, 2 usage or config error, "
                "3 the model or data failed, 4 internal error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). "
                "Sizes: GiB/MiB are powers of 1024, GB/MB of 1000.",
@@ -104,6 +104,8 @@ def _dispatch(argv: list[str]) -> int:
     try:
         if argv and argv[0] == "render":
             return _render(argv[1:])
+        if argv and argv[0] == "compare":
+            return _compare(argv[1:])
         if argv and argv[0] == "targets":
             return _targets()
         return _check(argv)
@@ -125,6 +127,7 @@ def _dispatch(argv: list[str]) -> int:
 
 def _check(argv: list[str]) -> int:
     from preflight.config import load_settings
+    from preflight.engine.backends import resolve_backend
     from preflight.validate import model_file, setting
 
     parser = _check_parser()
@@ -151,6 +154,9 @@ def _check(argv: list[str]) -> int:
     for name in ("time_limit", "epochs", "steps_per_epoch", "checkpoint_dir", "checkpoints", "rebuilds"):
         if getattr(args, name) is not None:
             setting(name, getattr(args, name), "--" + name.replace("_", "-"))
+    # Keras reads KERAS_BACKEND once, at import: set before anything here imports it (a search file is
+    # run in this process), and inherited by every dry-run child.
+    os.environ["KERAS_BACKEND"] = resolve_backend(settings.backend)
     if args.model_file is None:
         if not settings.models:
             raise errors.UsageError("no model file given, and pyproject.toml lists no [[tool.preflight.models]]",
@@ -302,8 +308,10 @@ def _write_report(path: str, text: str) -> None:
                                      "an earlier report at that path is left as it was") from None
 
 
-def _read_report(path: str | None) -> dict | None:
-    """A JSON report written by preflight; anything else (not JSON, cut short, another tool's) is refused."""
+def _read_report(path: str | None, comparison: bool = False) -> dict | None:
+    """A JSON report written by preflight (or, with `comparison`, a `compare` document); anything else
+    (not JSON, cut short, another tool's) is refused."""
+    from preflight.analysis.comparison import COMPARISON_FORMAT, COMPARISON_KEYS, COMPARISON_KIND
     from preflight.analysis.document import FORMAT_VERSION
 
     if not path:
@@ -317,10 +325,13 @@ def _read_report(path: str | None) -> dict | None:
         raise errors.ConfigError(f"{path} is not JSON, or is cut short: {exc}", hint=fix) from None
     if not isinstance(document, dict) or "format" not in document:
         raise errors.ConfigError(f"{path} is JSON but not a preflight report (it has no \"format\" field)", hint=fix)
-    if document["format"] != FORMAT_VERSION or not _REPORT_KEYS <= set(document):
-        raise errors.ConfigError(f"{path} is not a preflight report of format {FORMAT_VERSION} "
+    version, keys = FORMAT_VERSION, _REPORT_KEYS
+    if comparison and document.get("kind") == COMPARISON_KIND:
+        version, keys = COMPARISON_FORMAT, COMPARISON_KEYS
+    if document["format"] != version or not keys <= set(document):
+        raise errors.ConfigError(f"{path} is not a preflight report of format {version} "
                                  f"(format {document['format']!r}, missing "
-                                 f"{', '.join(sorted(_REPORT_KEYS - set(document))) or 'nothing'})",
+                                 f"{', '.join(sorted(keys - set(document))) or 'nothing'})",
                                  hint=f"{fix} by this version of preflight")
     return document
 
@@ -329,12 +340,14 @@ _REPORT_KEYS = {"format", "model", "probes", "findings"}  # what every document 
 
 
 def _render(argv: list[str]) -> int:
+    from preflight.analysis.comparison import COMPARISON_KIND
+    from preflight.render.comparison import render_comparison_html, render_comparison_markdown
     from preflight.render.html import render_html
     from preflight.render.markdown import render_markdown
     from preflight.validate import output_file
 
     parser = argparse.ArgumentParser(prog="python -m preflight render",
-                                     description="Re-render a saved JSON report.")
+                                     description="Re-render a saved JSON report (or a `compare` JSON).")
     parser.add_argument("report_json")
     parser.add_argument("--html", help="write the HTML page here (default: next to the JSON)")
     parser.add_argument("--markdown", help="also write a Markdown summary (for CI comments)")
@@ -344,13 +357,87 @@ def _render(argv: list[str]) -> int:
         return errors.EXIT_OK if exc.code == 0 else errors.EXIT_USAGE
     html_path = output_file(args.html or str(Path(args.report_json).with_suffix(".html")), "--html")
     markdown_path = output_file(args.markdown, "--markdown") if args.markdown else None
-    document = _read_report(args.report_json)
+    document = _read_report(args.report_json, comparison=True)
+    if document.get("kind") == COMPARISON_KIND:
+        render_html, render_markdown = render_comparison_html, render_comparison_markdown
     if html_path:
         _write_report(html_path, render_html(document))
     if markdown_path:
         _write_report(markdown_path, render_markdown(document))
     print(f"report: {', '.join(p for p in (html_path, markdown_path) if p)}", file=sys.stderr)
     return errors.EXIT_OK
+
+
+def _compare_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m preflight compare",
+        description="Measure one model at its planned batch under each installed Keras backend "
+                    "(TensorFlow, JAX, PyTorch) and show peak, step time and verdict side by side.",
+        epilog="Exit codes (the chosen backend's): 0 fits (or no budget), 1 does not fit or nothing measured, "
+               "2 usage error, 3 the model or data failed under it. Sizes: GiB/MiB are powers of 1024, GB/MB of 1000.")
+    parser.add_argument("model_file", help="a model.py defining build_model()/get_model()/model")
+    parser.add_argument("--backends", help="comma-separated, e.g. tensorflow,jax (default: every installed one)")
+    parser.add_argument("--backend", help="the backend your run uses, compared with the others (default: the "
+                                          "backend setting, else KERAS_BACKEND, else keras.json, else tensorflow)")
+    parser.add_argument("--batch-size", type=int, help="planned batch size (default: the file's batch_size, else 32)")
+    parser.add_argument("--budget", help="memory the run may use, e.g. 15GiB, 512MiB, 16GB")
+    parser.add_argument("--target", help="a device to fit, e.g. t4, a100-40gb (see `targets`)")
+    parser.add_argument("--timeout", type=float, help="seconds a probe may take before it counts as hung (default 600)")
+    parser.add_argument("--json", default="preflight-compare.json",
+                        help="JSON comparison path (default preflight-compare.json; 'none' to skip)")
+    parser.add_argument("--html", default="preflight-compare.html",
+                        help="HTML comparison path (default preflight-compare.html; 'none' to skip)")
+    parser.add_argument("--markdown", help="also write the Markdown comparison here, e.g. $GITHUB_STEP_SUMMARY")
+    parser.add_argument("--quiet", action="store_true", help="no progress and no table, only the exit code")
+    return parser
+
+
+def _compare(argv: list[str]) -> int:
+    from preflight.api import DEFAULT_BATCH_SIZE, literal_batch_size
+    from preflight.compare import backends_to_compare, compare_backends, comparison_exit_code
+    from preflight.config import load_settings
+    from preflight.engine.backends import resolve_backend
+    from preflight.render.comparison import print_comparison, render_comparison_html, render_comparison_markdown
+    from preflight.validate import model_file, output_file
+
+    try:
+        args = _compare_parser().parse_args(argv)
+    except SystemExit as exc:
+        return errors.EXIT_OK if exc.code == 0 else errors.EXIT_USAGE
+    # Budget, target, batch size, timeout and the chosen backend layer like the check's
+    # ([tool.preflight] < env < flags).
+    settings = load_settings({"batch_size": args.batch_size, "budget": args.budget, "target": args.target,
+                              "timeout": args.timeout, "backend": args.backend})
+    model_file(args.model_file)
+    json_path, html_path = output_file(args.json, "--json"), output_file(args.html, "--html")
+    markdown_path = output_file(args.markdown, "--markdown") if args.markdown else None
+    chosen = resolve_backend(settings.backend)
+    backends = backends_to_compare(args.backends, chosen)
+    batch_size = settings.batch_size or literal_batch_size(args.model_file) or DEFAULT_BATCH_SIZE
+
+    def announce(backend: str, index: int, count: int) -> None:
+        if not args.quiet:
+            print(f"preflight: {backend} ({index}/{count}), batch {batch_size}", file=sys.stderr)
+
+    comparison, failures = compare_backends(
+        args.model_file, backends=backends, chosen_backend=chosen, batch_size=batch_size,
+        budget=settings.budget, target=settings.target, timeout=settings.timeout, progress=not args.quiet,
+        announce=announce)
+    for row in comparison["rows"]:
+        if row["backend"] in failures:
+            print(f"preflight: error: {row['backend']}: {row['message']}", file=sys.stderr)
+    if json_path:
+        _write_report(json_path, json.dumps(comparison, indent=2) + "\n")
+    if html_path:
+        _write_report(html_path, render_comparison_html(comparison))
+    if markdown_path:
+        _write_report(markdown_path, render_comparison_markdown(comparison))
+    if not args.quiet:
+        print_comparison(comparison)
+        written = [p for p in (json_path, html_path, markdown_path) if p]
+        if written:
+            print(f"report: {', '.join(written)}", file=sys.stderr)
+    return comparison_exit_code(comparison, failures)
 
 
 def _targets() -> int:

@@ -374,8 +374,8 @@ def test_unreadable_data_is_named_not_a_crash():
 
 def test_a_step_failing_on_synthesized_data_says_so_and_names_the_argument(capsys):
     from preflight.engine.probe import EventWriter, probe_batch_size
+    from preflight.engine.readers import start_reader
     from preflight.errors import ModelError
-    from preflight.measurements import DeviceInfo
 
     inputs = keras.Input((4,))
     model = UnpacksXY(inputs, keras.layers.Dense(1)(inputs))
@@ -383,7 +383,7 @@ def test_a_step_failing_on_synthesized_data_says_so_and_names_the_argument(capsy
     pool = make_pool(None, model, N)
     for source_kind, argument in (("saved", "data="), ("file", "get_dataset()")):
         with pytest.raises(ModelError) as raised:
-            probe_batch_size(tf, model, pool, BATCH, 1, DeviceInfo("CPU", "CPU:0", "default"), EventWriter(None),
+            probe_batch_size(start_reader({"backend": "tensorflow"}), model, pool, BATCH, 1, EventWriter(None),
                              0.0, first=True, source_kind=source_kind)
         error = raised.value
         assert "synthesized by preflight" in error.message and "x: float32 (8, 4)" in error.message

@@ -4,6 +4,7 @@
 - `footprint`: the peak split into parameters, gradients, optimizer state, activations, inputs.
 - `predict`: the peak-vs-batch model, its margin, projection to targets. `devices`: the target catalogue.
 - `checks`: the findings, one small function each, in a registry. `diff`: a report against its baseline.
+- `comparison`: one model's reports under several Keras backends, side by side (`compare`).
 
 May import: `preflight.errors`, `units`, `measurements`, and each other. Nothing here runs a child,
 renders, or imports TensorFlow.

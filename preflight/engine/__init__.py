@@ -2,7 +2,9 @@
 
 - `runner`: the parent side, `run_probes(ProbeJob) -> ProbeOutcome`; starts `python -m preflight.child`
   and survives its out-of-memory, hang or crash. `processes`: the planned batch again in fresh children.
-- `probe`: the one place a training step is measured (warm-up, `reset_memory_stats`, measured steps).
+- `probe`: the one place a training step is measured (warm-up, measured steps), through `readers`: one
+  memory reader per Keras backend (TensorFlow, JAX, PyTorch). `backends`: which backend, chosen the Keras
+  way, in the parent; `backend_errors`: a layer written for another backend, named.
 - `loader` (a model.py), `handoff` (a model or search space from the caller's process), `data` (the
   sample pool), `static_floor` (weights + gradients + optimizer state from shapes alone), `plan` (which
   batch sizes next), `graph_estimate` and `peak_profile` (what the peak is made of), `readiness`,

@@ -76,13 +76,12 @@ def initialize_deferred_variables(keep_deferred) -> None:
 
     kept = {id(v) for v in list(keep_deferred.weights) + list(keep_deferred.optimizer.variables)}
     deferred = global_state.get_global_attribute("uninitialized_variables") or []
-    still_deferred = []
     for variable in deferred:
-        if id(variable) in kept:
-            still_deferred.append(variable)
-        elif getattr(variable, "_value", "") is None:
+        if id(variable) not in kept and getattr(variable, "_value", "") is None:
             variable._deferred_initialize()
-    global_state.set_global_attribute("uninitialized_variables", still_deferred)
+    # The kept ones leave the registry too: on JAX every StatelessScope exit (each symbolic build)
+    # initializes whatever is registered, which would give the too-big base model its memory after all.
+    global_state.set_global_attribute("uninitialized_variables", [])
 
 
 def variable_bytes(variable) -> int:
@@ -160,6 +159,14 @@ def build_floor_model(factory):
 def initialize_optimizer_scalars(optimizer) -> None:
     """Give the optimizer's scalar variables (iterations, learning rate) their values: what-ifs copy the
     optimizer through get_config(), which reads them. Scalars cost nothing; the slots stay deferred."""
-    for variable in (getattr(optimizer, "_iterations", None), getattr(optimizer, "_learning_rate", None)):
+    from keras.src.backend.common import global_state
+
+    scalars = [getattr(optimizer, "_iterations", None), getattr(optimizer, "_learning_rate", None)]
+    for variable in scalars:
         if getattr(variable, "_value", "") is None and hasattr(variable, "_deferred_initialize"):
             variable._deferred_initialize()
+    # Out of the registry of deferred variables: on JAX a StatelessScope's exit initializes what is
+    # registered, and an initialized one there is an error ("already initialized").
+    deferred = global_state.get_global_attribute("uninitialized_variables") or []
+    global_state.set_global_attribute("uninitialized_variables",
+                                      [v for v in deferred if all(v is not s for s in scalars)])

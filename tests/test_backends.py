@@ -106,6 +106,9 @@ def test_jax_on_cpu_reports_the_compiled_steps_buffers_exactly(tmp_path):
     assert "XLA buffer assignment" in report["backend"]["method"]
     measured = {p["batch_size"]: p["peak_bytes"] for p in report["probes"] if p["status"] == "ok"}
     assert 16 in measured and len(measured) >= 2
+    # The figure is the same in every process: the planned batch is not measured again in a second one.
+    assert report["device"]["deterministic"] is True
+    assert next(p for p in report["probes"] if p["batch_size"] == 16)["processes"] == 1
 
     independent = subprocess.run([sys.executable, str(ROOT / "tests" / "jax_step_buffers.py"), str(MODELS / "cnn.py"),
                                   *map(str, sorted(measured))], env={**os.environ, "KERAS_BACKEND": "jax",

@@ -7,14 +7,12 @@ and embeds the JSON document it was drawn from.
 """
 from __future__ import annotations
 
-import io
 from typing import Any
 
 from preflight.render.view import format_percent, format_seconds
 from preflight.units import format_bytes
 
 COMPARE_TEMPLATE = "compare.html.j2"
-WIDTH = 100
 
 STATUS_TEXTS = {"fits": "fits", "does-not-fit": "does not fit", "measured": "measured", "error": "error"}
 STATUS_STYLES = {"fits": "green", "does-not-fit": "red", "measured": "", "error": "red"}
@@ -130,13 +128,9 @@ def _renderables(comparison: dict[str, Any]) -> list[Any]:
 
 def render_comparison_text(comparison: dict[str, Any]) -> str:
     """The comparison as plain text, 100 columns, no colour codes."""
-    from rich.console import Console
+    from preflight.render.terminal import plain_text
 
-    console = Console(file=io.StringIO(), width=WIDTH, color_system=None, force_terminal=False, force_jupyter=False,
-                      no_color=True, highlight=False, emoji=False, markup=False, soft_wrap=False)
-    for renderable in _renderables(comparison):
-        console.print(renderable)
-    return "\n".join(line.rstrip() for line in console.file.getvalue().splitlines()).strip("\n")
+    return plain_text(_renderables(comparison))
 
 
 def print_comparison(comparison: dict[str, Any], console: Any = None) -> None:

@@ -171,12 +171,17 @@ def _renderables(document: dict[str, Any]) -> list[Any]:
 
 def render_text(document: dict[str, Any]) -> str:
     """The summary as plain text, 100 columns, no colour codes."""
+    return plain_text(_renderables(document))
+
+
+def plain_text(renderables) -> str:
+    """rich renderables as plain text, 100 columns, no colour codes."""
     from rich.console import Console
 
     # force_jupyter=False: in a notebook kernel rich would display each line as an output, not return text.
     console = Console(file=io.StringIO(), width=WIDTH, color_system=None, force_terminal=False, force_jupyter=False,
                       no_color=True, highlight=False, emoji=False, markup=False, soft_wrap=False)
-    for renderable in _renderables(document):
+    for renderable in renderables:
         console.print(renderable)
     text = console.file.getvalue()
     return "\n".join(line.rstrip() for line in text.splitlines()).strip("\n")

@@ -278,8 +278,23 @@ def _check_search_file(model_file: str, args, settings):
                                 batch_size=settings.batch_size, time_limit=args.time_limit, epochs=args.epochs,
                                 n_measure=args.configs, n_samples=args.samples)
     document = search_document(section, Path(model_file).stem)
+    document["backend"] = search_backend(section)
     add_launch_findings(document, model_file, section.get("distribution"))
     return Report(document)
+
+
+def search_backend(section: dict) -> dict:
+    """The backend a search file's configurations were measured under (set by _check before the search
+    file ran), and how: the first measured configuration's source."""
+    from importlib import metadata
+
+    name = os.environ.get("KERAS_BACKEND", "tensorflow")
+    try:
+        version = metadata.version(name)
+    except metadata.PackageNotFoundError:
+        version = None
+    sources = [m.get("source") for m in section.get("measurements") or [] if m.get("status") == "ok"]
+    return {"name": name, "version": version, "method": sources[0] if sources else "no configuration measured"}
 
 
 def add_launch_findings(document: dict, model_file: str, distribution: dict | None) -> None:

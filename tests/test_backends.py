@@ -195,3 +195,16 @@ def test_a_notebook_model_built_under_jax_is_measured_under_jax(tmp_path):
     assert answer["backend"]["name"] == "jax" and "XLA buffer assignment" in answer["backend"]["method"]
     # Weights (20x64 + 64x3 floats) and Adam's two slots alone are about 17 KiB: the figure holds them.
     assert answer["fits"] is True and answer["peak"] > 3 * (20 * 64 + 64 + 64 * 3 + 3) * 4
+
+
+def test_a_search_file_is_checked_under_the_chosen_backend(tmp_path):
+    pytest.importorskip("jax")
+    json_path = tmp_path / "search.json"
+    result = run_cli([str(ROOT / "examples" / "tune.py"), "--backend", "jax", "--budget", "1GiB", "--configs", "1",
+                      "--samples", "20", "--json", str(json_path), "--html", "none"], tmp_path)
+    assert result.returncode in (0, 1), result.stderr[-3000:]
+    report = json.loads(json_path.read_text())
+    assert report["backend"]["name"] == "jax"
+    measured = [m for m in report["search"]["measurements"] if m["status"] == "ok"]
+    assert measured and all("jax on CPU: XLA buffer assignment" in m["source"] for m in measured)
+    assert report["backend"]["method"] == measured[0]["source"]

@@ -114,4 +114,12 @@ def _measure_one(source: dict, values: dict[str, Any], batch_size: int, measured
         return ConfigMeasurement(values=values, batch_size=batch_size, status=probe.status if probe else "crashed",
                                  message=(probe.message if probe else "no probe result")[:800])
     return ConfigMeasurement(values=values, batch_size=batch_size, status="ok", peak_bytes=probe.peak_bytes,
-                             step_seconds=probe.step_seconds, warmup_seconds=probe.warmup_seconds)
+                             step_seconds=probe.step_seconds, warmup_seconds=probe.warmup_seconds,
+                             source=measured_by(outcome.device))
+
+
+def measured_by(device) -> str:
+    """Which backend, device and method measured a configuration, for the report's source column."""
+    if device is None:
+        return ConfigMeasurement.source
+    return f"measured (dry-run engine, {device.backend} on {device.kind}: {device.method or device.allocator})"

@@ -355,7 +355,7 @@ def analyse_space(hypermodel_or_tuner: Any, *, space: list[HyperparameterInfo] |
                "warmup_seconds": getattr(result, "warmup_seconds", None),
                "predicted_peak_bytes": None,
                "used_in_fit": i not in validate_idx, "message": getattr(result, "message", ""),
-               "fix": getattr(result, "fix", "")}
+               "fix": getattr(result, "fix", ""), "source": getattr(result, "source", "")}
         measured_rows.append(row)
         if result.status != "ok" or not result.peak_bytes:
             continue

@@ -286,15 +286,12 @@ def _check_search_file(model_file: str, args, settings):
 def search_backend(section: dict) -> dict:
     """The backend a search file's configurations were measured under (set by _check before the search
     file ran), and how: the first measured configuration's source."""
-    from importlib import metadata
+    from preflight.engine.backends import installed_version
 
     name = os.environ.get("KERAS_BACKEND", "tensorflow")
-    try:
-        version = metadata.version(name)
-    except metadata.PackageNotFoundError:
-        version = None
     sources = [m.get("source") for m in section.get("measurements") or [] if m.get("status") == "ok"]
-    return {"name": name, "version": version, "method": sources[0] if sources else "no configuration measured"}
+    return {"name": name, "version": installed_version(name),
+            "method": sources[0] if sources else "no configuration measured"}
 
 
 def add_launch_findings(document: dict, model_file: str, distribution: dict | None) -> None:

@@ -23,6 +23,7 @@ def compare_backends(model_file: str, *, backends: list[str], chosen_backend: st
     before each check (the CLI's progress line).
     """
     from preflight.analysis.comparison import build_comparison
+    from preflight.engine.backends import installed_version
     from preflight.analysis.document import RunSettings, usable_bytes
     from preflight.api import check
     from preflight.units import parse_size
@@ -53,16 +54,6 @@ def compare_backends(model_file: str, *, backends: list[str], chosen_backend: st
         created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         versions={backend: installed_version(backend) for backend in backends})
     return comparison, failures
-
-
-def installed_version(backend: str) -> str | None:
-    """The backend package's version from its metadata, without importing it (a failed check has no report)."""
-    from importlib import metadata
-
-    try:
-        return metadata.version(backend)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def comparison_exit_code(comparison: dict[str, Any], failures: dict[str, int]) -> int:

@@ -49,6 +49,16 @@ def installed(backend: str) -> bool:
         return False
 
 
+def installed_version(backend: str) -> str | None:
+    """The backend package's version from its metadata, without importing it."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(backend)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def installed_backends() -> list[str]:
     return [name for name in BACKENDS if installed(name)]
 

@@ -24,10 +24,7 @@ from preflight.engine.probe import EventWriter, describe_model, graph_slope, pro
 from preflight.engine.readers import start_reader
 from preflight.engine.step_errors import error_line, fix_for
 from preflight.errors import DataError, ModelError, PreflightError, is_out_of_memory
-from preflight.measurements import DeviceInfo, ProbeResult
-
-
-BACKEND_NAMES = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
+from preflight.measurements import BACKEND_DISPLAY_NAMES, DeviceInfo, ProbeResult
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_job(job: dict, events: EventWriter) -> None:
     started = time.monotonic()
     backend = job.get("backend") or "tensorflow"
-    events.emit("progress", stage=f"starting {BACKEND_NAMES.get(backend, backend)}", elapsed=0.0)
+    events.emit("progress", stage=f"starting {BACKEND_DISPLAY_NAMES.get(backend, backend)}", elapsed=0.0)
     reader = start_reader(job)
     events.emit("progress", stage="loading model", elapsed=time.monotonic() - started)
     device = replace(reader.device, method=reader.method)
@@ -128,7 +125,8 @@ def after_probes(job: dict, model, pool, probes: list[ProbeResult], device: Devi
         # Listed here because specs name layers, and auto-generated names are only stable per process.
         events.emit("variants", specs=list_variants(model, job.get("target_kind") or device.kind))
     planned = job.get("planned_batch_size")
-    if job.get("profile_dir") and device.backend == "tensorflow" and any(p.batch_size == planned and p.status == "ok" for p in probes):
+    planned_ran = any(p.batch_size == planned and p.status == "ok" for p in probes)
+    if job.get("profile_dir") and device.backend == "tensorflow" and planned_ran:
         from preflight.engine.peak_profile import profile_training_step
 
         x, y, sample_weight = pool.unpacked(planned)

@@ -61,6 +61,10 @@ class ModelInfo:
         return _from_dict(cls, data)
 
 
+# How reports and messages name the Keras backend a DeviceInfo was measured under.
+BACKEND_DISPLAY_NAMES = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
+
+
 @dataclass(frozen=True)
 class DeviceInfo:
     kind: str          # "CPU" | "GPU" | "TPU"

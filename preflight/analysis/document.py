@@ -44,9 +44,8 @@ def backend_record(device) -> dict[str, Any]:
     """The Keras backend the steps ran under, its version here, and how the peak was read."""
     from importlib import metadata
 
-    package = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(device.backend, device.backend)
     try:
-        version = metadata.version(package)
+        version = metadata.version(device.backend)  # the backend's name is its package's
     except metadata.PackageNotFoundError:
         version = None
     return {"name": device.backend, "version": version, "method": device.method or device.allocator}

@@ -13,9 +13,9 @@ import traceback
 
 from preflight.engine.step_errors import error_line
 from preflight.errors import ModelError
+from preflight.measurements import BACKEND_DISPLAY_NAMES
 
 BACKEND_PACKAGES = {"tensorflow": {"tensorflow"}, "jax": {"jax", "jaxlib"}, "torch": {"torch"}}
-BACKEND_NAMES = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
 PACKAGE_BACKENDS = {package: backend for backend, packages in BACKEND_PACKAGES.items() for package in packages}
 
 
@@ -60,9 +60,10 @@ def _foreign_call(frames, active: str) -> str | None:
 
 def _error(exc: BaseException, layer, frame, line: int, foreign: str, active: str) -> ModelError:
     where = f"{os.path.basename(frame.f_code.co_filename)}, line {line}"
+    foreign_name, active_name = BACKEND_DISPLAY_NAMES[foreign], BACKEND_DISPLAY_NAMES[active]
     return ModelError(
-        f"layer {layer.name!r} ({type(layer).__name__}) calls {BACKEND_NAMES[foreign]} directly in "
-        f"{frame.f_code.co_name}() ({where}), which does not run under the {BACKEND_NAMES[active]} backend: "
+        f"layer {layer.name!r} ({type(layer).__name__}) calls {foreign_name} directly in "
+        f"{frame.f_code.co_name}() ({where}), which does not run under the {active_name} backend: "
         f"{type(exc).__name__}: {error_line(exc)}",
-        hint=f"write the layer with keras.ops instead of {BACKEND_NAMES[foreign]} ops so it runs on every backend, "
+        hint=f"write the layer with keras.ops instead of {foreign_name} ops so it runs on every backend, "
              f"or measure under the backend it was written for (--backend {foreign})")

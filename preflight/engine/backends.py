@@ -42,9 +42,8 @@ def default_backend(environ: Mapping[str, str] | None = None) -> str:
 
 
 def installed(backend: str) -> bool:
-    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend]
     try:
-        return importlib.util.find_spec(module) is not None
+        return importlib.util.find_spec(backend) is not None  # the backend's name is its package's
     except (ImportError, ValueError):
         return False
 

@@ -8,6 +8,7 @@ versions). preflight.analysis.checks turns the section into findings.
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import shutil
 import subprocess
@@ -92,22 +93,37 @@ def free_disk_bytes(folder: str | os.PathLike) -> int | None:
         return None
 
 
-def gpu_processes() -> list[dict[str, int]] | None:
-    """Other processes holding GPU memory now ([{"pid", "used_bytes"}]), from nvidia-smi, time-bounded;
-    None without nvidia-smi (no NVIDIA GPU)."""
+def _nvidia_smi(query: str) -> list[list[str]] | None:
+    """Rows of `nvidia-smi --query-<query> --format=csv,noheader,nounits`, each split on commas,
+    time-bounded; None without nvidia-smi (no NVIDIA GPU) or when it does not answer."""
     if shutil.which("nvidia-smi") is None:
         return None
     try:
-        output = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+        output = subprocess.run(["nvidia-smi", f"--query-{query}", "--format=csv,noheader,nounits"],
                                 capture_output=True, text=True, timeout=GPU_QUERY_SECONDS, check=False).stdout
     except (OSError, subprocess.TimeoutExpired):
         return None
-    processes = []
-    for line in output.splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit() and int(parts[0]) != os.getpid():
-            processes.append({"pid": int(parts[0]), "used_bytes": int(parts[1]) * 2**20})
-    return processes
+    return [[part.strip() for part in line.split(",")] for line in output.splitlines() if line.strip()]
+
+
+def gpu_processes() -> list[dict[str, int]] | None:
+    """Other processes holding GPU memory now ([{"pid", "used_bytes"}]), from nvidia-smi, time-bounded;
+    None without nvidia-smi (no NVIDIA GPU)."""
+    rows = _nvidia_smi("compute-apps=pid,used_memory")
+    if rows is None:
+        return None
+    return [{"pid": int(row[0]), "used_bytes": int(row[1]) * 2**20} for row in rows
+            if len(row) == 2 and row[0].isdigit() and row[1].isdigit() and int(row[0]) != os.getpid()]
+
+
+@functools.lru_cache(maxsize=1)
+def gpu_total_bytes() -> int | None:
+    """The first GPU's memory from nvidia-smi, asked once per process; None without one. (A JAX child
+    cannot ask JAX: its memory cap is read when JAX starts.)"""
+    rows = _nvidia_smi("gpu=memory.total")
+    if not rows or not rows[0][0].isdigit():
+        return None
+    return int(rows[0][0]) * 2**20
 
 
 def gpu_memory_settings(facts: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:

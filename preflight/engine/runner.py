@@ -22,6 +22,7 @@ from typing import Callable
 
 from preflight import errors
 from preflight.engine.backends import default_backend
+from preflight.engine.launch import gpu_total_bytes
 from preflight.measurements import DeviceInfo, ModelInfo, ProbeOutcome, ProbeResult
 
 MIB = 2**20
@@ -89,20 +90,6 @@ def backend_environment(backend: str, memory_limit_bytes: int | None) -> dict[st
         if memory_limit_bytes and total:
             env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{min(1.0, memory_limit_bytes / total):.6f}"
     return env
-
-
-def gpu_total_bytes() -> int | None:
-    """The first GPU's memory from nvidia-smi (the child cannot ask JAX: the cap is read at its start)."""
-    import shutil
-
-    if shutil.which("nvidia-smi") is None:
-        return None
-    try:
-        output = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
-                                capture_output=True, text=True, timeout=10, check=False).stdout
-        return int(output.split()[0]) * MIB
-    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
-        return None
 
 
 def run_probes(job: ProbeJob, on_progress: ProgressCallback | None = None) -> ProbeOutcome:

@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from preflight.analysis.checks import CONFIGURATION_FAILED
+from preflight.measurements import BACKEND_DISPLAY_NAMES
 from preflight.units import format_bytes
 
 # The footprint's parts in the order they stack, with the colour each keeps in every chart.
@@ -27,7 +28,6 @@ EXTRA_PART_COLOR = "#9d755d"
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 
-BACKEND_NAMES = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
 FITS_TEXT = {True: "fits", False: "does not fit", None: ""}
 FITS_CLASS = {True: "fits", False: "does-not-fit", None: "unknown"}
 
@@ -145,7 +145,8 @@ def _verdict(document: dict[str, Any]) -> dict[str, Any]:
         peak_origin = f"measured on {device.get('kind', 'the device')}"
         backend = document.get("backend") or {}
         if backend.get("name"):
-            peak_origin += f" under {BACKEND_NAMES.get(backend['name'], backend['name'])}: {backend.get('method')}"
+            name = BACKEND_DISPLAY_NAMES.get(backend["name"], backend["name"])
+            peak_origin += f" under {name}: {backend.get('method')}"
         elif device.get("allocator"):
             peak_origin += f", {device['allocator']}"
     elif peak_source == "shapes":
@@ -228,7 +229,8 @@ def _facts(document: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
     backend = document.get("backend") or {}
     if backend.get("name"):
         version = f" {backend['version']}" if backend.get("version") else ""
-        device_facts.insert(0, ("Keras backend", f"{BACKEND_NAMES.get(backend['name'], backend['name'])}{version}"))
+        name = BACKEND_DISPLAY_NAMES.get(backend["name"], backend["name"])
+        device_facts.insert(0, ("Keras backend", f"{name}{version}"))
         device_facts.append(("Peak read by", str(backend.get("method") or "n/a")))
     if device.get("memory_limit_bytes"):
         device_facts.append(("Allocator limit", format_bytes(device["memory_limit_bytes"])))

@@ -24,7 +24,6 @@ class JaxReader:
     def __init__(self, job: dict):
         import jax
 
-        self.jax = jax
         self._device = jax.devices()[0]
         self.static = self._device.memory_stats() is None
         limit = job.get("memory_limit_bytes")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import weakref
 
+from torch.utils._python_dispatch import TorchDispatchMode  # this module is imported under torch only
+
 from preflight.engine.cpu import cpu_description
 from preflight.measurements import DeviceInfo
 
@@ -98,13 +100,7 @@ def resident_tensor_bytes(model) -> int:
     return sum(storages.values())
 
 
-def _dispatch_mode_base():
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    return TorchDispatchMode
-
-
-class LiveStorageBytes(_dispatch_mode_base()):
+class LiveStorageBytes(TorchDispatchMode):
     """The peak of the bytes held by storages created inside the `with` block, each counted from the op
     that made it until Python drops its last reference (the autograd graph holds saved tensors alive)."""
 

@@ -180,9 +180,10 @@ def _add_recommendations(document: dict, job: ProbeJob, outcome, whatif: bool | 
                                      "combine them (the smallest peaks are listed first), or plan for a device "
                                      "with more memory."})
     if whatif is None and not measure and document.get("fits") is False:
+        why = ("the peak is more than twice the budget, beyond what one of them saves" if document.get("peak_bytes")
+               else "no training step finished, so there is no peak to measure them against")
         document["findings"].append({"id": "whatifs-skipped", "severity": "info", "message":
-                                     "What-ifs (mixed precision, remat, shrinking) were not measured: the peak is "
-                                     "more than twice the budget, beyond what one of them saves"
+                                     "What-ifs (mixed precision, remat, shrinking) were not measured: " + why
                                      + ("; a smaller batch is the change that fits" if document.get(
                                          "recommended_batch_size") else "")
                                      + ". Pass --whatif to measure them anyway."})

@@ -74,6 +74,7 @@ def probe_batch_size(reader, model, pool, batch_size: int, measured_steps: int, 
     snapshot = snapshot_weights(model) if first else None  # once per run: did the steps train at all
     resident = None
     warmup_seconds = None
+    log_offset = child_log_size()
     try:
         static = reader.static_peak(model, batch)
         if static is not None and limit_bytes and static > limit_bytes:
@@ -87,6 +88,8 @@ def probe_batch_size(reader, model, pool, batch_size: int, measured_steps: int, 
             if step > 0:
                 gc.collect()  # objects dropped by earlier work still hold allocator memory until collected
                 resident = reader.start_window()
+            else:
+                reader.start_window()  # so that a failed warm-up's peak is its own (out_of_memory_evidence)
             t0 = time.perf_counter()
             step_result = reader.train_step(model, batch)
             elapsed = time.perf_counter() - t0
@@ -99,9 +102,10 @@ def probe_batch_size(reader, model, pool, batch_size: int, measured_steps: int, 
                 if len(runs) >= MIN_MEASURED_STEPS and warmup_seconds + sum(times) > SLOW_PROBE_SECONDS:
                     break  # slow steps: two runs still show the spread; more would cost minutes
     except Exception as exc:  # noqa: BLE001 - the user's train_step may raise anything
-        if is_out_of_memory(exc):  # by type: TF's text may be only "Graph execution error ... [[{{node}}]]"
+        memory_evidence = out_of_memory_evidence(exc, reader, limit_bytes, log_offset)
+        if memory_evidence:
             return ProbeResult(batch_size, "oom", peak_bytes_runs=runs,
-                               message=f"out of memory in the probe: {error_line(exc)}")
+                               message=f"out of memory in the probe ({memory_evidence}): {error_line(exc)}")
         text_dtype = _text_dtype(batch)
         if first and text_dtype:
             raise DataError(f"the inputs hold text (dtype {text_dtype}) and the training step failed on them: "
@@ -116,6 +120,60 @@ def probe_batch_size(reader, model, pool, batch_size: int, measured_steps: int, 
     return ProbeResult(batch_size, "ok", peak_bytes=max(runs), peak_bytes_runs=runs, resident_bytes=resident,
                        step_seconds=statistics.median(times), warmup_seconds=warmup_seconds,
                        losses=losses, weights_changed=weights_changed(model, snapshot))
+
+
+# A failed step whose allocator peak reached this share of the limit ran out of memory, whatever it raised:
+# TF may report the failure of a temporary allocation as only "[[{{node .../tmp_var}}]]" (issue 21).
+OOM_PEAK_FILL = 0.9
+# What TF's allocators write when an allocation fails (BFC's "Allocator (...) ran out of memory trying to
+# allocate", the executor's "OOM when allocating tensor"), on the child's stderr (its log).
+ALLOCATOR_OOM_RECORDS = ("ran out of memory trying to allocate", "OOM when allocating")
+
+
+def out_of_memory_evidence(exc: BaseException, reader, limit_bytes: int | None, log_offset: int | None) -> str:
+    """Why a failed step counts as out of memory ("" when it does not): decided from the allocator and the
+    process, so that no form of the error (its class, its text) turns a memory verdict into a model error.
+
+    Evidence, first that holds: the exception's type (ResourceExhaustedError, MemoryError, ...), the
+    allocator's peak in the failed step at OOM_PEAK_FILL of the limit, the allocator's own record of a
+    failed allocation in this process's log since the step began.
+    """
+    if is_out_of_memory(exc):
+        return "the backend's out-of-memory error"
+    if limit_bytes:
+        try:
+            peak = reader.window_peak()
+        except Exception:  # noqa: BLE001 - a reader that cannot tell leaves the other evidence
+            peak = 0
+        if peak >= OOM_PEAK_FILL * limit_bytes:
+            return f"the allocator's peak reached {peak / limit_bytes:.0%} of the {limit_bytes // 2**20} MiB limit"
+    if log_offset is not None and allocator_oom_recorded(log_offset):
+        return "the allocator recorded a failed allocation"
+    return ""
+
+
+def child_log_size() -> int | None:
+    """Bytes in this child's log (its stderr, named by the parent in PREFLIGHT_CHILD_LOG) so far."""
+    path = os.environ.get("PREFLIGHT_CHILD_LOG")
+    if not path:
+        return None
+    sys.stderr.flush()
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
+
+
+def allocator_oom_recorded(offset: int) -> bool:
+    """Whether the allocator wrote an out-of-memory record to this child's log after `offset`."""
+    sys.stderr.flush()
+    try:
+        with open(os.environ["PREFLIGHT_CHILD_LOG"], "rb") as log:
+            log.seek(offset)
+            text = log.read(4 * 2**20).decode("utf-8", errors="replace")
+    except (OSError, KeyError):
+        return False
+    return any(record in text for record in ALLOCATOR_OOM_RECORDS)
 
 
 def train_step_as_fit(model, batch):

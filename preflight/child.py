@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from preflight.engine import plan
-from preflight.engine.probe import EventWriter, describe_model, graph_slope, probe_batch_size
+from preflight.engine.probe import EventWriter, describe_model, fit_probe, graph_slope, probe_batch_size
 from preflight.engine.readers import start_reader
 from preflight.engine.step_errors import error_line, fix_for
 from preflight.errors import DataError, ModelError, PreflightError, is_out_of_memory
@@ -88,9 +88,13 @@ def run_job(job: dict, events: EventWriter) -> None:
             smallest_oom = min((p.batch_size for p in probes if p.status == "oom"), default=None)
             if smallest_oom is not None and batch_size >= smallest_oom:
                 continue  # it would run out of memory too, after a long wait
-            probe = probe_batch_size(reader, model, pool, batch_size, measured_steps, events, started,
-                                     first=not any(p.status == "ok" for p in probes),
-                                     source_kind=job["source"]["kind"], limit_bytes=job.get("memory_limit_bytes"))
+            if job.get("as_fit") and backend == "tensorflow":
+                probe = fit_probe(reader, model, pool, batch_size, measured_steps, events, started,
+                                  limit_bytes=job.get("memory_limit_bytes"))
+            else:
+                probe = probe_batch_size(reader, model, pool, batch_size, measured_steps, events, started,
+                                         first=not any(p.status == "ok" for p in probes),
+                                         source_kind=job["source"]["kind"], limit_bytes=job.get("memory_limit_bytes"))
             probes.append(probe)
             events.emit("probe", probe=probe.to_dict())
             if probe.status not in ("ok", "oom"):

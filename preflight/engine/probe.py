@@ -122,6 +122,37 @@ def probe_batch_size(reader, model, pool, batch_size: int, measured_steps: int, 
                        losses=losses, weights_changed=weights_changed(model, snapshot))
 
 
+def fit_probe(reader, model, pool, batch_size: int, steps: int, events: EventWriter, started: float,
+              limit_bytes: int | None = None) -> ProbeResult:
+    """`steps` training steps run by `model.fit` itself, as the real run runs them: its own train function
+    and data iterator, the batch fed through a `tf.data` pipeline (`from_tensors(batch).repeat()`), with the
+    allocator's peak over the whole fit. The confirmation of a largest batch (preflight.whatif.recommend):
+    the probe hands one batch to the train function, and a two-tower recommender's largest batch by the
+    probe ran out of memory under fit (issue 21). TensorFlow backend only; other readers step as the probe does.
+    """
+    import tensorflow as tf
+
+    events.emit("progress", stage="model.fit", batch_size=batch_size, step=1, steps=steps,
+                elapsed=time.monotonic() - started)
+    dataset = tf.data.Dataset.from_tensors(pool.batch(batch_size)).repeat()
+    log_offset = child_log_size()
+    gc.collect()
+    reader.start_window()
+    t0 = time.perf_counter()
+    try:
+        history = model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
+    except Exception as exc:  # noqa: BLE001 - the user's train_step may raise anything
+        evidence = out_of_memory_evidence(exc, reader, limit_bytes, log_offset)
+        return ProbeResult(batch_size, "oom" if evidence else "error",
+                           message=(f"out of memory under model.fit ({evidence}): " if evidence else "")
+                           + error_line(exc))
+    elapsed = time.perf_counter() - t0
+    peak = reader.window_peak()
+    losses = [loss_value({"loss": value}) for value in history.history.get("loss", [])]
+    return ProbeResult(batch_size, "ok", peak_bytes=peak, peak_bytes_runs=[peak], step_seconds=elapsed / steps,
+                       losses=losses, message=f"{steps} steps of model.fit")
+
+
 # A failed step whose allocator peak reached this share of the limit ran out of memory, whatever it raised:
 # TF may report the failure of a temporary allocation as only "[[{{node .../tmp_var}}]]" (issue 21).
 OOM_PEAK_FILL = 0.9

@@ -59,6 +59,7 @@ class ProbeJob:
     variant_from_shapes: bool = False  # the base model does not fit: build the variant from shapes alone
     readiness: bool = False            # record strategy and XLA after the probes (preflight.engine.readiness)
     rebuilds: int = 0                  # with readiness: RSS over this many build_model() calls
+    as_fit: bool = False               # measured_steps of model.fit itself per batch (engine.probe.fit_probe)
     # The Keras backend the steps run under (preflight.engine.backends): the caller's own by default.
     backend: str = field(default_factory=default_backend)
 

@@ -276,12 +276,52 @@ def describe_model(model, pool) -> ModelInfo:
         input_bytes_per_sample=pool.bytes_per_sample(),
         jit_compile=bool(getattr(model, "jit_compile", False)),
         dtype_policy=getattr(policy, "name", str(policy)),
-        layers=describe_layers(model),
+        layers=describe_layers(model, dynamic_sizes=dynamic_axis_sizes(model, pool)),
     )
 
 
-def describe_layers(model, prefix: str = "") -> list[LayerInfo]:
-    """One row per layer; nested models (a pretrained base inside a Sequential) are expanded."""
+def dynamic_axis_sizes(model, pool) -> list[int]:
+    """The sizes the probe's batch gave the inputs' `None` axes besides the batch (sequence length, image
+    size), in input order: a keras-hub GPT-2's token ids (None, None) fed (4, 128) give [128]."""
+    import keras
+
+    try:
+        specs = keras.tree.flatten(model.inputs)
+        arrays = keras.tree.flatten(pool.unpacked(1)[0])
+    except (AttributeError, ValueError, TypeError):
+        return []  # a subclassed model has no symbolic inputs
+    if len(specs) != len(arrays):
+        return []
+    sizes = []
+    for spec, array in zip(specs, arrays):
+        shape = getattr(array, "shape", ())
+        sizes += [int(shape[axis]) for axis, d in enumerate(spec.shape) if axis > 0 and d is None and axis < len(shape)]
+    return sizes
+
+
+def _concrete(dims: list, dynamic_sizes: list[int]) -> list | None:
+    """A layer's per-sample dims with its `None` axes given the sizes the probe ran: one size for every
+    `None` when the inputs had one (a sequence length), else by position when the counts match; None when
+    that cannot be told."""
+    unknown = [i for i, d in enumerate(dims) if d is None]
+    if not unknown:
+        return dims
+    if len(set(dynamic_sizes)) == 1:
+        fill = dynamic_sizes * len(unknown)
+    elif len(dynamic_sizes) == len(unknown):
+        fill = dynamic_sizes
+    else:
+        return None
+    dims = list(dims)
+    for index, size in zip(unknown, fill):
+        dims[index] = size
+    return dims
+
+
+def describe_layers(model, prefix: str = "", dynamic_sizes: list[int] | None = None) -> list[LayerInfo]:
+    """One row per layer; nested models (a pretrained base inside a Sequential) are expanded. A `None` axis
+    besides the batch is sized from the batch the probe ran (`dynamic_sizes`, see dynamic_axis_sizes): with
+    every such axis at 0 bytes a GPT-2's activations read "0 B" (issue 21)."""
     import numpy as np
 
     from preflight.engine.static_floor import dtype_size
@@ -289,7 +329,7 @@ def describe_layers(model, prefix: str = "") -> list[LayerInfo]:
     rows: list[LayerInfo] = []
     for layer in model.layers:
         if hasattr(layer, "layers") and layer.layers:
-            rows.extend(describe_layers(layer, prefix=f"{prefix}{layer.name}/"))
+            rows.extend(describe_layers(layer, prefix=f"{prefix}{layer.name}/", dynamic_sizes=dynamic_sizes))
             continue
         shape: list = []
         per_sample = 0
@@ -297,8 +337,9 @@ def describe_layers(model, prefix: str = "") -> list[LayerInfo]:
             output = layer.output
             output = output[0] if isinstance(output, (list, tuple)) else output
             shape = [None] + [d for d in output.shape[1:]]
-            if all(d is not None for d in shape[1:]):
-                per_sample = int(np.prod(shape[1:], dtype=np.int64)) * dtype_size(output.dtype)
+            dims = _concrete(shape[1:], dynamic_sizes or [])
+            if dims is not None:
+                per_sample = int(np.prod(dims, dtype=np.int64)) * dtype_size(output.dtype)
         except (AttributeError, ValueError):
             pass  # subclassed models have no symbolic outputs: shape unknown
         params = layer.count_params() if layer.built else 0

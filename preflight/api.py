@@ -67,7 +67,7 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
           probe_batch_sizes: list[int] | None = None, whatif: bool | None = None, profile: str | None = None,
           progress: bool = True, epochs: int | None = None, steps_per_epoch: int | None = None,
           time_limit: str | float | None = None, checkpoint_dir: str | None = None, checkpoints: int | None = None,
-          rebuilds: int | None = None, backend: str | None = None, max_batch_time: float = 300.0) -> Report:
+          rebuilds: int | None = None, backend: str | None = None, max_batch_time: float = 180.0) -> Report:
     """Dry-run real training steps of `model` and return a Report (verdict, peak, footprint, findings).
 
     model: a path to a model.py (see the README's conventions) or a compiled keras.Model.

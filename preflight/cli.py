@@ -45,7 +45,7 @@ def _check_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, help="measured steps per batch size, after one warm-up (default 3)")
     parser.add_argument("--max-batch-time", type=float,
                         help="seconds the largest-batch search (model.fit in fresh processes under the budget) may "
-                             "take after the verdict (default 300; 0 skips it)")
+                             "take after the verdict (default 180; 0 skips it)")
     parser.add_argument("--single-thread", action="store_true", default=None,
                         help="one inter-op and one intra-op thread: reproducible peaks, slower steps")
     parser.add_argument("--baseline", help="a previous JSON report (or a folder of <model name>.json reports): "

@@ -29,7 +29,7 @@ class Settings:
     budget: str | None = None           # "15GiB"; a target's usable memory when only a target is named
     target: str | None = None           # a name from `python -m preflight targets`
     timeout: float = 600.0              # seconds per probe
-    max_batch_time: float = 300.0       # seconds the largest-batch search may take after the verdict; 0 skips it
+    max_batch_time: float = 180.0       # seconds the largest-batch search may take after the verdict; 0 skips it
     steps: int = 3                      # measured steps per batch size (after one warm-up step)
     single_thread: bool = False         # reproducible peaks, slower steps
     backend: str | None = None          # the Keras backend to measure under; None: KERAS_BACKEND, keras.json, tensorflow

@@ -6,8 +6,9 @@ measure its steps with the job's backend's memory reader (preflight.engine.reade
 (preflight.engine.runner) starts `python -m preflight.child JOB.json` with KERAS_BACKEND and the allocator
 settings already in the environment (both must be set before Keras and TensorFlow start, which is why
 this is a separate process), and reads JSON-line events from the file descriptor named by
-PREFLIGHT_EVENTS_FD. Events: progress, model, probe, error, done. A step that runs out of memory is
-reported as a probe with status "oom"; a crash or a hang is diagnosed by the parent.
+PREFLIGHT_EVENTS_FD. Events: progress, model, probe, restart, error, done. A step that runs out of memory
+is reported as a probe with status "oom", and the child then stops with "restart": what is left runs in a
+fresh process; a crash or a hang is diagnosed by the parent.
 """
 from __future__ import annotations
 

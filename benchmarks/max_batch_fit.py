@@ -41,7 +41,12 @@ def _worker(model_file: str, batch_size: int) -> dict:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     model = module.build_model()
-    x, y = module.get_dataset()
+    if hasattr(module, "get_dataset"):
+        x, y = module.get_dataset()
+    else:  # a file without data (the README's MLP): one input, sparse class ids, as its __main__ block trains it
+        rng = np.random.default_rng(0)
+        x = rng.random((1024, *model.inputs[0].shape[1:]), dtype=np.float32)
+        y = rng.integers(0, model.outputs[0].shape[-1], size=(1024,))
 
     def first(array):
         reps = -(-batch_size // len(array))

@@ -88,3 +88,32 @@ def test_without_a_measured_peak_the_what_ifs_are_not_said_to_be_out_of_reach():
     document = {"fits": False, "peak_bytes": 3 * 2**30, "budget_bytes": 2**30, "findings": []}
     _add_recommendations(document, None, Outcome(), None, None)
     assert "twice the budget" in document["findings"][0]["message"]
+
+
+def _attempts_against(true_max: int):
+    """An attempt function whose batch runs when it is at most `true_max`, and the sizes it was asked."""
+    asked: list[int] = []
+
+    def attempt(size: int) -> str:
+        asked.append(size)
+        return "ok" if size <= true_max else "oom"
+    return attempt, asked
+
+
+def test_the_largest_batch_search_lands_within_10_percent_below_the_truth_from_either_side():
+    from preflight.whatif.recommend import MAX_BATCH_RESOLUTION, _bisect, _search
+
+    # Upward from a prediction that ran (the README's MLP: 30,616 predicted, about 47,000 runs).
+    attempt, asked = _attempts_against(47_000)
+    _search(30_616, None, attempt, 0.0)
+    best = max(s for s in asked if s <= 47_000)
+    assert 47_000 / MAX_BATCH_RESOLUTION <= best <= 47_000
+    # Down from a prediction two orders of magnitude off (the recommender: 235,032 failed, a probe of 2,048 fit).
+    attempt, asked = _attempts_against(61_000)
+    _bisect(2_048, 235_032, attempt, 0.0)
+    best = max(s for s in asked if s <= 61_000)
+    assert 61_000 / MAX_BATCH_RESOLUTION <= best <= 61_000 and len(asked) <= 8
+    # The probe's own batch does not run under fit: the search goes below it.
+    attempt, asked = _attempts_against(1_500)
+    _bisect(2_048, 2_100, attempt, 0.0)
+    assert max(s for s in asked if s <= 1_500) >= 1_500 / 2

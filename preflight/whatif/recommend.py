@@ -187,8 +187,16 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
         if smaller < 1 or smaller >= batch:
             break
         batch = smaller
+        if search_up and not ran and len(failed) + len(near_limit) >= 2:
+            # Two steps down did not reach it: the prediction is far off (a recommender's predicted 290,164
+            # failed, and so did 261,147 and 235,032); bisect between the largest probe within the budget
+            # and the smallest failure instead of stepping down 10 % at a time.
+            smallest_refused = min([*failed, *near_limit])
+            _bisect(_largest_probe_under(document, smallest_refused), smallest_refused, attempt,
+                    estimated_step_seconds(probes, 1) or 0.0)
+            break
     if ran and search_up and not failed and not near_limit:
-        _search_upward(batch, attempt, estimated_step_seconds(probes, 1) or 0.0)
+        _search(batch, None, attempt, estimated_step_seconds(probes, 1) or 0.0)
     method = f"model.fit, {FIT_STEPS} steps" if baseline_job.backend == "tensorflow" else "training steps"
     if not ran:
         return {**confirmation_record(None, "oom", None, budget, failed, near_limit=near_limit), "method": method}
@@ -197,10 +205,10 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
                                   near_limit=near_limit), "method": method}
 
 
-def _search_upward(batch: int, attempt: Callable[[int], str | None], seconds_per_sample: float) -> None:
-    """From a batch that ran: up by MAX_BATCH_STEP_UP until one does not, then bisect between the two until
-    they are within MAX_BATCH_RESOLUTION (the prediction's margin may leave a quarter of the memory unused)."""
-    low, high = batch, None
+def _search(low: int, high: int | None, attempt: Callable[[int], str | None], seconds_per_sample: float) -> None:
+    """From a batch that ran (`low`): up by MAX_BATCH_STEP_UP until one does not, then bisect between the two
+    until they are within MAX_BATCH_RESOLUTION (the prediction's margin may leave a quarter of the memory
+    unused). With `high` (a batch that did not run) it bisects at once."""
     for _ in range(CONFIRM_UP_ATTEMPTS):
         size = int(low * MAX_BATCH_STEP_UP) + 1 if high is None else (low + high) // 2
         if high is not None and high <= low * MAX_BATCH_RESOLUTION or size <= low:
@@ -214,6 +222,31 @@ def _search_upward(batch: int, attempt: Callable[[int], str | None], seconds_per
             low = size
         else:
             high = size
+
+
+def _bisect(low: int, high: int, attempt: Callable[[int], str | None], seconds_per_sample: float) -> None:
+    """Between `low` (a probe within the budget, not yet run under it; 0 when none) and `high` (a batch that
+    did not run): geometric midpoints, since the two may be orders of magnitude apart, until they are within
+    MAX_BATCH_RESOLUTION; then `low` itself is run if no midpoint did."""
+    low_ran = False
+    for _ in range(CONFIRM_UP_ATTEMPTS + 2):
+        if low and high <= low * MAX_BATCH_RESOLUTION:
+            if low_ran:
+                return
+            size = low
+        else:
+            size = max(int((low * high) ** 0.5), low + 1) if low else max(1, high // 2)
+        if size >= high or seconds_per_sample * size > CONFIRM_MAX_STEP_SECONDS:
+            return
+        status = attempt(size)
+        if status is None:
+            return
+        if status == "ok":
+            low, low_ran = size, True
+        else:
+            high = size
+            if size == low:   # the probe's batch does not run under fit either
+                low, low_ran = 0, False
 
 
 def _run_in_fresh_processes(baseline_job: ProbeJob, batch: int, budget: int, on_progress=None,

@@ -6,7 +6,7 @@ budget: at preflight's largest batch M (it must run in all 3 processes), and at 
 above it, 1.1 M + 1 (if that runs in all 3 with a peak under 96 % of the budget, preflight left more than
 10 % on the table). Each batch is fed as `tf.data.Dataset.from_tensors(batch).repeat()`, the samples the
 file's `get_dataset()` gives (repeated when fewer). Results go to `benchmarks/results/max_batch_fit.json`
-after every case; the table is printed.
+after every case (earlier cases kept); the table is printed.
 
     python -m benchmarks.max_batch_fit                                  # the default cases
     python -m benchmarks.max_batch_fit --cases examples/mnist_mlp.py:1GiB --processes 3
@@ -136,13 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         print(json.dumps(_worker(args.worker[0], int(args.worker[1]))), flush=True)
         return 0
-    rows = []
+    # Earlier cases stay in the results file; a case measured again replaces its row.
+    rows = {row["case"]: row for row in (json.loads(RESULTS_PATH.read_text(encoding="utf-8"))
+                                          if RESULTS_PATH.exists() else [])}
     for case in args.cases:
         print(f"{case}:", flush=True)
-        rows.append(measure_case(case, args.processes))
+        rows[case] = measure_case(case, args.processes)
         RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS_PATH.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
-    print(table(rows))
+        RESULTS_PATH.write_text(json.dumps(list(rows.values()), indent=1) + "\n", encoding="utf-8")
+    print(table(list(rows.values())))
     return 0
 
 

@@ -55,6 +55,18 @@ def timeout_seconds(value: Any, origin: str) -> float:
     return seconds
 
 
+def host_budget(value: Any, origin: str) -> int:
+    """Host RAM for the input pipeline: a size, or a preset (colab, kaggle)."""
+    from preflight.units import HOST_RAM_PRESETS
+
+    if str(value).strip().lower() in HOST_RAM_PRESETS:
+        return HOST_RAM_PRESETS[str(value).strip().lower()][0]
+    try:
+        return budget_bytes(value, origin)
+    except UsageError:
+        raise _reject(origin, value, "a size such as 12GiB, or colab or kaggle", "colab") from None
+
+
 def budget_bytes(value: Any, origin: str) -> int:
     """The budget in bytes; it must be more than 0 (a zero budget is a typo, not a run that fails)."""
     from preflight.units import parse_size
@@ -204,6 +216,7 @@ RULES: dict[str, Callable[[Any, str], Any]] = {
     "checkpoint_dir": text,
     "timeout": timeout_seconds,
     "budget": _kept_as_written(budget_bytes),
+    "host_budget": _kept_as_written(host_budget),
     "target": target_name,
     "max_increase": _kept_as_written(fraction),
     "max_params_increase": _kept_as_written(fraction),

@@ -27,6 +27,8 @@ def should_measure_whatifs(document: dict[str, Any]) -> bool:
     budget, peak = document.get("budget_bytes"), document.get("peak_bytes")
     if document.get("fits") is not False or budget is None:
         return False
+    if (document.get("host") or {}).get("pipeline_is_cause"):
+        return False  # the input pipeline holds most of it: no change to the model is the remedy
     return bool(document.get("fits_at_no_batch")) or (peak is not None and peak <= WHATIF_REACH * budget)
 
 

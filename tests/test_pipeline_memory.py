@@ -194,6 +194,9 @@ def test_issue_for_a_t4_fits_the_device_and_checks_the_host(issue_run):
     roomy = build_document(issue_run, RunSettings(batch_size=BATCH, target_name="t4", host_available_bytes=8 * 2**30))
     assert roomy["fits"] is True and roomy["host"]["fits"] is True
     assert roomy["host"]["budget_source"] == "this host's available memory (psutil)"
+    # Within the host's RAM, buffers that hold the whole dataset are still named, as warnings.
+    named = {f["id"]: f["severity"] for f in roomy["findings"] if f["id"].startswith("pipeline-")}
+    assert named == {"pipeline-shuffle": "warning", "pipeline-cache": "warning"}
 
 
 def test_fixed_pipeline_fits_on_cpu_and_for_a_t4(fixed_run):

@@ -195,7 +195,7 @@ def pipeline_over_host_budget(ctx: CheckContext) -> Finding | None:
 
 _BUFFER_FIXES = {
     ("shuffle", True): "shuffle before decoding: the file names (tf.data.Dataset.list_files(pattern, shuffle=True)) "
-                       "or the encoded records (.shuffle(1000) before .map(decode)), or a smaller buffer (.shuffle(1000))",
+                       "or the encoded records (.shuffle(1000) before .map(decode)), or a smaller buffer",
     ("shuffle", False): "a smaller buffer (.shuffle(1000)); for arrays in memory, shuffle their indices or the arrays "
                         "once with NumPy instead of a buffer of the whole dataset",
     ("cache", True): "cache before the decoding map (.cache() then .map(decode): encoded records are smaller), or cache "

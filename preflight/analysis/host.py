@@ -13,8 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 MIB = 2**20
-LARGE_BUFFER_SHARE = 0.10        # a buffer over this share of the host budget gets its own finding
+LARGE_BUFFER_SHARE = 0.10        # a buffer over this share of the host budget gets its own finding,
 LARGE_BUFFER_BYTES = 512 * MIB   # ... or over this, when no host budget is known
+DATASET_SHARE = 0.5             # ... or holds this share of the dataset (a shuffle, a decoded cache)
 PIPELINE_CAUSE_SHARE = 0.5       # the pipeline "holds most of the peak" above this share of the total
 
 
@@ -63,7 +64,10 @@ def host_section(pipeline: dict | None, device_kind: str, target_kind: str | Non
     total = held + (step or 0)
     fits = None if budget is None else total <= budget
     threshold = budget * LARGE_BUFFER_SHARE if budget else LARGE_BUFFER_BYTES
-    large = [b for b in pipeline.get("buffers") or [] if b["bytes"] >= threshold]
+    dataset = pipeline.get("dataset_elements")
+    large = [b for b in pipeline.get("buffers") or [] if b["bytes"] >= threshold
+             or ((b["kind"] == "shuffle" or (b["kind"] == "cache" and b["decoded"])) and dataset
+                 and b["elements"] >= DATASET_SHARE * dataset)]
     return {
         "pipeline_bytes": held,
         "pipeline_source": source,

@@ -329,8 +329,10 @@ def describe_pipeline(dataset) -> dict:
             chain.append(name.replace("Dataset", "").lower() or name)
     shuffle = max((b["bytes"] for b in buffers if b["kind"] == "shuffle"), default=0)
     cache = max((b["bytes"] for b in buffers if b["kind"] == "cache"), default=0)
+    source_count = _int(stages[0].cardinality()) if stages else None
     return {"shuffle_buffer_bytes": shuffle, "in_memory_cache_bytes": cache, "buffers": buffers,
-            "source_records": source_records, "chain": " -> ".join(chain)}
+            "source_records": source_records, "chain": " -> ".join(chain),
+            "dataset_elements": source_records or (source_count if source_count and source_count > 0 else None)}
 
 
 def _int(value) -> int | None:

@@ -221,7 +221,7 @@ def pipeline_buffers(ctx: CheckContext) -> list[Finding]:
                          f"{buffer['elements']:,} {'decoded ' if buffer['decoded'] else 'encoded '}elements",
                 "prefetch": f"The prefetch buffer{where} holds {buffer['elements']} batches"
                             + (" (AUTOTUNE, counted as 2; it may grow)" if buffer.get("autotune") else "")}[kind]
-        shared = " (the same tensors as the cache below it, counted once)" if buffer.get("shares_cache") else ""
+        shared = " (the same tensors as the cache it reads from, counted once)" if buffer.get("shares_cache") else ""
         share = f", {buffer['bytes'] / host['budget_bytes']:.0%} of {format_bytes(host['budget_bytes'])}" \
             if host.get("budget_bytes") else ""
         findings.append(Finding(f"pipeline-{kind}", "error" if host.get("fits") is False else "warning",

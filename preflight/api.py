@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import os
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,7 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
           probe_batch_sizes: list[int] | None = None, whatif: bool | None = None, profile: str | None = None,
           progress: bool = True, epochs: int | None = None, steps_per_epoch: int | None = None,
           time_limit: str | float | None = None, checkpoint_dir: str | None = None, checkpoints: int | None = None,
-          rebuilds: int | None = None, backend: str | None = None,
+          rebuilds: int | None = None, backend: str | None = None, max_batch_time: float = 180.0,
           host_budget: str | int | None = None) -> Report:
     """Dry-run real training steps of `model` and return a Report (verdict, peak, footprint, findings).
 
@@ -80,15 +81,19 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
     The launch checks (README "Launch checks"): epochs, steps_per_epoch, time_limit ('12h', 'colab'),
     checkpoint_dir and checkpoints (kept) size the run's time and disk, over what the file's fit(...) says;
     rebuilds=N measures host RAM over N build_model() calls (a model.py only).
+    max_batch_time: seconds the largest-batch search (model.fit under the budget in fresh processes, up and
+    down from the prediction) may take after the verdict; 0 skips it. The report gives both times.
     backend: the Keras backend to measure under ('tensorflow', 'jax', 'torch'); None: Keras' own choice
     (KERAS_BACKEND, keras.json, tensorflow). A keras.Model object is measured under the backend it was
     built with, whatever this says.
     host_budget: the host RAM the input pipeline may use beside a GPU or TPU ('12GiB', or 'colab', 'kaggle');
     None: this host's available memory. On a CPU run the budget covers the step and the pipeline together.
     """
+    started = time.monotonic()
     batch_size, timeout, steps, probe_batch_sizes = _checked_arguments(
         batch_size=batch_size, budget=budget, target=target, timeout=timeout, steps=steps,
         probe_batch_sizes=probe_batch_sizes, profile=profile)
+    max_batch_time = setting("max_batch_time", max_batch_time, "max_batch_time")
     launch_flags = _checked_launch_arguments(epochs=epochs, steps_per_epoch=steps_per_epoch, time_limit=time_limit,
                                              checkpoint_dir=checkpoint_dir, checkpoints=checkpoints,
                                              rebuilds=rebuilds)
@@ -139,8 +144,13 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
             document = build_document(outcome, replace(settings, batch_size=batch_size, launch=launch),
                                       model_name=_model_name(model))
             _add_peak_composition(document, outcome)
-            if probe_batch_sizes is None:
-                confirm_batch_sizes(document, job, limit, display)
+            verdict_seconds = time.monotonic() - started
+            if probe_batch_sizes is None and max_batch_time > 0:
+                display({"event": "stage", "text": "largest batch: model.fit under the budget in fresh processes "
+                                                   f"(at most {max_batch_time:.0f} s, --max-batch-time)"})
+                confirm_batch_sizes(document, job, limit, display, deadline=time.monotonic() + max_batch_time)
+            document["timing"] = {"verdict_seconds": round(verdict_seconds, 1),
+                                  "max_batch_seconds": round(time.monotonic() - started - verdict_seconds, 1)}
             _add_recommendations(document, job, outcome, whatif, display)
             report = Report(document)
             display.show_result(report)
@@ -192,9 +202,10 @@ def _add_recommendations(document: dict, job: ProbeJob, outcome, whatif: bool | 
         document["recommendations"] = []  # the input pipeline is the cause: no model change is the remedy
         return
     if whatif is None and not measure and document.get("fits") is False:
+        why = ("the peak is more than twice the budget, beyond what one of them saves" if document.get("peak_bytes")
+               else "no training step finished, so there is no peak to measure them against")
         document["findings"].append({"id": "whatifs-skipped", "severity": "info", "message":
-                                     "What-ifs (mixed precision, remat, shrinking) were not measured: the peak is "
-                                     "more than twice the budget, beyond what one of them saves"
+                                     "What-ifs (mixed precision, remat, shrinking) were not measured: " + why
                                      + ("; a smaller batch is the change that fits" if document.get(
                                          "recommended_batch_size") else "")
                                      + ". Pass --whatif to measure them anyway."})

@@ -6,8 +6,9 @@ measure its steps with the job's backend's memory reader (preflight.engine.reade
 (preflight.engine.runner) starts `python -m preflight.child JOB.json` with KERAS_BACKEND and the allocator
 settings already in the environment (both must be set before Keras and TensorFlow start, which is why
 this is a separate process), and reads JSON-line events from the file descriptor named by
-PREFLIGHT_EVENTS_FD. Events: progress, model, probe, error, done. A step that runs out of memory is
-reported as a probe with status "oom"; a crash or a hang is diagnosed by the parent.
+PREFLIGHT_EVENTS_FD. Events: progress, model, probe, restart, error, done. A step that runs out of memory
+is reported as a probe with status "oom", and the child then stops with "restart": what is left runs in a
+fresh process; a crash or a hang is diagnosed by the parent.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from preflight.engine import plan
-from preflight.engine.probe import EventWriter, describe_model, graph_slope, probe_batch_size
+from preflight.engine.probe import EventWriter, describe_model, fit_probe, graph_slope, probe_batch_size
 from preflight.engine.readers import start_reader
 from preflight.engine.step_errors import error_line, fix_for
 from preflight.errors import DataError, ModelError, PreflightError, is_out_of_memory
@@ -70,7 +71,7 @@ def run_job(job: dict, events: EventWriter) -> None:
         # The optimizer's slots are left to the first step, as model.fit leaves them: built beforehand they
         # land elsewhere in the allocator, and an MLP batch that fails under model.fit with a 256 MiB limit
         # ran three times. Their bytes are counted from shapes (preflight.engine.static_floor).
-        pool = _pool_apart_from_pipeline(reader, loaded, model, max(job["batch_sizes"]), job)
+        pool = _pool_apart_from_pipeline(reader, loaded, model, _largest_batch(job), job)
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
@@ -84,17 +85,29 @@ def run_job(job: dict, events: EventWriter) -> None:
     round_sizes = list(dict.fromkeys(int(b) for b in job["batch_sizes"]))  # in the job's order
     decided = not job.get("adaptive")
     for _ in range(plan.MAX_SHRINK_ROUNDS + 2):
-        for batch_size in round_sizes:
+        for index, batch_size in enumerate(round_sizes):
             smallest_oom = min((p.batch_size for p in probes if p.status == "oom"), default=None)
             if smallest_oom is not None and batch_size >= smallest_oom:
                 continue  # it would run out of memory too, after a long wait
-            probe = probe_batch_size(reader, model, pool, batch_size, measured_steps, events, started,
-                                     first=not probes, source_kind=job["source"]["kind"],
-                                     limit_bytes=job.get("memory_limit_bytes"))
+            if job.get("as_fit") and backend == "tensorflow":
+                probe = fit_probe(reader, model, pool, batch_size, measured_steps, events, started,
+                                  limit_bytes=job.get("memory_limit_bytes"))
+            else:
+                probe = probe_batch_size(reader, model, pool, batch_size, measured_steps, events, started,
+                                         first=not any(p.status == "ok" for p in probes),
+                                         source_kind=job["source"]["kind"], limit_bytes=job.get("memory_limit_bytes"))
             probes.append(probe)
             events.emit("probe", probe=probe.to_dict())
             if probe.status not in ("ok", "oom"):
                 return  # a broken step would only fail again
+            rest = [b for b in round_sizes[index + 1:] if b < batch_size]
+            if probe.status == "oom" and probe.peak_bytes is None and (rest or not decided):
+                # A step failed here (an "oom" with a peak was refused before running): the model, its
+                # optimizer and the allocator are no longer what a real run starts with (after an out-of-memory
+                # a jit-compiled Xception reported NaN losses at every smaller batch). What is left is
+                # measured in a fresh process (preflight.engine.runner).
+                events.emit("restart", batch_sizes=rest, decided=decided)
+                return
         if decided:
             break
         if any(p.status == "ok" for p in probes):
@@ -322,6 +335,11 @@ def _apply_variant(model, spec: dict, base_is_shapes_only: bool):
     return variant, description
 
 
+def _largest_batch(job: dict) -> int:
+    """The largest batch the job names (a process restarted after a failed step may have only rounds to come)."""
+    return max(job["batch_sizes"], default=job.get("planned_batch_size") or 1)
+
+
 def _over(floor: dict, job: dict) -> bool:
     usable = job.get("usable_bytes")
     return bool(usable) and floor["total_bytes"] > usable
@@ -330,7 +348,7 @@ def _over(floor: dict, job: dict) -> bool:
 def report_floor_only(job: dict, loaded: LoadedJob, device: DeviceInfo, events: EventWriter) -> None:
     """The floor alone is over budget: describe the shape-only model, list the what-ifs with their own
     floors (which of them bring the floor under the budget), and stop before allocating anything."""
-    pool = _make_pool(loaded.data, loaded.model, max(job["batch_sizes"]))
+    pool = _make_pool(loaded.data, loaded.model, _largest_batch(job))
     events.emit("floor", floor=loaded.floor)
     events.emit("model", model=describe_model(loaded.model, pool).to_dict(), device=device.to_dict(),
                 data={"kind": pool.kind, "host_bytes": pool.host_bytes, "pipeline": pool.pipeline})

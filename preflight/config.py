@@ -29,6 +29,7 @@ class Settings:
     budget: str | None = None           # "15GiB"; a target's usable memory when only a target is named
     target: str | None = None           # a name from `python -m preflight targets`
     timeout: float = 600.0              # seconds per probe
+    max_batch_time: float = 180.0       # seconds the largest-batch search may take after the verdict; 0 skips it
     steps: int = 3                      # measured steps per batch size (after one warm-up step)
     single_thread: bool = False         # reproducible peaks, slower steps
     backend: str | None = None          # the Keras backend to measure under; None: KERAS_BACKEND, keras.json, tensorflow
@@ -59,7 +60,7 @@ class ModelEntry:
 
 SETTING_NAMES = {f.name for f in fields(Settings)}
 # What a [[tool.preflight.models]] table may set besides `path` and `name`.
-PER_MODEL_NAMES = {"batch_size", "budget", "target", "timeout", "steps", "single_thread", "backend", "baseline",
+PER_MODEL_NAMES = {"batch_size", "budget", "target", "timeout", "max_batch_time", "steps", "single_thread", "backend", "baseline",
                    "max_increase", "max_params_increase", "max_optimizer_increase", "max_step_time_increase"}
 
 

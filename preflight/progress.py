@@ -64,6 +64,8 @@ class ProgressDisplay:
             peak = format_bytes(probe["peak_bytes"]) if probe.get("peak_bytes") else probe["status"]
             self.finished_probes.append(f"batch {probe['batch_size']}: {peak}")
             self._line(f"  batch {probe['batch_size']:>6}: {peak}  ({elapsed:.0f} s)")
+        elif kind == "stage":  # a new part of the check, with its own line (the largest-batch search)
+            self._line(f"{event['text']}  ({elapsed:.0f} s)")
         elif kind == "progress":
             if event.get("stage") == "probe":
                 text = f"probing batch {event['batch_size']} · step {event['step']}/{event['steps']}"

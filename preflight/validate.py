@@ -67,6 +67,17 @@ def host_budget(value: Any, origin: str) -> int:
         raise _reject(origin, value, "a size such as 12GiB, or colab or kaggle", "colab") from None
 
 
+def search_seconds(value: Any, origin: str) -> float:
+    """Seconds a search may take; 0 skips it."""
+    try:
+        seconds = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise _reject(origin, value, "a number of seconds, 0 or more", "a value such as 300 (0 skips the search)")
+    return seconds
+
+
 def budget_bytes(value: Any, origin: str) -> int:
     """The budget in bytes; it must be more than 0 (a zero budget is a typo, not a run that fails)."""
     from preflight.units import parse_size
@@ -215,6 +226,7 @@ RULES: dict[str, Callable[[Any, str], Any]] = {
     "rebuilds": _int_in_range(2, 100, "a value such as 6 (each rebuild calls build_model() twice)"),
     "checkpoint_dir": text,
     "timeout": timeout_seconds,
+    "max_batch_time": search_seconds,
     "budget": _kept_as_written(budget_bytes),
     "host_budget": _kept_as_written(host_budget),
     "target": target_name,

@@ -230,6 +230,27 @@ def pipeline_buffers(ctx: CheckContext) -> list[Finding]:
     return findings
 
 
+OTHER_SHARE_WORTH_A_LOOK = 1 / 3   # "other" beyond this share of the peak is named, with where to look
+
+
+@check
+def other_holds_much_of_the_peak(ctx: CheckContext) -> Finding | None:
+    """The breakdown leaves over a third of the peak unexplained: temporaries the layer outputs do not show
+    (attention scores, a fused op's workspace, gradients of intermediate tensors). Say so, and where to look."""
+    doc = ctx.document
+    peak, other = doc.get("peak_bytes"), (doc.get("footprint") or {}).get("other", 0)
+    if not peak or other <= OTHER_SHARE_WORTH_A_LOOK * peak:
+        return None
+    return Finding("other-large", "info",
+                   f"{format_bytes(other)} of the {format_bytes(peak)} peak ({other / peak:.0%}) is not parameters, "
+                   "gradients, optimizer state, layer outputs or inputs: temporaries inside the step (attention "
+                   "scores, gradients of intermediate tensors, op workspace). "
+                   + ("The memory profile's list of what holds memory at the peak names them."
+                      if doc.get("peak_composition") else
+                      "To see which ops hold it, run with --profile DIR and open DIR in TensorBoard's memory profile "
+                      "(tensorboard --logdir DIR); the report then lists what holds memory at the peak."))
+
+
 @check
 def loss_not_finite(ctx: CheckContext) -> Finding | None:
     for probe in ctx.document["probes"]:

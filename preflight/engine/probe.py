@@ -74,6 +74,7 @@ def probe_batch_size(reader, model, pool, batch_size: int, measured_steps: int, 
     snapshot = snapshot_weights(model) if first else None  # once per run: did the steps train at all
     resident = None
     warmup_seconds = None
+    log_offset = child_log_size()
     try:
         static = reader.static_peak(model, batch)
         if static is not None and limit_bytes and static > limit_bytes:
@@ -87,6 +88,8 @@ def probe_batch_size(reader, model, pool, batch_size: int, measured_steps: int, 
             if step > 0:
                 gc.collect()  # objects dropped by earlier work still hold allocator memory until collected
                 resident = reader.start_window()
+            else:
+                reader.start_window()  # so that a failed warm-up's peak is its own (out_of_memory_evidence)
             t0 = time.perf_counter()
             step_result = reader.train_step(model, batch)
             elapsed = time.perf_counter() - t0
@@ -99,9 +102,10 @@ def probe_batch_size(reader, model, pool, batch_size: int, measured_steps: int, 
                 if len(runs) >= MIN_MEASURED_STEPS and warmup_seconds + sum(times) > SLOW_PROBE_SECONDS:
                     break  # slow steps: two runs still show the spread; more would cost minutes
     except Exception as exc:  # noqa: BLE001 - the user's train_step may raise anything
-        if is_out_of_memory(exc):  # by type: TF's text may be only "Graph execution error ... [[{{node}}]]"
+        memory_evidence = out_of_memory_evidence(exc, reader, limit_bytes, log_offset)
+        if memory_evidence:
             return ProbeResult(batch_size, "oom", peak_bytes_runs=runs,
-                               message=f"out of memory in the probe: {error_line(exc)}")
+                               message=f"out of memory in the probe ({memory_evidence}): {error_line(exc)}")
         text_dtype = _text_dtype(batch)
         if first and text_dtype:
             raise DataError(f"the inputs hold text (dtype {text_dtype}) and the training step failed on them: "
@@ -116,6 +120,91 @@ def probe_batch_size(reader, model, pool, batch_size: int, measured_steps: int, 
     return ProbeResult(batch_size, "ok", peak_bytes=max(runs), peak_bytes_runs=runs, resident_bytes=resident,
                        step_seconds=statistics.median(times), warmup_seconds=warmup_seconds,
                        losses=losses, weights_changed=weights_changed(model, snapshot))
+
+
+def fit_probe(reader, model, pool, batch_size: int, steps: int, events: EventWriter, started: float,
+              limit_bytes: int | None = None) -> ProbeResult:
+    """`steps` training steps run by `model.fit` itself, as the real run runs them: its own train function
+    and data iterator, the batch fed through a `tf.data` pipeline (`from_tensors(batch).repeat()`), with the
+    allocator's peak over the whole fit. The confirmation of a largest batch (preflight.whatif.recommend):
+    the probe hands one batch to the train function, and a two-tower recommender's largest batch by the
+    probe ran out of memory under fit (issue 21). TensorFlow backend only; other readers step as the probe does.
+    """
+    import tensorflow as tf
+
+    events.emit("progress", stage="model.fit", batch_size=batch_size, step=1, steps=steps,
+                elapsed=time.monotonic() - started)
+    dataset = tf.data.Dataset.from_tensors(pool.batch(batch_size)).repeat()
+    log_offset = child_log_size()
+    gc.collect()
+    reader.start_window()
+    t0 = time.perf_counter()
+    try:
+        history = model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
+    except Exception as exc:  # noqa: BLE001 - the user's train_step may raise anything
+        evidence = out_of_memory_evidence(exc, reader, limit_bytes, log_offset)
+        return ProbeResult(batch_size, "oom" if evidence else "error",
+                           message=(f"out of memory under model.fit ({evidence}): " if evidence else "")
+                           + error_line(exc))
+    elapsed = time.perf_counter() - t0
+    peak = reader.window_peak()
+    losses = [loss_value({"loss": value}) for value in history.history.get("loss", [])]
+    return ProbeResult(batch_size, "ok", peak_bytes=peak, peak_bytes_runs=[peak], step_seconds=elapsed / steps,
+                       losses=losses, message=f"{steps} steps of model.fit")
+
+
+# A failed step whose allocator peak reached this share of the limit ran out of memory, whatever it raised:
+# TF may report the failure of a temporary allocation as only "[[{{node .../tmp_var}}]]" (issue 21).
+OOM_PEAK_FILL = 0.9
+# What TF's allocators write when an allocation fails (BFC's "Allocator (...) ran out of memory trying to
+# allocate", the executor's "OOM when allocating tensor"), on the child's stderr (its log).
+ALLOCATOR_OOM_RECORDS = ("ran out of memory trying to allocate", "OOM when allocating")
+
+
+def out_of_memory_evidence(exc: BaseException, reader, limit_bytes: int | None, log_offset: int | None) -> str:
+    """Why a failed step counts as out of memory ("" when it does not): decided from the allocator and the
+    process, so that no form of the error (its class, its text) turns a memory verdict into a model error.
+
+    Evidence, first that holds: the exception's type (ResourceExhaustedError, MemoryError, ...), the
+    allocator's peak in the failed step at OOM_PEAK_FILL of the limit, the allocator's own record of a
+    failed allocation in this process's log since the step began.
+    """
+    if is_out_of_memory(exc):
+        return "the backend's out-of-memory error"
+    if limit_bytes:
+        try:
+            peak = reader.window_peak()
+        except Exception:  # noqa: BLE001 - a reader that cannot tell leaves the other evidence
+            peak = 0
+        if peak >= OOM_PEAK_FILL * limit_bytes:
+            return f"the allocator's peak reached {peak / limit_bytes:.0%} of the {limit_bytes // 2**20} MiB limit"
+    if log_offset is not None and allocator_oom_recorded(log_offset):
+        return "the allocator recorded a failed allocation"
+    return ""
+
+
+def child_log_size() -> int | None:
+    """Bytes in this child's log (its stderr, named by the parent in PREFLIGHT_CHILD_LOG) so far."""
+    path = os.environ.get("PREFLIGHT_CHILD_LOG")
+    if not path:
+        return None
+    sys.stderr.flush()
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
+
+
+def allocator_oom_recorded(offset: int) -> bool:
+    """Whether the allocator wrote an out-of-memory record to this child's log after `offset`."""
+    sys.stderr.flush()
+    try:
+        with open(os.environ["PREFLIGHT_CHILD_LOG"], "rb") as log:
+            log.seek(offset)
+            text = log.read(4 * 2**20).decode("utf-8", errors="replace")
+    except (OSError, KeyError):
+        return False
+    return any(record in text for record in ALLOCATOR_OOM_RECORDS)
 
 
 def train_step_as_fit(model, batch):
@@ -187,12 +276,52 @@ def describe_model(model, pool) -> ModelInfo:
         input_bytes_per_sample=pool.bytes_per_sample(),
         jit_compile=bool(getattr(model, "jit_compile", False)),
         dtype_policy=getattr(policy, "name", str(policy)),
-        layers=describe_layers(model),
+        layers=describe_layers(model, dynamic_sizes=dynamic_axis_sizes(model, pool)),
     )
 
 
-def describe_layers(model, prefix: str = "") -> list[LayerInfo]:
-    """One row per layer; nested models (a pretrained base inside a Sequential) are expanded."""
+def dynamic_axis_sizes(model, pool) -> list[int]:
+    """The sizes the probe's batch gave the inputs' `None` axes besides the batch (sequence length, image
+    size), in input order: a keras-hub GPT-2's token ids (None, None) fed (4, 128) give [128]."""
+    import keras
+
+    try:
+        specs = keras.tree.flatten(model.inputs)
+        arrays = keras.tree.flatten(pool.unpacked(1)[0])
+    except (AttributeError, ValueError, TypeError):
+        return []  # a subclassed model has no symbolic inputs
+    if len(specs) != len(arrays):
+        return []
+    sizes = []
+    for spec, array in zip(specs, arrays):
+        shape = getattr(array, "shape", ())
+        sizes += [int(shape[axis]) for axis, d in enumerate(spec.shape) if axis > 0 and d is None and axis < len(shape)]
+    return sizes
+
+
+def _concrete(dims: list, dynamic_sizes: list[int]) -> list | None:
+    """A layer's per-sample dims with its `None` axes given the sizes the probe ran: one size for every
+    `None` when the inputs had one (a sequence length), else by position when the counts match; None when
+    that cannot be told."""
+    unknown = [i for i, d in enumerate(dims) if d is None]
+    if not unknown:
+        return dims
+    if len(set(dynamic_sizes)) == 1:
+        fill = dynamic_sizes * len(unknown)
+    elif len(dynamic_sizes) == len(unknown):
+        fill = dynamic_sizes
+    else:
+        return None
+    dims = list(dims)
+    for index, size in zip(unknown, fill):
+        dims[index] = size
+    return dims
+
+
+def describe_layers(model, prefix: str = "", dynamic_sizes: list[int] | None = None) -> list[LayerInfo]:
+    """One row per layer; nested models (a pretrained base inside a Sequential) are expanded. A `None` axis
+    besides the batch is sized from the batch the probe ran (`dynamic_sizes`, see dynamic_axis_sizes): with
+    every such axis at 0 bytes a GPT-2's activations read "0 B" (issue 21)."""
     import numpy as np
 
     from preflight.engine.static_floor import dtype_size
@@ -200,7 +329,7 @@ def describe_layers(model, prefix: str = "") -> list[LayerInfo]:
     rows: list[LayerInfo] = []
     for layer in model.layers:
         if hasattr(layer, "layers") and layer.layers:
-            rows.extend(describe_layers(layer, prefix=f"{prefix}{layer.name}/"))
+            rows.extend(describe_layers(layer, prefix=f"{prefix}{layer.name}/", dynamic_sizes=dynamic_sizes))
             continue
         shape: list = []
         per_sample = 0
@@ -208,8 +337,9 @@ def describe_layers(model, prefix: str = "") -> list[LayerInfo]:
             output = layer.output
             output = output[0] if isinstance(output, (list, tuple)) else output
             shape = [None] + [d for d in output.shape[1:]]
-            if all(d is not None for d in shape[1:]):
-                per_sample = int(np.prod(shape[1:], dtype=np.int64)) * dtype_size(output.dtype)
+            dims = _concrete(shape[1:], dynamic_sizes or [])
+            if dims is not None:
+                per_sample = int(np.prod(dims, dtype=np.int64)) * dtype_size(output.dtype)
         except (AttributeError, ValueError):
             pass  # subclassed models have no symbolic outputs: shape unknown
         params = layer.count_params() if layer.built else 0

@@ -33,7 +33,9 @@ _ERROR_CLASSES = {cls.slug: cls for cls in (
     errors.DataError, errors.ProbeError, errors.IsolationError)}
 
 ProgressCallback = Callable[[dict], None]
-MAX_CHILD_STARTS = 4
+# A child ends after a step that failed, and the next batch size starts in a fresh process; with the
+# shrink rounds after out-of-memory (engine.plan) a run may need that many processes.
+MAX_CHILD_STARTS = 8
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class ProbeJob:
     variant_from_shapes: bool = False  # the base model does not fit: build the variant from shapes alone
     readiness: bool = False            # record strategy and XLA after the probes (preflight.engine.readiness)
     rebuilds: int = 0                  # with readiness: RSS over this many build_model() calls
+    as_fit: bool = False               # measured_steps of model.fit itself per batch (engine.probe.fit_probe)
     # The Keras backend the steps run under (preflight.engine.backends): the caller's own by default.
     backend: str = field(default_factory=default_backend)
 
@@ -103,11 +106,21 @@ def run_probes(job: ProbeJob, on_progress: ProgressCallback | None = None) -> Pr
     for _ in range(MAX_CHILD_STARTS):
         run = _ChildRun(current, on_progress)
         run.run(outcome)
-        if not run.restart_sizes:
+        if run.restart is None:
             break
-        # With oneDNN on, an allocator OOM can abort the process; smaller batches still deserve a probe.
-        current = replace(job, batch_sizes=run.restart_sizes, prior_probes=[p.to_dict() for p in outcome.probes])
+        # A step failed (out of memory), or the process died of it: what is left runs in a fresh process,
+        # so that no probe inherits a failed step's model, optimizer or allocator state.
+        current = replace(job, batch_sizes=run.restart.batch_sizes, adaptive=job.adaptive and not run.restart.decided,
+                          prior_probes=[p.to_dict() for p in outcome.probes])
     return outcome
+
+
+@dataclass(frozen=True)
+class Restart:
+    """What a fresh child takes over from one that stopped after a failed step."""
+
+    batch_sizes: list[int]   # the rest of the child's round ([]: the next round is the new child's to plan)
+    decided: bool            # the decision round was already planned: no more rounds after these
 
 
 class _ChildRun:
@@ -116,7 +129,7 @@ class _ChildRun:
     def __init__(self, job: ProbeJob, on_progress: ProgressCallback | None):
         self.job = job
         self.on_progress = on_progress or (lambda event: None)
-        self.restart_sizes: list[int] = []  # set when the child died of OOM with smaller sizes still to try
+        self.restart: Restart | None = None  # set when the child stopped after a failed step, or died of it
         self.stage = "starting"             # the child's last progress stage, for a death before the model
 
     def run(self, outcome: ProbeOutcome) -> None:
@@ -127,6 +140,7 @@ class _ChildRun:
             read_fd, write_fd = os.pipe()
             env = child_environment(self.job)
             env["PREFLIGHT_EVENTS_FD"] = str(write_fd)
+            env["PREFLIGHT_CHILD_LOG"] = str(log_path)  # the allocator's own out-of-memory records land there
             with open(log_path, "wb") as log:
                 process = subprocess.Popen(
                     [sys.executable, "-m", "preflight.child", str(job_path)],
@@ -202,6 +216,9 @@ class _ChildRun:
                 pending.remove(probe.batch_size)
                 deadline = time.monotonic() + self.job.timeout_seconds
                 self.on_progress(event)
+            elif kind == "restart":
+                self.restart = Restart([int(b) for b in event["batch_sizes"]], bool(event["decided"]))
+                return
             elif kind == "error":
                 cls = _ERROR_CLASSES.get(event.get("slug"), errors.ProbeError)
                 raise cls(event["message"], hint=event.get("hint"))
@@ -230,11 +247,11 @@ class _ChildRun:
         if ran_out:
             self._record_failure(outcome, pending, "oom",
                                  f"out of memory in the probe (process ended: {_describe_exit(returncode)})")
-            self.restart_sizes = [b for b in pending[1:] if b < pending[0]]
-            if not self.restart_sizes and self.job.adaptive and not any(p.status == "ok" for p in outcome.probes):
-                from preflight.engine.plan import shrink_round
-
-                self.restart_sizes = shrink_round(self.job.planned_batch_size, outcome.probes)
+            # With oneDNN on, an allocator OOM can abort the process; smaller batches still deserve a probe,
+            # and with none left in this round, an adaptive job's next round is the fresh child's to plan.
+            smaller = [b for b in pending[1:] if b < pending[0]]
+            if smaller or (self.job.adaptive and not any(p.status == "ok" for p in outcome.probes)):
+                self.restart = Restart(smaller, decided=not self.job.adaptive)
         else:
             self._record_failure(outcome, pending, "crashed",
                                  f"the probe process crashed ({_describe_exit(returncode)}): {_last_line(log_tail)}")

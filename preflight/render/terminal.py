@@ -134,6 +134,8 @@ def _renderables(document: dict[str, Any]) -> list[Any]:
         if curve["recommended_peak_bytes"] is not None:
             line.append(f" (peak {curve['recommended_peak_text']})")
         parts.append(line)
+        if curve["timing_text"]:
+            parts.append(Text(f"Time: {curve['timing_text']}", style="dim"))
 
     recommendations = view["recommendations"]
     if recommendations and recommendations["helpful"]:

@@ -404,7 +404,16 @@ def _curve(document: dict[str, Any]) -> dict[str, Any] | None:
     if largest.get("status") == "ok":
         confirmation_text += (f"; largest batch {format_count(largest['batch_size'])} ran under the same limit at "
                               f"{format_bytes(largest.get('measured_peak_bytes'))} in "
-                              f"{len(largest.get('process_peaks') or [1])} fresh process(es)")
+                              f"{len(largest.get('process_peaks') or [1])} fresh process(es)"
+                              + (f" ({largest['method']})" if largest.get("method") else ""))
+    recommended_peak_text = format_bytes(recommended_peak) if recommended_peak is not None else "n/a"
+    if confirmation.get("status") == "ok" and confirmation.get("batch_size") == recommended \
+            and confirmation.get("measured_peak_bytes"):
+        # Measured where measured; the curve's upper bound beside it.
+        processes = len(confirmation.get("process_peaks") or [1])
+        recommended_peak_text = (f"{format_bytes(confirmation['measured_peak_bytes'])} measured in {processes} fresh "
+                                 f"process{'es' if processes > 1 else ''}"
+                                 + (f"; {recommended_peak_text} predicted" if recommended_peak is not None else ""))
     return {
         "confirmation_text": confirmation_text,
         "measured": measured,
@@ -414,13 +423,24 @@ def _curve(document: dict[str, Any]) -> dict[str, Any] | None:
         "recommended_batch_size": recommended,
         "recommended_batch_text": format_count(recommended) if recommended is not None else "n/a",
         "recommended_peak_bytes": recommended_peak,
-        "recommended_peak_text": format_bytes(recommended_peak) if recommended_peak is not None else "n/a",
+        "recommended_peak_text": recommended_peak_text,
+        "timing_text": _timing_text(document.get("timing")),
         "rows": [{
             "batch_size": p.get("batch_size"),
             "peak_text": format_bytes(p.get("peak_bytes")),
             "source": p.get("source", "predicted"),
         } for p in sorted(points, key=lambda p: p.get("batch_size") or 0)],
     }
+
+
+def _timing_text(timing: dict[str, Any] | None) -> str:
+    """'verdict in 41 s; largest-batch search 95 s': the two parts of a check's time."""
+    if not timing:
+        return ""
+    text = f"verdict in {timing['verdict_seconds']:.0f} s"
+    if timing.get("max_batch_seconds"):
+        text += f"; largest-batch search {timing['max_batch_seconds']:.0f} s"
+    return text
 
 
 def format_signed_percent(fraction: float | None) -> str:

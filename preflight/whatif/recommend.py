@@ -7,6 +7,7 @@ either"; one that cannot be built for this model says why.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any, Callable
 
@@ -122,28 +123,34 @@ def recommendations(document: dict[str, Any], measured: list[dict[str, Any]]) ->
                                 planned_batch_size=document["batch_size"], baseline_peaks_by_batch=measured_peaks)
 
 
-CONFIRM_ATTEMPTS = 3
+CONFIRM_ATTEMPTS = 3         # batch sizes tried downward from the prediction
+CONFIRM_UP_ATTEMPTS = 4      # ... and upward from a prediction that ran: geometric steps, then bisection
 CONFIRM_PROCESSES = 2        # fresh processes that must each run the batch under the budget
-NEAR_LIMIT_FILL = 0.96       # a peak above this share of the budget needs a third fresh process
-NEAR_LIMIT_PROCESSES = 3
-PREFETCHED_BATCHES = 2       # batches model.fit's tf.data pipeline holds beside the step (left out of the limit)
+NEAR_LIMIT_FILL = 0.96       # a peak above this share of the limit was squeezed against it: not a fit
+PREFETCHED_BATCHES = 2       # batches model.fit's tf.data pipeline holds beside a probe's step (not under fit)
 MAX_BATCH_STEP_DOWN = 0.9    # the largest batch is stepped down finely: it is the number reported
+MAX_BATCH_STEP_UP = 1.25     # upward, until a batch fails ...
+MAX_BATCH_RESOLUTION = 1.1   # ... then bisected until the failure is within 10 % of the largest that ran
 RECOMMENDED_STEP_DOWN = 0.85
 CONFIRM_MAX_STEP_SECONDS = 20.0
+FIT_STEPS = 3                # model.fit steps per confirming process (TensorFlow)
 
 
 def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_limit_bytes: int,
                         batch: int | None, step_down: Callable[[int], int],
-                        on_progress=None) -> dict[str, Any] | None:
-    """Run `batch` in fresh children whose allocator is limited to the budget itself, stepping down on OOM.
+                        on_progress=None, search_up: bool = False,
+                        deadline: float | None = None) -> dict[str, Any] | None:
+    """Run `batch` in fresh children whose allocator is limited to the budget itself, stepping down on OOM;
+    with `search_up`, a batch that ran on the first try is followed upward until one fails, so the result
+    lies within MAX_BATCH_RESOLUTION of the largest batch that runs (never above it).
 
     Under a hard limit BFC fails before its unlimited in-use peak reaches the limit (a CNN's predicted
     max of 88 ran out of memory under 512 MiB; the true max was 68), so a batch size preflight reports is
-    proven the way the real device would test it. It must run in CONFIRM_PROCESSES fresh processes, and
-    in a third when a peak passed NEAR_LIMIT_FILL of the budget (an MLP batch that peaked at 99.4 % of
-    256 MiB in two processes ran out of memory in a third); one that fits only sometimes is "near_limit"
-    and counts as not fitting. None when it cannot be tried here (no budget, a budget larger than this
-    machine can hold, or steps too slow).
+    proven the way the real device would test it: under TensorFlow by `model.fit` itself, FIT_STEPS steps
+    (engine.probe.fit_probe). It must run in CONFIRM_PROCESSES fresh processes, each peaking under
+    NEAR_LIMIT_FILL of the limit; one that fits only sometimes, or only squeezed against the limit, is
+    "near_limit" and counts as not fitting. None when it cannot be tried here (no budget, a budget larger than this machine can
+    hold, or steps too slow).
     """
     from preflight.measurements import ProbeResult
     from preflight.engine.plan import estimated_step_seconds
@@ -156,42 +163,82 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
         return None
     failed: list[int] = []
     near_limit: dict[int, int] = {}
-    for _ in range(CONFIRM_ATTEMPTS):
-        status, peaks = _run_in_fresh_processes(baseline_job, batch, budget, on_progress,
+    ran: dict[int, list[int]] = {}   # batch -> the peak of each fresh process that ran it under the budget
+
+    def attempt(size: int) -> str | None:
+        if deadline is not None and time.monotonic() > deadline:
+            return None  # out of time: what ran so far stands
+        status, peaks = _run_in_fresh_processes(baseline_job, size, budget, on_progress,
                                                 (document.get("model") or {}).get("input_bytes_per_sample"),
                                                 bool((document.get("device") or {}).get("deterministic")))
+        if status == "ok":
+            ran[size] = peaks
+        elif status == "near_limit":
+            near_limit[size] = max(peaks)
+        elif status == "oom":
+            failed.append(size)
+        return status
+
+    for _ in range(CONFIRM_ATTEMPTS):
+        status = attempt(batch)
         if status is None:
             return None
         if status == "ok":
-            return confirmation_record(batch, "ok", max(peaks), budget, failed, process_peaks=peaks,
-                                       near_limit=near_limit)
-        if status == "near_limit":
-            near_limit[batch] = max(peaks)
-        else:
-            failed.append(batch)
+            break
         smaller = step_down(batch)
         if smaller < 1 or smaller >= batch:
             break
         batch = smaller
-    return confirmation_record(None, "oom", None, budget, failed, near_limit=near_limit)
+    if ran and search_up and not failed and not near_limit:
+        _search_upward(batch, attempt, estimated_step_seconds(probes, 1) or 0.0)
+    method = f"model.fit, {FIT_STEPS} steps" if baseline_job.backend == "tensorflow" else "training steps"
+    if not ran:
+        return {**confirmation_record(None, "oom", None, budget, failed, near_limit=near_limit), "method": method}
+    top = max(ran)
+    return {**confirmation_record(top, "ok", max(ran[top]), budget, sorted(failed), process_peaks=ran[top],
+                                  near_limit=near_limit), "method": method}
+
+
+def _search_upward(batch: int, attempt: Callable[[int], str | None], seconds_per_sample: float) -> None:
+    """From a batch that ran: up by MAX_BATCH_STEP_UP until one does not, then bisect between the two until
+    they are within MAX_BATCH_RESOLUTION (the prediction's margin may leave a quarter of the memory unused)."""
+    low, high = batch, None
+    for _ in range(CONFIRM_UP_ATTEMPTS):
+        size = int(low * MAX_BATCH_STEP_UP) + 1 if high is None else (low + high) // 2
+        if high is not None and high <= low * MAX_BATCH_RESOLUTION or size <= low:
+            return
+        if seconds_per_sample * size > CONFIRM_MAX_STEP_SECONDS:
+            return
+        status = attempt(size)
+        if status is None:
+            return
+        if status == "ok":
+            low = size
+        else:
+            high = size
 
 
 def _run_in_fresh_processes(baseline_job: ProbeJob, batch: int, budget: int, on_progress=None,
                             document_input_bytes_per_sample: int | None = None,
                             deterministic: bool = False) -> tuple[str | None, list[int]]:
     """("ok" | "oom" | "near_limit" | None, peaks): `batch` in CONFIRM_PROCESSES fresh children under the
-    budget, and one more when a peak passed NEAR_LIMIT_FILL of it (a step squeezed against the limit may
-    fit twice and fail a third time: it counts only when all three fit). None: it could not be run.
-    A deterministic figure (XLA's buffer assignment on a JAX CPU run) is the same in every process: one."""
-    processes, near_limit_processes = (1, 1) if deterministic else (CONFIRM_PROCESSES, NEAR_LIMIT_PROCESSES)
+    budget. A peak past NEAR_LIMIT_FILL of the limit is "near_limit": under a hard limit the allocator
+    squeezes a step that would peak above it (the README's MLP ran 55,208 samples at 99.8 % of 1 GiB in
+    three processes, where the same step peaks at about 1.06 GiB unlimited), and an MLP batch that peaked at
+    99.4 % of 256 MiB in two processes ran out of memory in a third: such a batch does not count as fitting.
+    None: it could not be run. A deterministic figure (XLA's buffer assignment on a JAX CPU run) is the same
+    in every process: one."""
+    processes = 1 if deterministic else CONFIRM_PROCESSES
     peaks: list[int] = []
-    # model.fit feeds steps through tf.data, which holds the next batches in the same allocator; the probe
-    # hands over one batch. Those batches are left out of the limit (an MLP batch of 2,134 ran in the probe
-    # under 256 MiB and failed twice under model.fit).
-    input_bytes = (document_input_bytes_per_sample or 0) * batch * PREFETCHED_BATCHES
+    as_fit = baseline_job.backend == "tensorflow"
+    # Under TensorFlow model.fit runs with its own pipeline in the allocator. Elsewhere the probe hands over
+    # one batch while fit's pipeline holds the next ones in the same memory: those are left out of the limit
+    # (an MLP batch of 2,134 ran in the probe under 256 MiB and failed twice under model.fit).
+    input_bytes = 0 if as_fit else (document_input_bytes_per_sample or 0) * batch * PREFETCHED_BATCHES
     limit = max(1, budget - input_bytes)
-    while len(peaks) < processes or (len(peaks) < near_limit_processes and max(peaks) > NEAR_LIMIT_FILL * limit):
-        job = replace(baseline_job, batch_sizes=[batch], adaptive=False, measured_steps=VARIANT_STEPS,
+    while len(peaks) < processes:
+        job = replace(baseline_job, batch_sizes=[batch], adaptive=False,
+                      measured_steps=FIT_STEPS if as_fit else VARIANT_STEPS, as_fit=as_fit,
                       memory_limit_bytes=limit, list_variants=False, profile_dir=None, prior_probes=[],
                       readiness=False)
         try:
@@ -203,21 +250,27 @@ def _run_in_fresh_processes(baseline_job: ProbeJob, batch: int, budget: int, on_
         if probe.status != "ok":
             return None, peaks
         peaks.append(probe.peak_bytes)
+        if probe.peak_bytes > NEAR_LIMIT_FILL * limit:
+            return "near_limit", peaks
     return "ok", peaks
 
 
 def confirm_batch_sizes(document: dict[str, Any], baseline_job: ProbeJob, host_limit_bytes: int,
-                        on_progress=None) -> None:
-    """The largest batch, then the recommended one, each run under the budget; failures lower them."""
+                        on_progress=None, deadline: float | None = None) -> None:
+    """The largest batch, then the recommended one, each run under the budget; failures lower them. No new
+    batch size is tried after `deadline` (time.monotonic())."""
     from preflight.analysis.predict import friendly_at_most
 
     largest = confirm_under_budget(document, baseline_job, host_limit_bytes, document.get("max_batch_size"),
-                                   lambda b: int(b * MAX_BATCH_STEP_DOWN), on_progress)
+                                   lambda b: int(b * MAX_BATCH_STEP_DOWN), on_progress, search_up=True,
+                                   deadline=deadline)
     if largest is not None:
         document["max_batch_confirmation"] = largest
         refused = largest["failed_batch_sizes"] + [int(b) for b in largest.get("near_limit") or {}]
-        if refused or largest["status"] == "ok":
-            document["max_batch_size"] = largest["batch_size"] or max(0, min(refused) - 1)
+        if largest["status"] == "ok":
+            document["max_batch_size"] = largest["batch_size"]
+        elif refused:
+            document["max_batch_size"] = _largest_probe_under(document, min(refused))
     top, recommended = document.get("max_batch_size"), document.get("recommended_batch_size")
     if recommended and top is not None and recommended > top:
         document["recommended_batch_size"] = recommended = friendly_at_most(top) if top else None
@@ -225,8 +278,17 @@ def confirm_batch_sizes(document: dict[str, Any], baseline_job: ProbeJob, host_l
         document["confirmation"] = largest
         return
     confirmation = confirm_under_budget(document, baseline_job, host_limit_bytes, recommended,
-                                        lambda b: friendly_at_most(int(b * RECOMMENDED_STEP_DOWN)), on_progress)
+                                        lambda b: friendly_at_most(int(b * RECOMMENDED_STEP_DOWN)), on_progress,
+                                        deadline=deadline)
     if confirmation is not None:
         document["confirmation"] = confirmation
         if confirmation["failed_batch_sizes"]:
             document["recommended_batch_size"] = confirmation["batch_size"]
+
+
+def _largest_probe_under(document: dict[str, Any], refused: int) -> int:
+    """Nothing ran under the budget in the confirmation: the largest probe below the smallest refused batch
+    whose measured peak was within the budget (0 when there is none), never a batch size nobody ran."""
+    budget = document["budget_bytes"]
+    return max((p["batch_size"] for p in document["probes"] if p["status"] == "ok" and p["batch_size"] < refused
+                and p["peak_bytes"] is not None and p["peak_bytes"] <= budget), default=0)

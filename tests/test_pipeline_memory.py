@@ -237,3 +237,11 @@ def test_cli_exit_codes_for_the_issue_and_its_fix(records, tmp_path):
     assert code == 0, text
     code, text, _ = run(ISSUE, "--target", "t4", "--host-budget", "6MiB")
     assert code == 1 and "pipeline-over-host-ram" not in text and "host RAM" in text, text
+
+
+def test_no_fit_confirmation_under_the_whole_budget_when_the_pipeline_shares_it(issue_run):
+    from preflight.whatif.recommend import confirm_under_budget
+
+    document = build_document(issue_run, RunSettings(batch_size=BATCH, budget_bytes=4 * BUDGET))
+    assert document["host"]["fits"] is True and document["max_batch_size"]  # the step gets what is left
+    assert confirm_under_budget(document, None, 2**40, document["max_batch_size"], lambda b: b - 1) is None

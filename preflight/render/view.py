@@ -187,6 +187,10 @@ def _verdict(document: dict[str, Any]) -> dict[str, Any]:
     elif state == "no-budget":
         detail = (f"Peak {format_bytes(peak_bytes)} at batch size {batch_size}. "
                   "Give a budget or a target device for a verdict.")
+    elif state == "fits" and host.get("step_on_host") and host.get("pipeline_bytes"):
+        detail = (f"Peak {format_bytes(peak_bytes)} at batch size {batch_size}, with the input pipeline's "
+                  f"{format_bytes(host['pipeline_bytes'])} of host memory, {format_bytes(host['total_bytes'])} in all, of "
+                  f"{format_bytes(budget_bytes)} {budget_label}: {format_bytes(budget_bytes - host['total_bytes'])} to spare.")
     elif state == "fits":
         detail = (f"Peak {format_bytes(peak_bytes)} of {format_bytes(budget_bytes)} {budget_label} "
                   f"at batch size {batch_size}: {format_bytes(budget_bytes - peak_bytes)} to spare.")

@@ -26,7 +26,7 @@ from preflight.whatif.recommend import confirm_batch_sizes
 from preflight.progress import ProgressDisplay
 from preflight.report import Report
 from preflight.engine.runner import ProbeJob, run_probes
-from preflight.units import parse_duration, parse_size
+from preflight.units import parse_duration, parse_host_budget, parse_size
 from preflight.validate import batch_sizes, model_file, setting
 
 DEFAULT_BATCH_SIZE = 32
@@ -67,7 +67,8 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
           probe_batch_sizes: list[int] | None = None, whatif: bool | None = None, profile: str | None = None,
           progress: bool = True, epochs: int | None = None, steps_per_epoch: int | None = None,
           time_limit: str | float | None = None, checkpoint_dir: str | None = None, checkpoints: int | None = None,
-          rebuilds: int | None = None, backend: str | None = None, max_batch_time: float = 180.0) -> Report:
+          rebuilds: int | None = None, backend: str | None = None, max_batch_time: float = 180.0,
+          host_budget: str | int | None = None) -> Report:
     """Dry-run real training steps of `model` and return a Report (verdict, peak, footprint, findings).
 
     model: a path to a model.py (see the README's conventions) or a compiled keras.Model.
@@ -85,6 +86,8 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
     backend: the Keras backend to measure under ('tensorflow', 'jax', 'torch'); None: Keras' own choice
     (KERAS_BACKEND, keras.json, tensorflow). A keras.Model object is measured under the backend it was
     built with, whatever this says.
+    host_budget: the host RAM the input pipeline may use beside a GPU or TPU ('12GiB', or 'colab', 'kaggle');
+    None: this host's available memory. On a CPU run the budget covers the step and the pipeline together.
     """
     started = time.monotonic()
     batch_size, timeout, steps, probe_batch_sizes = _checked_arguments(
@@ -101,8 +104,14 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
         backend = keras.backend.backend()
     backend = resolve_backend(backend, origin="backend")
     host_free = host_available_bytes()
+    host_ram = None
+    if host_budget is not None:
+        setting("host_budget", host_budget, "host_budget")
+        host_ram = parse_host_budget(host_budget)
     settings = RunSettings(batch_size=0, budget_bytes=parse_size(budget) if budget is not None else None,
-                           target_name=target, host_available_bytes=host_free)
+                           target_name=target, host_available_bytes=host_free,
+                           host_budget_bytes=host_ram[0] if host_ram else None,
+                           host_budget_source=host_ram[1] if host_ram else None)
     usable = usable_bytes(settings)  # also validates the target name before anything starts
     limit = probe_limit_bytes(host_free, usable)
 
@@ -189,6 +198,9 @@ def _add_recommendations(document: dict, job: ProbeJob, outcome, whatif: bool | 
                                      "None of the measured what-ifs fits the budget on its own, even at batch 1: "
                                      "combine them (the smallest peaks are listed first), or plan for a device "
                                      "with more memory."})
+    if (document.get("host") or {}).get("pipeline_is_cause"):
+        document["recommendations"] = []  # the input pipeline is the cause: no model change is the remedy
+        return
     if whatif is None and not measure and document.get("fits") is False:
         why = ("the peak is more than twice the budget, beyond what one of them saves" if document.get("peak_bytes")
                else "no training step finished, so there is no peak to measure them against")

@@ -53,7 +53,7 @@ def run_job(job: dict, events: EventWriter) -> None:
     events.emit("device", device=device.to_dict())
     try:
         loaded = load_model_and_data(job)
-        model, data = loaded.model, loaded.data
+        model = loaded.model  # the data stays in `loaded`: dropped once the pool is read (_pool_apart_from_pipeline)
         if loaded.floor_over_budget:
             report_floor_only(job, loaded, device, events)
             return
@@ -71,7 +71,7 @@ def run_job(job: dict, events: EventWriter) -> None:
         # The optimizer's slots are left to the first step, as model.fit leaves them: built beforehand they
         # land elsewhere in the allocator, and an MLP batch that fails under model.fit with a 256 MiB limit
         # ran three times. Their bytes are counted from shapes (preflight.engine.static_floor).
-        pool = _make_pool(data, model, _largest_batch(job))
+        pool = _pool_apart_from_pipeline(reader, loaded, model, _largest_batch(job), job)
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
@@ -289,6 +289,35 @@ def _make_pool(data, model, size: int):
         raise DataError(f"reading the data failed: {type(exc).__name__}: {error_line(exc)}",
                         hint="iterate over your data once yourself (next(iter(get_dataset()))) to see the full "
                              "error") from None
+
+
+def _pool_apart_from_pipeline(reader, loaded: LoadedJob, model, size: int, job: dict):
+    """The pool, read with the allocator watching; then the user's dataset is dropped, so its shuffle
+    buffers and caches are not in the steps' window (they are host memory, reported apart: issue 26).
+
+    Under TensorFlow the pipeline's figures are measured: `measured_peak_bytes`, the allocator's peak while
+    the first batch was read, and `held_bytes`, what the dataset object still held afterwards (a cache,
+    its source tensors), both above what remains once the dataset is gone.
+    """
+    measure = getattr(reader, "backend", None) == "tensorflow"
+    before = reader.start_window() if measure else None
+    pool = _make_pool(loaded.data, model, size)
+    if pool.pipeline is None or job["source"]["kind"] != "file":
+        return pool  # a handed-over pool was read in the caller's process: only its estimates travel
+    from preflight.engine.data import pipeline_call_lines
+
+    pool.pipeline["lines"] = pipeline_call_lines(job["source"]["path"])
+    if measure:
+        gc.collect()
+        peak, held = reader.window_peak(), reader.start_window()
+    loaded.data = None
+    if not measure:
+        return pool
+    gc.collect()
+    remaining = reader.start_window()
+    pool.pipeline.update(measured_peak_bytes=max(0, max(peak, before) - remaining),
+                         held_bytes=max(0, held - remaining), measured_by=reader.method)
+    return pool
 
 
 def _apply_variant(model, spec: dict, base_is_shapes_only: bool):

@@ -37,6 +37,9 @@ def _check_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, help="planned batch size (default: the file's batch_size, else 32)")
     parser.add_argument("--budget", help="memory the run may use, e.g. 15GiB, 512MiB, 16GB")
     parser.add_argument("--target", help="a device to fit, e.g. t4, a100-40gb, tpu-v3, cpu (see `targets`)")
+    parser.add_argument("--host-budget", help="host RAM the input pipeline may use beside a GPU/TPU target, e.g. "
+                                              "12GiB, or colab, kaggle (default: this host's available memory); "
+                                              "on a CPU run --budget covers the step and the pipeline together")
     parser.add_argument("--json", help="JSON report path (default preflight-report.json; 'none' to skip)")
     parser.add_argument("--html", help="HTML report path (default preflight-report.html; 'none' to skip)")
     parser.add_argument("--backend", help="the Keras backend to measure under: tensorflow, jax or torch "
@@ -154,7 +157,7 @@ def _check(argv: list[str]) -> int:
         finally:  # an unknown key next to a bad value: both are worth knowing
             for warning in caught:
                 print(f"preflight: warning: {warning.message}", file=sys.stderr)
-    for name in ("time_limit", "epochs", "steps_per_epoch", "checkpoint_dir", "checkpoints", "rebuilds"):
+    for name in ("host_budget", "time_limit", "epochs", "steps_per_epoch", "checkpoint_dir", "checkpoints", "rebuilds"):
         if getattr(args, name) is not None:
             setting(name, getattr(args, name), "--" + name.replace("_", "-"))
     # Keras reads KERAS_BACKEND once, at import: set before anything here imports it (a search file is
@@ -202,7 +205,8 @@ def _check_one(model_file: str, name: str, args, settings, json_path: str | None
                        single_thread=settings.single_thread, whatif=args.whatif, backend=settings.backend,
                        profile=settings.profile, progress=not args.quiet, epochs=args.epochs,
                        steps_per_epoch=args.steps_per_epoch, time_limit=args.time_limit,
-                       checkpoint_dir=args.checkpoint_dir, checkpoints=args.checkpoints, rebuilds=args.rebuilds)
+                       checkpoint_dir=args.checkpoint_dir, checkpoints=args.checkpoints, rebuilds=args.rebuilds,
+                       host_budget=args.host_budget)
     if baseline is not None:
         report.document["baseline_diff"] = compare_reports(baseline, report.document)
     gate = evaluate_gate(report.document, thresholds)

@@ -84,6 +84,11 @@ def _does_not_fit_reason(document: dict[str, Any]) -> str:
         return f"does not fit at any batch size: static floor {format_bytes(floor['total_bytes'])} over budget {budget}"
     if document.get("peak_bytes") is None and document.get("fits_at_no_batch"):
         return f"does not fit at any batch size: batch 1 ran out of memory (budget {budget})"
+    host = document.get("host") or {}
+    if host.get("fits") is False:
+        step = f" + step {format_bytes(host['step_bytes'])}" if host.get("step_on_host") else ""
+        return (f"does not fit: input pipeline {format_bytes(host['pipeline_bytes'])}{step} over host "
+                f"{'budget' if host.get('step_on_host') else 'RAM'} {format_bytes(host['budget_bytes'])}")
     return f"does not fit: peak {format_bytes(document.get('peak_bytes'))} over budget {budget}"
 
 

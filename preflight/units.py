@@ -49,6 +49,21 @@ def format_bytes(num_bytes: int | float | None) -> str:
     raise AssertionError("unreachable")
 
 
+# Named host RAM sizes for --host-budget: the session VM's RAM, as the providers state it.
+HOST_RAM_PRESETS = {
+    "colab": (int(12.7e9), "Colab's standard runtime (12.7 GB of RAM)"),
+    "kaggle": (30 * 10**9, "a Kaggle notebook (30 GB of RAM)"),
+}
+
+
+def parse_host_budget(text: str | int | float) -> tuple[int, str]:
+    """(bytes, where from): a size ('12GiB') or a preset of HOST_RAM_PRESETS ('colab', 'kaggle')."""
+    preset = HOST_RAM_PRESETS.get(str(text).strip().lower())
+    if preset:
+        return preset
+    return parse_size(text), f"--host-budget {text}"
+
+
 # Named session limits: a Colab runtime is recycled after at most 12 hours.
 DURATION_PRESETS = {"colab": 12 * 3600.0}
 

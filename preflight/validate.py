@@ -55,6 +55,18 @@ def timeout_seconds(value: Any, origin: str) -> float:
     return seconds
 
 
+def host_budget(value: Any, origin: str) -> int:
+    """Host RAM for the input pipeline: a size, or a preset (colab, kaggle)."""
+    from preflight.units import HOST_RAM_PRESETS
+
+    if str(value).strip().lower() in HOST_RAM_PRESETS:
+        return HOST_RAM_PRESETS[str(value).strip().lower()][0]
+    try:
+        return budget_bytes(value, origin)
+    except UsageError:
+        raise _reject(origin, value, "a size such as 12GiB, or colab or kaggle", "colab") from None
+
+
 def search_seconds(value: Any, origin: str) -> float:
     """Seconds a search may take; 0 skips it."""
     try:
@@ -216,6 +228,7 @@ RULES: dict[str, Callable[[Any, str], Any]] = {
     "timeout": timeout_seconds,
     "max_batch_time": search_seconds,
     "budget": _kept_as_written(budget_bytes),
+    "host_budget": _kept_as_written(host_budget),
     "target": target_name,
     "max_increase": _kept_as_written(fraction),
     "max_params_increase": _kept_as_written(fraction),

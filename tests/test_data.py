@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from preflight.analysis.checks import CheckContext, pipeline_holds_host_memory
+from preflight.analysis.checks import CheckContext, pipeline_buffers
+from preflight.analysis.host import host_section
 from preflight.errors import DataError
 
 keras = pytest.importorskip("keras")
@@ -102,16 +103,22 @@ def test_pipeline_shuffle_buffer_and_cache_are_measured():
     dataset = (tf.data.Dataset.from_tensor_slices((x, y)).map(lambda a, b: (a * 2, b)).cache()
                .shuffle(500).batch(32).prefetch(2))
     described = describe_pipeline(dataset)
-    assert described == {"shuffle_buffer_bytes": 500 * element, "in_memory_cache_bytes": 1000 * element}
+    assert (described["shuffle_buffer_bytes"], described["in_memory_cache_bytes"]) == (500 * element, 1000 * element)
     file_cached = tf.data.Dataset.from_tensor_slices((x, y)).cache("/tmp/preflight-test-cache").batch(8)
     assert describe_pipeline(file_cached)["in_memory_cache_bytes"] == 0
 
 
 def test_pipeline_finding_only_when_it_matters():
-    document = {"data": {"pipeline": {"shuffle_buffer_bytes": 6 * 2**30, "in_memory_cache_bytes": 0}}}
-    finding = pipeline_holds_host_memory(CheckContext(document, host_available_bytes=16 * 2**30))
-    assert finding is not None and "6.0 GiB" in finding.message and "shuffle" in finding.message
-    assert pipeline_holds_host_memory(CheckContext(document, host_available_bytes=200 * 2**30)) is None
+    shuffle = {"kind": "shuffle", "elements": 6000, "element_bytes": 2**20, "bytes": 6 * 2**30, "decoded": True}
+    pipeline = {"shuffle_buffer_bytes": 6 * 2**30, "in_memory_cache_bytes": 0, "buffers": [shuffle]}
+
+    def findings(host_ram):
+        host = host_section(pipeline, "GPU", "GPU", None, None, (host_ram, "psutil"))
+        return pipeline_buffers(CheckContext({"host": host}, host_available_bytes=host_ram))
+
+    (finding,) = findings(16 * 2**30)
+    assert "6.0 GiB" in finding.message and "shuffle" in finding.message and "Fix:" in finding.message
+    assert findings(200 * 2**30) == []
 
 
 # --- the matrix: every data form x every model structure, against model.fit on the same data -----------

@@ -85,6 +85,8 @@ def fits_at_no_batch(ctx: CheckContext) -> Finding | None:
     floor, budget = doc.get("floor") or {}, doc.get("budget_bytes")
     if not doc.get("fits_at_no_batch") or doc.get("load_oom") or floor.get("total_bytes", 0) > (budget or 0):
         return None  # the two checks above already say why
+    if (doc.get("host") or {}).get("pipeline_is_cause"):
+        return None  # the input pipeline is the cause: pipeline_over_host_budget says so
     batch_one = next((p for p in doc["probes"] if p["batch_size"] == 1), {})
     why = (f"batch 1's measured peak {format_bytes(batch_one['peak_bytes'])} is over the budget of "
            f"{format_bytes(budget)}" if batch_one.get("status") == "ok" else "batch 1 ran out of memory")
@@ -110,6 +112,8 @@ def over_budget(ctx: CheckContext) -> Finding | None:
     doc = ctx.document
     if doc.get("fits") is not False or doc.get("peak_bytes") is None:
         return None
+    if (doc.get("host") or {}).get("fits") is False and doc["peak_bytes"] <= doc["budget_bytes"]:
+        return None  # the input pipeline is what is over: pipeline_over_host_budget says so
     return Finding("over-budget", "error",
                    f"Peak {format_bytes(doc['peak_bytes'])} at batch {doc['batch_size']} exceeds the budget "
                    f"of {format_bytes(doc['budget_bytes'])} by {format_bytes(doc['peak_bytes'] - doc['budget_bytes'])}.")
@@ -168,21 +172,62 @@ def measured_on_cpu_for_accelerator(ctx: CheckContext) -> Finding | None:
 
 
 @check
-def pipeline_holds_host_memory(ctx: CheckContext) -> Finding | None:
-    pipeline = (ctx.document.get("data") or {}).get("pipeline") or {}
-    shuffle, cache = pipeline.get("shuffle_buffer_bytes", 0), pipeline.get("in_memory_cache_bytes", 0)
-    held = shuffle + cache
-    if not held or not ctx.host_available_bytes or held / ctx.host_available_bytes < 0.25:
+def pipeline_over_host_budget(ctx: CheckContext) -> Finding | None:
+    """The input pipeline (with the step, on a CPU) is over the host's memory: named as the cause."""
+    host = ctx.document.get("host") or {}
+    if host.get("fits") is not False:
         return None
-    parts = []
-    if shuffle:
-        parts.append(f"a shuffle buffer of up to {format_bytes(shuffle)}")
-    if cache:
-        parts.append(f"an in-memory cache of {format_bytes(cache)}")
-    return Finding("pipeline-in-memory", "warning",
-                   f"The tf.data pipeline holds {' and '.join(parts)} in host RAM "
-                   f"({held / ctx.host_available_bytes:.0%} of the {format_bytes(ctx.host_available_bytes)} "
-                   "available). Use a smaller shuffle buffer, or cache to a file: dataset.cache('/tmp/cache').")
+    held, budget = host["pipeline_bytes"], host["budget_bytes"]
+    if host["step_on_host"]:
+        step = (f"the model's own step fits (its peak {format_bytes(host['step_bytes'])} is within the budget)"
+                if host["step_fits_alone"] else f"the step's own peak is {format_bytes(host['step_bytes'])}")
+        cause = "the input pipeline holds most of it, so fix its buffers (below), not the model" \
+            if host["pipeline_is_cause"] else "both count against the budget on a CPU"
+        return Finding("pipeline-over-budget", "error",
+                       f"Does not fit because of the input pipeline: it holds {format_bytes(held)} of host memory "
+                       f"({host['pipeline_source']}), and with the step {format_bytes(host['total_bytes'])} is over "
+                       f"the budget of {format_bytes(budget)}; {step}; {cause}.")
+    return Finding("pipeline-over-host-ram", "error",
+                   f"The input pipeline holds {format_bytes(held)} of host RAM ({host['pipeline_source']}), over "
+                   f"{format_bytes(budget)} ({host['budget_source']}): the device step is not the problem, the "
+                   "host runs out first (\"Your session crashed after using all available RAM\"). Fix its buffers (below).")
+
+
+_BUFFER_FIXES = {
+    ("shuffle", True): "shuffle before decoding: the file names (tf.data.Dataset.list_files(pattern, shuffle=True)) "
+                       "or the encoded records (.shuffle(1000) before .map(decode)), or a smaller buffer",
+    ("shuffle", False): "a smaller buffer (.shuffle(1000)); for arrays in memory, shuffle their indices or the arrays "
+                        "once with NumPy instead of a buffer of the whole dataset",
+    ("cache", True): "cache before the decoding map (.cache() then .map(decode): encoded records are smaller), or cache "
+                     "on disk: .cache('/tmp/train.cache')",
+    ("cache", False): "cache on disk: .cache('/tmp/train.cache')",
+    ("prefetch", True): "a fixed small buffer (.prefetch(1)) or smaller batches",
+    ("prefetch", False): "a fixed small buffer (.prefetch(1)) or smaller batches",
+}
+
+
+@check
+def pipeline_buffers(ctx: CheckContext) -> list[Finding]:
+    """One finding per tf.data buffer that holds a large part of the host budget: bytes, line, fix."""
+    host = ctx.document.get("host") or {}
+    findings = []
+    for buffer in host.get("large_buffers") or []:
+        kind = buffer["kind"]
+        lines = (host.get("lines") or {}).get(kind) or []
+        where = f" (model file line {', '.join(map(str, lines))})" if lines else ""
+        what = {"shuffle": f"The shuffle buffer{where} holds {buffer['elements']:,} "
+                           f"{'decoded ' if buffer['decoded'] else ''}elements",
+                "cache": f"The in-memory .cache(){where} holds the whole dataset once the first epoch has passed, "
+                         f"{buffer['elements']:,} {'decoded ' if buffer['decoded'] else 'encoded '}elements",
+                "prefetch": f"The prefetch buffer{where} holds {buffer['elements']} batches"
+                            + (" (AUTOTUNE, counted as 2; it may grow)" if buffer.get("autotune") else "")}[kind]
+        shared = " (the same tensors as the cache it reads from, counted once)" if buffer.get("shares_cache") else ""
+        share = f", {buffer['bytes'] / host['budget_bytes']:.0%} of {format_bytes(host['budget_bytes'])}" \
+            if host.get("budget_bytes") else ""
+        findings.append(Finding(f"pipeline-{kind}", "error" if host.get("fits") is False else "warning",
+                                f"{what} of {format_bytes(buffer['element_bytes'])}: {format_bytes(buffer['bytes'])} "
+                                f"of host memory{share}{shared}. Fix: {_BUFFER_FIXES[(kind, buffer['decoded'])]}."))
+    return findings
 
 
 OTHER_SHARE_WORTH_A_LOOK = 1 / 3   # "other" beyond this share of the peak is named, with where to look

@@ -16,6 +16,7 @@ import preflight
 from preflight.analysis.checks import CheckContext, run_checks
 from preflight.analysis.devices import get_target
 from preflight.analysis.footprint import PARTS, footprint
+from preflight.analysis.host import host_section
 from preflight.analysis.predict import PeakModel, project_to_target
 from preflight.measurements import ModelInfo, ProbeOutcome
 
@@ -28,6 +29,8 @@ class RunSettings:
     budget_bytes: int | None = None     # an explicit budget; it wins over the target's memory
     target_name: str | None = None
     host_available_bytes: int | None = None
+    host_budget_bytes: int | None = None  # --host-budget: the host RAM a GPU/TPU run's input pipeline may use
+    host_budget_source: str | None = None
     replicas: int = 1                   # tf.distribute replicas: the batch is global, per replica is B / replicas
     launch: dict | None = None          # preflight.engine.launch.launch_section: plan, GPU settings, versions
 
@@ -106,6 +109,13 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
         "launch": settings.launch,
     }
     verdict_bytes = None
+    target_kind = get_target(settings.target_name).kind if settings.target_name else None
+    pipeline = (outcome.data or {}).get("pipeline")
+    provisional = host_section(pipeline, outcome.device.kind, target_kind, None, None, None)
+    pipeline_on_host = provisional["pipeline_bytes"] if provisional and provisional["step_on_host"] else 0
+    if pipeline_on_host and budget is not None and document["fits_at_no_batch"] is False:
+        batch_one = next((p for p in outcome.probes if p.batch_size == 1 and p.status == "ok"), None)
+        document["fits_at_no_batch"] = batch_one is not None and batch_one.peak_bytes + pipeline_on_host > budget
     if peak_model is not None:
         prediction = peak_model.predict_peak(batch_size)
         if planned is None:
@@ -118,7 +128,8 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
             projection = project_to_target(prediction, target, outcome.device.kind, replicas=replicas)
             document["target"] = {**target.to_dict(), "projection": projection.to_dict()}
             verdict_bytes = projection.peak_bytes
-        document.update(_batch_recommendation(peak_model, batch_size, budget, outcome))
+        document.update(_batch_recommendation(peak_model, batch_size, _step_budget(budget, pipeline_on_host),
+                                              outcome))
     elif settings.target_name:
         document["target"] = get_target(settings.target_name).to_dict()
 
@@ -129,11 +140,26 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
         sources.update(parameters="static (shapes)", optimizer="static (shapes)")
     document["footprint_sources"] = sources
     document["fits"] = _verdict(verdict_bytes, outcome.probes, batch_size, budget, probe_limit)
+    host_budget = None
+    if settings.host_budget_bytes is not None:
+        host_budget = (settings.host_budget_bytes, settings.host_budget_source or "--host-budget")
+    elif settings.host_available_bytes is not None:
+        host_budget = (settings.host_available_bytes, "this host's available memory (psutil)")
+    document["host"] = host_section(pipeline, outcome.device.kind, target_kind, verdict_bytes, budget, host_budget)
+    if document["host"] and document["host"]["fits"] is False:
+        document["fits"] = False  # the pipeline (with the step, on a CPU) is over the host's memory
     if budget is not None and (document["fits_at_no_batch"] or document["floor"]["total_bytes"] > budget
                                or outcome.load_oom):
         document["fits"] = False
     document["findings"] = run_checks(CheckContext(document, settings.host_available_bytes))
     return document
+
+
+def _step_budget(budget: int | None, pipeline_on_host: int) -> int | None:
+    """What the step may use: on a CPU run the input pipeline's host memory comes off the budget first."""
+    if budget is None or not pipeline_on_host:
+        return budget
+    return max(1, budget - pipeline_on_host)
 
 
 def floor_record(model: ModelInfo, static: dict | None) -> dict[str, Any]:

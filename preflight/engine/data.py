@@ -26,7 +26,7 @@ class SamplePool:
     element: Any                   # one batch as fit's adapter yields it; leaves are arrays or None
     kind: str                      # "tf.data" | "numpy" | "PyDataset" | "generator" | "synthetic"
     host_bytes: int | None = None  # bytes the user's data holds in host memory, when it is all in memory
-    pipeline: dict | None = None   # tf.data only: shuffle buffers and in-memory caches (describe_pipeline)
+    pipeline: dict | None = None   # tf.data only: its buffers (describe_pipeline), what it held (child)
 
     def batch(self, batch_size: int):
         """The first `batch_size` samples in the element's structure, the pool repeated when it holds fewer."""
@@ -248,6 +248,7 @@ def _is_tf_dataset(data) -> bool:
 def _pool_from_dataset(dataset, model, pool_size: int) -> SamplePool:
     import tensorflow as tf
 
+    pipeline = describe_pipeline(dataset)
     if _is_batched(dataset, model):
         dataset = dataset.unbatch()
     try:
@@ -258,39 +259,158 @@ def _pool_from_dataset(dataset, model, pool_size: int) -> SamplePool:
     except (tf.errors.InvalidArgumentError, ValueError) as exc:
         raise DataError(f"could not batch the dataset's elements: {str(exc).splitlines()[0]}",
                         hint="elements must have the same shape (pad variable-length data)") from None
-    return SamplePool(_to_numpy(element), "tf.data", pipeline=describe_pipeline(dataset))
+    return SamplePool(_to_numpy(element), "tf.data", pipeline=pipeline)
 
 
 def describe_pipeline(dataset) -> dict:
-    """Host memory a tf.data pipeline holds by design: shuffle buffers and in-memory caches.
+    """Host memory a tf.data pipeline holds by design: shuffle buffers, in-memory caches, prefetch buffers.
 
-    Walks the private `_input_dataset` chain (cheap; no serialization of embedded arrays, notes §9).
-    A shuffle directly over `from_tensor_slices` shares the source tensor's memory, so its figure is an
-    upper bound there; over mapped or file data it is real.
+    Walks the private `_input_dataset` chain (cheap; no serialization of embedded arrays, notes §9), from
+    the source up. Each buffer is estimated from the element spec: a shuffle buffer is its size times the
+    element's bytes; an in-memory cache is the whole dataset once filled (the cardinality, or for
+    TFRecord files their record count, read from the record headers); a prefetch is its buffer of
+    elements (AUTOTUNE counted as 2). An element is "decoded" when a map lies between the source and the
+    buffer. These are estimates ("static"); the child measures what the pipeline held (preflight.child).
     """
-    shuffle_bytes, cache_bytes, stage = 0, 0, dataset
+    stages = []
+    stage = dataset
     while stage is not None:
-        name = type(stage).__name__
-        element_bytes = _spec_bytes(stage.element_spec)
-        if "Shuffle" in name and hasattr(stage, "_buffer_size") and element_bytes:
-            shuffle_bytes = max(shuffle_bytes, int(stage._buffer_size) * element_bytes)
-        if "Cache" in name and getattr(stage, "_filename", None) in (b"", "") and element_bytes:
-            count = int(stage.cardinality())
-            if count > 0:
-                cache_bytes = max(cache_bytes, count * element_bytes)
+        stages.append(stage)
         stage = getattr(stage, "_input_dataset", None)
-    return {"shuffle_buffer_bytes": shuffle_bytes, "in_memory_cache_bytes": cache_bytes}
+    stages.reverse()  # source first
+    source_records, source_file_bytes = _tfrecord_counts(stages[0]) if stages else (None, None)
+    buffers: list[dict] = []
+    mapped = False          # a map lies below this stage: its elements are decoded
+    one_to_one = True       # every stage so far keeps one element per record (count = the records')
+    batch_size = None       # the batch size of the nearest batch below
+    cache_below = False     # a cache lies directly below (no map since): a shuffle holds its tensors
+    chain: list[str] = []
+    for stage in stages:
+        name = type(stage).__name__.lstrip("_")
+        element_bytes = _spec_bytes(stage.element_spec, batch_size)
+        if "Map" in name and "FlatMap" not in name:
+            mapped, cache_below = True, False
+            chain.append("map")
+        elif "Shuffle" in name and hasattr(stage, "_buffer_size"):
+            size = _int(stage._buffer_size)
+            chain.append(f"shuffle({size})")
+            if element_bytes and size and size > 0:
+                buffers.append({"kind": "shuffle", "elements": size, "element_bytes": element_bytes,
+                                "bytes": size * element_bytes, "decoded": mapped, "shares_cache": cache_below})
+        elif "Cache" in name:
+            in_memory = getattr(stage, "_filename", None) in (b"", "", None)
+            chain.append("cache()" if in_memory else "cache(filename)")
+            if in_memory:
+                count = _int(stage.cardinality())
+                if (count is None or count < 0) and one_to_one:
+                    count = source_records
+                if count and count > 0:
+                    held = count * element_bytes if element_bytes else (source_file_bytes if not mapped else None)
+                    if held:
+                        buffers.append({"kind": "cache", "elements": count, "element_bytes": held // count,
+                                        "bytes": held, "decoded": mapped, "shares_cache": False})
+                cache_below = True
+        elif "Prefetch" in name and hasattr(stage, "_buffer_size"):
+            size = _int(stage._buffer_size)
+            chain.append("prefetch(AUTOTUNE)" if size == -1 else f"prefetch({size})")
+            counted = 2 if size is None or size < 0 else size
+            if element_bytes and batch_size:  # a prefetch of batches; single elements are small
+                buffers.append({"kind": "prefetch", "elements": counted, "element_bytes": element_bytes,
+                                "bytes": counted * element_bytes, "decoded": mapped, "shares_cache": False,
+                                "autotune": size == -1})
+        elif "Batch" in name and hasattr(stage, "_batch_size"):
+            batch_size = _int(stage._batch_size)
+            one_to_one = False
+            chain.append(f"batch({batch_size})")
+        elif stage is stages[0]:
+            chain.append(name.replace("V2", ""))
+        else:
+            one_to_one = one_to_one and any(word in name for word in ("Options", "Prefetch", "Map"))
+            chain.append(name.replace("Dataset", "").lower() or name)
+    shuffle = max((b["bytes"] for b in buffers if b["kind"] == "shuffle"), default=0)
+    cache = max((b["bytes"] for b in buffers if b["kind"] == "cache"), default=0)
+    source_count = _int(stages[0].cardinality()) if stages else None
+    return {"shuffle_buffer_bytes": shuffle, "in_memory_cache_bytes": cache, "buffers": buffers,
+            "source_records": source_records, "chain": " -> ".join(chain),
+            "dataset_elements": source_records or (source_count if source_count and source_count > 0 else None)}
 
 
-def _spec_bytes(spec) -> int | None:
-    """Bytes of one element with fully known shapes; None when a dimension is unknown."""
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+MAX_TFRECORD_FILES = 10_000  # record counting reads headers only; past this many files it is skipped
+
+
+def _tfrecord_counts(source) -> tuple[int | None, int | None]:
+    """(records, bytes) of an uncompressed TFRecordDataset's files, from the record headers (8-byte length,
+    4-byte CRC, data, 4-byte CRC): nothing is parsed or decoded. (None, None) for any other source."""
+    if "TFRecordDataset" not in type(source).__name__:
+        return None, None
+    try:
+        compression = getattr(source, "_compression_type", None)
+        compression = compression.numpy() if hasattr(compression, "numpy") else compression
+        if compression not in (None, "", b""):
+            return None, None
+        files = source._filenames  # a tensor of names, or (several files) a dataset of them
+        raw = files.numpy() if hasattr(files, "numpy") else [name.numpy() for name in files.take(MAX_TFRECORD_FILES + 1)]
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in np.atleast_1d(raw)]
+    except Exception:  # noqa: BLE001 - a symbolic file list: unknown
+        return None, None
+    if len(names) > MAX_TFRECORD_FILES:
+        return None, None
+    records, total = 0, 0
+    try:
+        for name in names:
+            with open(name, "rb") as handle:
+                handle.seek(0, 2)
+                size = handle.tell()
+                total += size
+                position = 0
+                while position + 12 <= size:
+                    handle.seek(position)
+                    length = int.from_bytes(handle.read(8), "little")
+                    position += 16 + length
+                    records += 1
+    except OSError:
+        return None, None  # gs:// and other remote paths: not read here
+    return records, total
+
+
+def pipeline_call_lines(path: str) -> dict[str, list[int]]:
+    """Lines of a model.py that call .shuffle(...), .cache(...) or .prefetch(...): where each buffer is made."""
+    import ast
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            tree = ast.parse(handle.read())
+    except (OSError, SyntaxError, ValueError):
+        return {}
+    lines: dict[str, list[int]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr in ("shuffle", "cache", "prefetch"):
+            lines.setdefault(node.func.attr, []).append(node.func.end_lineno or node.lineno)
+    return {kind: sorted(set(found)) for kind, found in lines.items()}
+
+
+def _spec_bytes(spec, batch_size: int | None = None) -> int | None:
+    """Bytes of one element with fully known shapes (an unknown leading batch axis is `batch_size` when
+    given); None when a dimension is unknown or the element holds strings (encoded records)."""
     import tensorflow as tf
 
     total = 0
     for leaf in tf.nest.flatten(spec):
         if not isinstance(leaf, tf.TensorSpec):
             continue  # the None of an (x, None) element holds nothing
+        if leaf.dtype == tf.string:
+            return None
         dims = leaf.shape.as_list() if leaf.shape.rank is not None else None
+        if dims and dims[0] is None and batch_size:
+            dims[0] = batch_size
         if dims is None or any(d is None for d in dims):
             return None
         total += int(np.prod(dims, dtype=np.int64)) * leaf.dtype.size

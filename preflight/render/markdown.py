@@ -67,6 +67,8 @@ def render_markdown(document: dict[str, Any]) -> str:
         facts.append(f"**Used** {esc(verdict['used_text'])}")
     facts.append(f"**Batch size** {esc(verdict['batch_size'])}")
     lines.append(" · ".join(facts))
+    for label, text in view["host"]:
+        lines += ["", f"**{esc(label)}** {esc(text)}"]
 
     gate = view["gate"]
     if gate:

@@ -93,6 +93,14 @@ def _renderables(document: dict[str, Any]) -> list[Any]:
         parts.append(Text(""))
         parts.append(table)
 
+    if view["host"]:
+        parts.append(Text(""))
+        for label, text in view["host"]:
+            line = Text()
+            line.append(f"{label}: ", style="bold")
+            line.append(text)
+            parts.append(line)
+
     diff = view["baseline_diff"]
     if diff:
         parts.append(Text(""))

@@ -157,9 +157,23 @@ def _verdict(document: dict[str, Any]) -> dict[str, Any]:
         peak_origin = "predicted from the probes"
 
     floor = document.get("floor") or {}
+    host = document.get("host") or {}
     if failures:
         detail = ("The model or its data fails in the dry run, so trials of this search would fail: "
                   "see the error findings for the hyperparameter values, the error and the fix.")
+    elif host.get("fits") is False and host.get("step_on_host"):
+        detail = (f"The input pipeline holds {format_bytes(host['pipeline_bytes'])} of host memory; with the "
+                  f"step's peak {format_bytes(host['step_bytes'])} that is {format_bytes(host['total_bytes'])}, over "
+                  f"the {format_bytes(host['budget_bytes'])} budget by "
+                  f"{format_bytes(host['total_bytes'] - host['budget_bytes'])}."
+                  + (" The model's own step fits: fix the pipeline's buffers (findings), not the model."
+                     if host.get("step_fits_alone") else ""))
+    elif host.get("fits") is False:
+        device_part = (f"the step's peak {format_bytes(peak_bytes)} is within {format_bytes(budget_bytes)} "
+                       f"{budget_label}" if peak_bytes is not None and budget_bytes and peak_bytes <= budget_bytes
+                       else "see the device findings")
+        detail = (f"Host memory: the input pipeline holds {format_bytes(host['pipeline_bytes'])}, over "
+                  f"{format_bytes(host['budget_bytes'])} ({host['budget_source']}); on the device {device_part}.")
     elif peak_bytes is None and budget_bytes and floor.get("total_bytes", 0) > budget_bytes:
         detail = (f"No batch size fits: parameters, gradients and optimizer state alone take "
                   f"{format_bytes(floor['total_bytes'])} of {format_bytes(budget_bytes)} {budget_label}, "
@@ -173,6 +187,10 @@ def _verdict(document: dict[str, Any]) -> dict[str, Any]:
     elif state == "no-budget":
         detail = (f"Peak {format_bytes(peak_bytes)} at batch size {batch_size}. "
                   "Give a budget or a target device for a verdict.")
+    elif state == "fits" and host.get("step_on_host") and host.get("pipeline_bytes"):
+        detail = (f"Peak {format_bytes(peak_bytes)} at batch size {batch_size}, with the input pipeline's "
+                  f"{format_bytes(host['pipeline_bytes'])} of host memory, {format_bytes(host['total_bytes'])} in all, of "
+                  f"{format_bytes(budget_bytes)} {budget_label}: {format_bytes(budget_bytes - host['total_bytes'])} to spare.")
     elif state == "fits":
         detail = (f"Peak {format_bytes(peak_bytes)} of {format_bytes(budget_bytes)} {budget_label} "
                   f"at batch size {batch_size}: {format_bytes(budget_bytes - peak_bytes)} to spare.")
@@ -241,6 +259,16 @@ def _facts(document: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
         if data.get("host_bytes") is not None:
             data_text += f", {format_bytes(data['host_bytes'])} in host memory"
         device_facts.append(("Data", data_text))
+    host = document.get("host")
+    if host:
+        budget = (f" of {format_bytes(host['budget_bytes'])} ({host['budget_source']})"
+                  if host.get("budget_bytes") is not None else "")
+        verdict = {True: ", fits", False: ", does not fit", None: ""}[host.get("fits")]
+        step = f"; with the step {format_bytes(host['total_bytes'])}" if host.get("step_on_host") and host.get("step_bytes") else ""
+        device_facts.append(("Host memory", f"input pipeline {format_bytes(host['pipeline_bytes'])} "
+                                            f"({host['pipeline_source']}){step}{budget}{verdict}"))
+        if host.get("chain"):
+            device_facts.append(("Input pipeline", str(host["chain"])))
     target = document.get("target")
     if target:
         device_facts.append(("Target", f"{target.get('name', '?')}: {format_bytes(target.get('usable_bytes'))} usable"))
@@ -251,6 +279,12 @@ def _facts(document: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
     device_facts.append(("Created", str(document.get("created_at", "n/a"))))
     device_facts.append(("preflight", str(document.get("preflight_version", "n/a"))))
     return {"model": model_facts, "device": device_facts}
+
+
+def _host(document: dict[str, Any]) -> list[tuple[str, str]]:
+    """The "host memory" part: the input pipeline beside the step's footprint (analysis.host)."""
+    facts = _facts(document)["device"]
+    return [(label, text) for label, text in facts if label in ("Host memory", "Input pipeline")]
 
 
 def _footprint(document: dict[str, Any]) -> dict[str, Any]:
@@ -704,6 +738,7 @@ def build_view(document: dict[str, Any]) -> dict[str, Any]:
                       "created_at": str(document.get("created_at", "n/a"))},
         "verdict": _verdict(document),
         "facts": _facts(document),
+        "host": _host(document),
         "footprint": _footprint(document),
         "probes": _probes(document),
         "findings": _findings(document),

@@ -28,6 +28,8 @@ def should_measure_whatifs(document: dict[str, Any]) -> bool:
     budget, peak = document.get("budget_bytes"), document.get("peak_bytes")
     if document.get("fits") is not False or budget is None:
         return False
+    if (document.get("host") or {}).get("pipeline_is_cause"):
+        return False  # the input pipeline holds most of it: no change to the model is the remedy
     return bool(document.get("fits_at_no_batch")) or (peak is not None and peak <= WHATIF_REACH * budget)
 
 
@@ -131,6 +133,7 @@ MAX_BATCH_STEP_UP = 1.25     # upward, until a batch fails ...
 MAX_BATCH_RESOLUTION = 1.1   # ... then bisected until the failure is within 10 % of the largest that ran
 RECOMMENDED_STEP_DOWN = 0.85
 CONFIRM_MAX_STEP_SECONDS = 20.0
+UNCONFIRMED_PIPELINE_SHARE = 0.1  # on a CPU, an input pipeline over this share of the budget: no confirmation
 FIT_STEPS = 3                # model.fit steps per confirming process (TensorFlow)
 
 
@@ -156,6 +159,11 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
 
     budget = document.get("budget_bytes")
     if not budget or not batch or budget > host_limit_bytes:
+        return None
+    host = document.get("host") or {}
+    if host.get("step_on_host") and host["pipeline_bytes"] >= UNCONFIRMED_PIPELINE_SHARE * budget:
+        # The input pipeline takes a large share of the same memory (analysis.host): the step run alone under
+        # the whole budget would overstate what fits, so the prediction from what is left stands.
         return None
     probes = [ProbeResult.from_dict(p) for p in document["probes"]]
     if estimated_step_seconds(probes, batch) > CONFIRM_MAX_STEP_SECONDS:

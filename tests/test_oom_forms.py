@@ -105,15 +105,27 @@ def test_the_largest_batch_search_lands_within_10_percent_below_the_truth_from_e
 
     # Upward from a prediction that ran (the README's MLP: 30,616 predicted, about 47,000 runs).
     attempt, asked = _attempts_against(47_000)
-    _search(30_616, None, attempt, 0.0)
+    _search(30_616, None, attempt)
     best = max(s for s in asked if s <= 47_000)
     assert 47_000 / MAX_BATCH_RESOLUTION <= best <= 47_000
     # Down from a prediction two orders of magnitude off (the recommender: 235,032 failed, a probe of 2,048 fit).
     attempt, asked = _attempts_against(61_000)
-    _bisect(2_048, 235_032, attempt, 0.0)
+    _bisect(2_048, 235_032, attempt)
     best = max(s for s in asked if s <= 61_000)
     assert 61_000 / MAX_BATCH_RESOLUTION <= best <= 61_000 and len(asked) <= 8
     # The probe's own batch does not run under fit: the search goes below it.
     attempt, asked = _attempts_against(1_500)
-    _bisect(2_048, 2_100, attempt, 0.0)
+    _bisect(2_048, 2_100, attempt)
     assert max(s for s in asked if s <= 1_500) >= 1_500 / 2
+
+
+def test_a_steps_fixed_cost_does_not_make_a_large_batch_look_too_slow_to_confirm():
+    from preflight.engine.plan import estimated_step_seconds
+    from preflight.measurements import ProbeResult
+
+    # A recommender whose optimizer updates a 200,000-row table every step: 0.20 s at 512, 0.21 s at 1,024.
+    probes = [ProbeResult(512, "ok", peak_bytes=1, step_seconds=0.20), ProbeResult(1024, "ok", peak_bytes=1,
+                                                                                step_seconds=0.21)]
+    assert abs(estimated_step_seconds(probes, 125_000) - (0.21 + 0.01 / 512 * (125_000 - 1024))) < 1e-9
+    assert estimated_step_seconds(probes, 125_000) < 20   # scaled with the batch it would read 25.6 s
+    assert estimated_step_seconds(probes, 256) == 0.21 * 256 / 1024

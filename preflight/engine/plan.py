@@ -59,9 +59,16 @@ def decision_round(planned_batch_size: int, probes: Sequence[ProbeResult], *, lo
 
 
 def estimated_step_seconds(probes: Sequence[ProbeResult], batch_size: int) -> float:
-    """Step time scaled linearly from the largest measured probe: compute grows with the batch."""
-    timed = [p for p in probes if p.status == "ok" and p.step_seconds]
+    """Step time at `batch_size`, from the largest measured probe: the growth per sample between the two
+    largest on top of it when there are two (a step's fixed cost, such as an optimizer updating a 200,000-row
+    embedding table, does not grow with the batch), else scaled with the batch."""
+    timed = sorted((p for p in probes if p.status == "ok" and p.step_seconds), key=lambda p: p.batch_size)
     if not timed:
         return 0.0
-    largest = max(timed, key=lambda p: p.batch_size)
-    return largest.step_seconds * batch_size / largest.batch_size
+    largest = timed[-1]
+    proportional = largest.step_seconds * batch_size / largest.batch_size
+    if batch_size <= largest.batch_size or len(timed) < 2 or timed[-2].batch_size == largest.batch_size:
+        return proportional
+    below = timed[-2]
+    per_sample = max(0.0, (largest.step_seconds - below.step_seconds) / (largest.batch_size - below.batch_size))
+    return largest.step_seconds + per_sample * (batch_size - largest.batch_size)

@@ -187,6 +187,9 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
             failed.append(size)
         return status
 
+    def too_slow(size: int) -> bool:
+        return estimated_step_seconds(probes, size) > CONFIRM_MAX_STEP_SECONDS
+
     def attempt(size: int) -> str | None:
         """One fresh process per size while searching; the answer gets its second process at the end."""
         if deadline is not None and time.monotonic() > deadline:
@@ -208,11 +211,10 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
             # failed, and so did 261,147 and 235,032); bisect between the largest probe within the budget
             # and the smallest failure instead of stepping down 10 % at a time.
             smallest_refused = min([*failed, *near_limit])
-            _bisect(_largest_probe_under(document, smallest_refused), smallest_refused, attempt,
-                    estimated_step_seconds(probes, 1) or 0.0)
+            _bisect(_largest_probe_under(document, smallest_refused), smallest_refused, attempt, too_slow)
             break
     if ran and search_up and not failed and not near_limit:
-        _search(batch, None, attempt, estimated_step_seconds(probes, 1) or 0.0)
+        _search(batch, None, attempt, too_slow)
     while ran and len(ran[max(ran)]) < needed:   # the answer must run in every one of its fresh processes
         top = max(ran)
         if run(top, needed - len(ran[top])) != "ok":
@@ -225,7 +227,8 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
                                   near_limit=near_limit), "method": method}
 
 
-def _search(low: int, high: int | None, attempt: Callable[[int], str | None], seconds_per_sample: float) -> None:
+def _search(low: int, high: int | None, attempt: Callable[[int], str | None],
+            too_slow: Callable[[int], bool] = lambda size: False) -> None:
     """From a batch that ran (`low`): up by MAX_BATCH_STEP_UP until one does not, then bisect between the two
     until they are within MAX_BATCH_RESOLUTION (the prediction's margin may leave a quarter of the memory
     unused). With `high` (a batch that did not run) it bisects at once."""
@@ -233,7 +236,7 @@ def _search(low: int, high: int | None, attempt: Callable[[int], str | None], se
         size = int(low * MAX_BATCH_STEP_UP) + 1 if high is None else (low + high) // 2
         if high is not None and high <= low * MAX_BATCH_RESOLUTION or size <= low:
             return
-        if seconds_per_sample * size > CONFIRM_MAX_STEP_SECONDS:
+        if too_slow(size):
             return
         status = attempt(size)
         if status is None:
@@ -244,7 +247,8 @@ def _search(low: int, high: int | None, attempt: Callable[[int], str | None], se
             high = size
 
 
-def _bisect(low: int, high: int, attempt: Callable[[int], str | None], seconds_per_sample: float) -> None:
+def _bisect(low: int, high: int, attempt: Callable[[int], str | None],
+            too_slow: Callable[[int], bool] = lambda size: False) -> None:
     """Between `low` (a probe within the budget, not yet run under it; 0 when none) and `high` (a batch that
     did not run): geometric midpoints, since the two may be orders of magnitude apart, until they are within
     MAX_BATCH_RESOLUTION; then `low` itself is run if no midpoint did."""
@@ -256,7 +260,7 @@ def _bisect(low: int, high: int, attempt: Callable[[int], str | None], seconds_p
             size = low
         else:
             size = max(int((low * high) ** 0.5), low + 1) if low else max(1, high // 2)
-        if size >= high or seconds_per_sample * size > CONFIRM_MAX_STEP_SECONDS:
+        if size >= high or too_slow(size):
             return
         status = attempt(size)
         if status is None:

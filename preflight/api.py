@@ -16,6 +16,7 @@ from typing import Any
 
 from preflight.analysis.document import RunSettings, build_document, usable_bytes
 from preflight.analysis.devices import get_target
+from preflight.config import Settings
 from preflight.errors import UsageError
 from preflight.engine.backends import resolve_backend
 from preflight.engine.launch import launch_section
@@ -67,7 +68,7 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
           probe_batch_sizes: list[int] | None = None, whatif: bool | None = None, profile: str | None = None,
           progress: bool = True, epochs: int | None = None, steps_per_epoch: int | None = None,
           time_limit: str | float | None = None, checkpoint_dir: str | None = None, checkpoints: int | None = None,
-          rebuilds: int | None = None, backend: str | None = None, max_batch_time: float = 180.0,
+          rebuilds: int | None = None, backend: str | None = None, max_batch_time: float | None = None,
           host_budget: str | int | None = None) -> Report:
     """Dry-run real training steps of `model` and return a Report (verdict, peak, footprint, findings).
 
@@ -82,7 +83,8 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
     checkpoint_dir and checkpoints (kept) size the run's time and disk, over what the file's fit(...) says;
     rebuilds=N measures host RAM over N build_model() calls (a model.py only).
     max_batch_time: seconds the largest-batch search (model.fit under the budget in fresh processes, up and
-    down from the prediction) may take after the verdict; 0 skips it. The report gives both times.
+    down from the prediction) may take after the verdict; 0 skips it; None: PREFLIGHT_MAX_BATCH_TIME, else 180.
+    The report gives both times.
     backend: the Keras backend to measure under ('tensorflow', 'jax', 'torch'); None: Keras' own choice
     (KERAS_BACKEND, keras.json, tensorflow). A keras.Model object is measured under the backend it was
     built with, whatever this says.
@@ -93,7 +95,12 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
     batch_size, timeout, steps, probe_batch_sizes = _checked_arguments(
         batch_size=batch_size, budget=budget, target=target, timeout=timeout, steps=steps,
         probe_batch_sizes=probe_batch_sizes, profile=profile)
-    max_batch_time = setting("max_batch_time", max_batch_time, "max_batch_time")
+    if max_batch_time is None:
+        environment = os.environ.get("PREFLIGHT_MAX_BATCH_TIME")
+        max_batch_time = (setting("max_batch_time", environment, "PREFLIGHT_MAX_BATCH_TIME") if environment is not None
+                          else Settings().max_batch_time)
+    else:
+        max_batch_time = setting("max_batch_time", max_batch_time, "max_batch_time")
     launch_flags = _checked_launch_arguments(epochs=epochs, steps_per_epoch=steps_per_epoch, time_limit=time_limit,
                                              checkpoint_dir=checkpoint_dir, checkpoints=checkpoints,
                                              rebuilds=rebuilds)

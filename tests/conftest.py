@@ -13,6 +13,10 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 
 # Quieter TF logs in the children; the variable is inherited.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The largest-batch search runs model.fit in one fresh process per batch size tried (up to 180 s a check);
+# a test that is not about it should not pay for it. The tests of the search pass --max-batch-time /
+# max_batch_time themselves, which overrides this (flags and arguments sit above the environment).
+os.environ.setdefault("PREFLIGHT_MAX_BATCH_TIME", "0")
 
 
 @pytest.fixture

@@ -147,7 +147,7 @@ def test_unsaveable_notebook_model_gets_an_isolation_error():
 
 
 def test_recommended_batch_is_confirmed_under_the_budget(models_dir):
-    doc = preflight.check(str(models_dir / "cnn.py"), budget="256MiB", progress=False).document
+    doc = preflight.check(str(models_dir / "cnn.py"), budget="256MiB", progress=False, max_batch_time=120).document
     confirmation = doc["confirmation"]
     assert confirmation["status"] == "ok" and confirmation["limit_bytes"] == 256 * 2**20
     assert confirmation["batch_size"] == doc["recommended_batch_size"] <= doc["max_batch_size"]

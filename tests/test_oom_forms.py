@@ -49,7 +49,7 @@ def _run(tmp_path, monkeypatch, *extra: str) -> tuple[int, dict, list[tuple[int,
 
 
 def test_memory_error_in_a_step_is_out_of_memory_and_the_next_batch_runs_in_a_fresh_process(tmp_path, monkeypatch):
-    code, document, traces = _run(tmp_path, monkeypatch)
+    code, document, traces = _run(tmp_path, monkeypatch, "--max-batch-time", "120")  # the search finds <= 16
     probes = {p["batch_size"]: p for p in document["probes"]}
     assert probes[32]["status"] == "oom"
     assert "out of memory in the probe" in probes[32]["message"] and "scratch buffer" in probes[32]["message"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from preflight.errors import ConfigError
-from preflight.units import format_bytes
+from preflight.units import format_bytes, format_quantity
+from preflight.validate import fraction
 
 # Findings that fail the gate on their own: a run that cannot train, or that overruns the time limit or
 # the disk the user named, is not a run that fits.
@@ -29,7 +29,7 @@ class GateThresholds:
     @classmethod
     def from_settings(cls, settings: Any) -> "GateThresholds":
         def read(text: str | None) -> float | None:
-            return parse_fraction(text) if text else None
+            return fraction(text, "threshold") if text else None
 
         return cls(peak=read(settings.max_increase), params=read(settings.max_params_increase),
                    optimizer=read(settings.max_optimizer_increase), step_time=read(settings.max_step_time_increase))
@@ -68,15 +68,6 @@ class GateResult:
                 "failures": [{"id": f.id, "message": f.message} for f in self.failures]}
 
 
-def parse_fraction(text: str) -> float:
-    """'10%' -> 0.10, '0.1' -> 0.10."""
-    value = str(text).strip()
-    try:
-        return float(value[:-1]) / 100 if value.endswith("%") else float(value)
-    except ValueError:
-        raise ConfigError(f"cannot read {text!r} as a fraction", hint="write it like 10% or 0.1") from None
-
-
 def _does_not_fit_reason(document: dict[str, Any]) -> str:
     budget = format_bytes(document.get("budget_bytes"))
     floor = document.get("floor") or {}
@@ -90,16 +81,6 @@ def _does_not_fit_reason(document: dict[str, Any]) -> str:
         return (f"does not fit: input pipeline {format_bytes(host['pipeline_bytes'])}{step} over host "
                 f"{'budget' if host.get('step_on_host') else 'RAM'} {format_bytes(host['budget_bytes'])}")
     return f"does not fit: peak {format_bytes(document.get('peak_bytes'))} over budget {budget}"
-
-
-def format_quantity(value: float | None, unit: str) -> str:
-    if value is None:
-        return "n/a"
-    if unit == "bytes":
-        return format_bytes(value)
-    if unit == "seconds":
-        return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
-    return f"{int(value):,}"
 
 
 def largest_layer_growth(diff: dict[str, Any], field_name: str) -> dict[str, Any] | None:

@@ -79,3 +79,38 @@ def parse_duration(text: str | int | float) -> float:
         raise UsageError(f"cannot read {text!r} as a duration", hint="write it like 45s, 90m or 12h")
     factor = {None: 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}[match.group(2)]
     return float(match.group(1)) * factor
+
+
+def format_seconds(seconds: float | None) -> str:
+    """0.0123 -> '12.3 ms', 4.2 -> '4.20 s', 5400 -> '1 h 30 min'."""
+    if seconds is None:
+        return "n/a"
+    if seconds < 1:
+        return f"{seconds * 1000:.1f} ms"
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    minutes = seconds / 60
+    if minutes < 60:
+        return f"{minutes:.1f} min"
+    hours, rest_minutes = divmod(int(round(minutes)), 60)
+    if hours < 48:
+        return f"{hours} h {rest_minutes} min" if rest_minutes else f"{hours} h"
+    return f"{hours / 24:.1f} days"
+
+
+def format_count(number: int | float | None) -> str:
+    """4224490 -> '4,224,490'."""
+    if number is None:
+        return "n/a"
+    if isinstance(number, float) and not number.is_integer():
+        return f"{number:,.3g}"
+    return f"{int(number):,}"
+
+
+def format_quantity(value: float | None, unit: str) -> str:
+    """A baseline-diff quantity in its unit ("bytes", "seconds", else a count)."""
+    if unit == "bytes":
+        return format_bytes(value)
+    if unit == "seconds":
+        return format_seconds(value)
+    return format_count(value)

@@ -9,7 +9,8 @@ from preflight.config import load_settings
 from preflight.errors import ConfigError, UsageError
 from preflight.analysis.footprint import footprint
 from preflight.analysis.diff import compare_reports
-from preflight.gate import GateThresholds, evaluate_gate, parse_fraction
+from preflight.gate import GateThresholds, evaluate_gate
+from preflight.validate import fraction
 from preflight.measurements import LayerInfo, ModelInfo, ProbeResult
 from preflight.units import format_bytes, parse_duration, parse_size
 
@@ -74,8 +75,8 @@ def test_gate_fails_on_growth_over_baseline():
     baseline = {"batch_size": 32, "peak_bytes": 100 * 2**20, "fits": True}
     grown = {"batch_size": 32, "peak_bytes": 120 * 2**20, "fits": True}
     grown["baseline_diff"] = compare_reports(baseline, grown)
-    assert not evaluate_gate(grown, GateThresholds(peak=parse_fraction("10%"))).passed
-    assert evaluate_gate(grown, GateThresholds(peak=parse_fraction("25%"))).passed
+    assert not evaluate_gate(grown, GateThresholds(peak=fraction("10%", "test"))).passed
+    assert evaluate_gate(grown, GateThresholds(peak=fraction("25%", "test"))).passed
     other_batch = dict(grown, batch_size=64)
     other_batch["baseline_diff"] = compare_reports(baseline, other_batch)
     result = evaluate_gate(other_batch, GateThresholds(peak=0.5))

@@ -13,7 +13,7 @@ from typing import Any
 
 from preflight.analysis.checks import CONFIGURATION_FAILED
 from preflight.measurements import BACKEND_DISPLAY_NAMES
-from preflight.units import format_bytes
+from preflight.units import format_bytes, format_count, format_quantity, format_seconds
 
 # The footprint's parts in the order they stack, with the colour each keeps in every chart.
 FOOTPRINT_PARTS: tuple[tuple[str, str, str], ...] = (
@@ -52,32 +52,6 @@ def format_percent(fraction: float | None, digits: int = 0) -> str:
     if 0 < percent < 10 ** -digits:
         return f"<{10 ** -digits:g}%"
     return f"{percent:.{digits}f}%"
-
-
-def format_seconds(seconds: float | None) -> str:
-    """0.0123 -> '12.3 ms', 4.2 -> '4.20 s', 5400 -> '1 h 30 min'."""
-    if seconds is None:
-        return "n/a"
-    if seconds < 1:
-        return f"{seconds * 1000:.1f} ms"
-    if seconds < 60:
-        return f"{seconds:.2f} s"
-    minutes = seconds / 60
-    if minutes < 60:
-        return f"{minutes:.1f} min"
-    hours, rest_minutes = divmod(int(round(minutes)), 60)
-    if hours < 48:
-        return f"{hours} h {rest_minutes} min" if rest_minutes else f"{hours} h"
-    return f"{hours / 24:.1f} days"
-
-
-def format_count(number: int | float | None) -> str:
-    """4224490 -> '4,224,490'."""
-    if number is None:
-        return "n/a"
-    if isinstance(number, float) and not number.is_integer():
-        return f"{number:,.3g}"
-    return f"{int(number):,}"
 
 
 def format_bytes_series(values: list[int]) -> str:
@@ -680,24 +654,16 @@ def _gate(document: dict[str, Any]) -> dict[str, Any] | None:
             "reasons": [str(reason) for reason in gate.get("reasons") or []]}
 
 
-def _format_quantity(value: Any, unit: str) -> str:
-    if unit == "bytes":
-        return format_bytes(value)
-    if unit == "seconds":
-        return format_seconds(value)
-    return format_count(value)
-
-
 def _format_change(old: Any, new: Any, unit: str) -> str:
     """'4,160 -> 8,320 (+100%)', or one side alone for an added or removed layer."""
     if old is None:
-        return _format_quantity(new, unit)
+        return format_quantity(new, unit)
     if new is None:
-        return _format_quantity(old, unit)
+        return format_quantity(old, unit)
     if old == new:
-        return _format_quantity(new, unit)
+        return format_quantity(new, unit)
     change = f" ({(new - old) / old:+.0%})" if old else ""
-    return f"{_format_quantity(old, unit)} → {_format_quantity(new, unit)}{change}"
+    return f"{format_quantity(old, unit)} → {format_quantity(new, unit)}{change}"
 
 
 def _baseline_diff(document: dict[str, Any]) -> dict[str, Any] | None:
@@ -709,8 +675,8 @@ def _baseline_diff(document: dict[str, Any]) -> dict[str, Any] | None:
         change = quantity.get("change")
         rows.append({
             "label": str(quantity.get("label", "")),
-            "baseline_text": _format_quantity(quantity.get("baseline"), quantity.get("unit", "")),
-            "current_text": _format_quantity(quantity.get("current"), quantity.get("unit", "")),
+            "baseline_text": format_quantity(quantity.get("baseline"), quantity.get("unit", "")),
+            "current_text": format_quantity(quantity.get("current"), quantity.get("unit", "")),
             "change_text": "n/a" if change is None else f"{change:+.1%}",
             "grew": bool(change and change > 0),
         })

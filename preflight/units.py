@@ -1,4 +1,4 @@
-"""Byte sizes: parsing user strings and formatting for people.
+"""Byte sizes: parsing user strings, the bytes of a tensor from its shape and dtype, formatting for people.
 
 Inside preflight every memory figure is an int of bytes. `GiB`/`MiB`/`KiB` are powers of 1024;
 `GB`/`MB`/`KB` are powers of 1000 (as disk and cloud vendors use them).
@@ -6,6 +6,7 @@ Inside preflight every memory figure is an int of bytes. `GiB`/`MiB`/`KiB` are p
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from preflight.errors import UsageError
 
@@ -54,6 +55,28 @@ HOST_RAM_PRESETS = {
     "colab": (int(12.7e9), "Colab's standard runtime (12.7 GB of RAM)"),
     "kaggle": (30 * 10**9, "a Kaggle notebook (30 GB of RAM)"),
 }
+
+
+def dtype_size(dtype: Any, default: int | None = None) -> int:
+    """Bytes per element of a Keras, NumPy, TensorFlow or PyTorch dtype (bfloat16 included); `default` for
+    one that is not a plain numeric dtype (a string, a resource), else TypeError."""
+    import numpy as np
+
+    name = str(getattr(dtype, "name", dtype)).replace("torch.", "")
+    try:
+        return int(np.dtype("uint16" if name == "bfloat16" else name).itemsize)  # numpy has no bfloat16
+    except TypeError:
+        if default is None:
+            raise
+        return default
+
+
+def tensor_bytes(shape: Any, dtype: Any, unknown_dim: int = 1) -> int:
+    """Bytes of a tensor of `shape` and `dtype`; a None axis counts as `unknown_dim` (4 bytes for an odd dtype)."""
+    count = 1
+    for dim in tuple(shape):
+        count *= int(dim) if dim is not None else unknown_dim
+    return count * dtype_size(dtype, default=4)
 
 
 def parse_host_budget(text: str | int | float) -> tuple[int, str]:

@@ -23,6 +23,8 @@ import os
 import re
 from typing import Any
 
+from preflight.units import tensor_bytes
+
 # Ops whose output is a view of (or the same buffer as) their first input: no new allocation.
 _ALIAS_OPS = frozenset({
     "ReadVariableOp", "Identity", "IdentityN", "Reshape", "Squeeze", "ExpandDims", "StopGradient",
@@ -34,20 +36,12 @@ _FREE_OPS = frozenset({"Const", "VarHandleOp", "NoOp", "Shape", "ShapeN", "Size"
 
 def _tensor_bytes(tensor) -> int | None:
     """Bytes of a tensor with a fully known shape; None when unknown or not a plain dtype."""
-    dtype = tensor.dtype
-    if dtype.is_bool:
-        itemsize = 1
-    elif dtype.name in ("resource", "variant", "string"):
-        return None
-    else:
-        itemsize = dtype.size
     shape = tensor.shape
+    if tensor.dtype.name in ("resource", "variant", "string"):
+        return None
     if shape.rank is None or any(dim is None for dim in shape.as_list()):
         return None
-    count = 1
-    for dim in shape.as_list():
-        count *= dim
-    return count * itemsize
+    return tensor_bytes(shape.as_list(), tensor.dtype)
 
 
 def _with_batch(spec, batch_size: int):
@@ -79,21 +73,8 @@ def persistent_bytes(model) -> int:
         if id(variable) in seen:
             continue
         seen.add(id(variable))
-        total += _count(variable.shape) * _itemsize(variable.dtype)
+        total += tensor_bytes(variable.shape, variable.dtype)
     return total
-
-
-def _count(shape) -> int:
-    count = 1
-    for dim in tuple(shape):
-        count *= int(dim)
-    return count
-
-
-def _itemsize(dtype) -> int:
-    import tensorflow as tf
-
-    return tf.as_dtype(getattr(dtype, "name", dtype)).size
 
 
 def estimate_step_peak(model, batch_size: int, x_spec, y_spec) -> dict[str, Any]:

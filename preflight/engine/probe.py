@@ -324,7 +324,7 @@ def describe_layers(model, prefix: str = "", dynamic_sizes: list[int] | None = N
     every such axis at 0 bytes a GPT-2's activations read "0 B" (issue 21)."""
     import numpy as np
 
-    from preflight.engine.static_floor import dtype_size
+    from preflight.units import dtype_size
 
     rows: list[LayerInfo] = []
     for layer in model.layers:

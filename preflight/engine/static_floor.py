@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator
 
+from preflight.units import tensor_bytes
+
 LARGEST_LAYERS = 3
 
 
@@ -86,21 +88,7 @@ def initialize_deferred_variables(keep_deferred) -> None:
 
 def variable_bytes(variable) -> int:
     """Bytes a variable holds (or will hold), from its shape and dtype alone."""
-    import numpy as np
-
-    return int(np.prod(variable.shape, dtype=np.int64)) * np.dtype(_numpy_dtype(variable.dtype)).itemsize
-
-
-def dtype_size(dtype: Any) -> int:
-    """Bytes per element of a Keras, NumPy or backend dtype (bfloat16 included)."""
-    import numpy as np
-
-    return np.dtype(_numpy_dtype(dtype)).itemsize
-
-
-def _numpy_dtype(dtype: Any) -> str:
-    name = str(getattr(dtype, "name", dtype)).replace("torch.", "")
-    return "uint16" if name == "bfloat16" else name  # numpy has no bfloat16; same width
+    return tensor_bytes(variable.shape, variable.dtype)
 
 
 def optimizer_bytes_from_shapes(model) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from preflight.units import dtype_size
+
 # Optimizer variables per trainable weight, by class name (Keras 3 built-ins).
 _SLOTS_BY_OPTIMIZER = {
     "SGD": 0, "Adam": 2, "AdamW": 2, "Adamax": 2, "Nadam": 2, "Lamb": 2, "Lion": 1,
@@ -44,16 +46,6 @@ class StaticFeatures:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
-def _dtype_size(dtype: Any) -> int:
-    import numpy as np
-
-    name = str(getattr(dtype, "name", dtype))
-    try:
-        return int(np.dtype(name).itemsize)
-    except TypeError:
-        return 2 if "16" in name else 4  # bfloat16 is not a numpy dtype
-
-
 def _shape_elements(shape: Any) -> int:
     count = 1
     for dim in list(shape)[1:]:  # drop the batch axis
@@ -74,7 +66,7 @@ def _output_bytes_per_sample(layer: Any) -> int:
         shape = getattr(tensor, "shape", None)
         if shape is None:
             continue
-        total += _shape_elements(shape) * _dtype_size(getattr(tensor, "dtype", "float32"))
+        total += _shape_elements(shape) * dtype_size(getattr(tensor, "dtype", "float32"))
     return total
 
 
@@ -106,18 +98,18 @@ def optimizer_slots(optimizer: Any) -> float:
 
 def static_features(model: Any) -> StaticFeatures:
     """Features of a built model. A model without known input shapes gets 0 activation bytes."""
-    param_bytes = sum(_shape_elements((None, *w.shape)) * _dtype_size(w.dtype) for w in model.weights)
-    trainable = sum(_shape_elements((None, *w.shape)) * _dtype_size(w.dtype) for w in model.trainable_weights)
+    param_bytes = sum(_shape_elements((None, *w.shape)) * dtype_size(w.dtype) for w in model.weights)
+    trainable = sum(_shape_elements((None, *w.shape)) * dtype_size(w.dtype) for w in model.trainable_weights)
     params_total = sum(_shape_elements((None, *w.shape)) for w in model.weights)
-    largest = max((_shape_elements((None, *w.shape)) * _dtype_size(w.dtype) for w in model.trainable_weights),
+    largest = max((_shape_elements((None, *w.shape)) * dtype_size(w.dtype) for w in model.trainable_weights),
                   default=0)
     activation = sum(_output_bytes_per_sample(layer) for layer in _iter_layers(model))
     input_bytes = 0
     try:
         for tensor in model.inputs or []:
-            input_bytes += _shape_elements(tensor.shape) * _dtype_size(tensor.dtype)
+            input_bytes += _shape_elements(tensor.shape) * dtype_size(tensor.dtype)
         for tensor in (model.outputs or []):
-            input_bytes += _shape_elements(tensor.shape) * _dtype_size(tensor.dtype)  # the targets
+            input_bytes += _shape_elements(tensor.shape) * dtype_size(tensor.dtype)  # the targets
     except (AttributeError, ValueError):
         pass
     optimizer = getattr(model, "optimizer", None)

@@ -18,6 +18,7 @@ import copy
 from typing import Any
 
 from preflight.errors import ModelError
+from preflight.units import tensor_bytes
 
 VariantSpec = dict  # {"kind": str, "args": dict}: JSON-able, crosses the process boundary
 
@@ -29,8 +30,6 @@ _CHANNEL_PRESERVING = {
     "BatchNormalization", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Dropout",
     "SpatialDropout2D", "LayerNormalization", "MaxPooling2D", "AveragePooling2D", "ZeroPadding2D",
 }
-_DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8, "int32": 4, "int64": 8,
-                "uint8": 1, "int8": 1, "bool": 1}
 
 
 class VariantNotApplicable(ModelError):
@@ -137,13 +136,6 @@ def _output_layer_names(model, config: dict[str, Any]) -> set[str]:
     return {_layer_name(config["layers"][-1])}
 
 
-def _shape_bytes(shape, dtype) -> int:
-    size = 1
-    for dim in shape:
-        size *= int(dim) if dim is not None else 1
-    return size * _DTYPE_BYTES.get(str(dtype), 4)
-
-
 def _activation_bytes_per_sample(layer) -> int:
     """Bytes of one sample of the layer's output(s); 0 where Keras has no symbolic output."""
     try:
@@ -151,7 +143,7 @@ def _activation_bytes_per_sample(layer) -> int:
     except (AttributeError, ValueError):
         return 0
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-    return sum(_shape_bytes(t.shape[1:], t.dtype) for t in outputs if hasattr(t, "shape"))
+    return sum(tensor_bytes(t.shape[1:], t.dtype) for t in outputs if hasattr(t, "shape"))
 
 
 def _activation_bytes(model, layers) -> list[int]:
@@ -167,12 +159,12 @@ def _activation_bytes(model, layers) -> list[int]:
     sizes = []
     for layer in layers:
         shape = tuple(layer.compute_output_shape(shape))
-        sizes.append(_shape_bytes(shape[1:], layer.compute_dtype))
+        sizes.append(tensor_bytes(shape[1:], layer.compute_dtype))
     return sizes
 
 
 def _trainable_bytes(variables) -> int:
-    return sum(_shape_bytes(v.shape, v.dtype) for v in variables)
+    return sum(tensor_bytes(v.shape, v.dtype) for v in variables)
 
 
 def _optimizer_state_bytes(optimizer, model) -> int:

@@ -4,7 +4,7 @@
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from preflight.version import __version__
 __all__ = ["check", "check_search", "guard", "Report", "__version__"]
 
 

@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "preflight"
-SHARED = {"preflight", "preflight.errors", "preflight.units", "preflight.measurements"}
+SHARED = {"preflight", "preflight.errors", "preflight.units", "preflight.measurements", "preflight.version"}
 # layer -> the layers it may import (its own always included)
 ALLOWED = {
     "shared": {"shared"},

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import preflight
+from preflight.version import __version__
 from preflight.units import format_bytes
 
 COMPARISON_FORMAT = 1
@@ -127,7 +127,7 @@ def build_comparison(results: Mapping[str, dict[str, Any] | str], *, chosen_back
     return {
         "format": COMPARISON_FORMAT,
         "kind": COMPARISON_KIND,
-        "preflight_version": preflight.__version__,
+        "preflight_version": __version__,
         "created_at": created_at,
         "model": model_name,
         "batch_size": batch_size,

@@ -12,7 +12,7 @@ import datetime as _dt
 from dataclasses import dataclass
 from typing import Any
 
-import preflight
+from preflight.version import __version__
 from preflight.analysis.checks import CheckContext, run_checks
 from preflight.analysis.devices import get_target
 from preflight.analysis.footprint import PARTS, footprint
@@ -70,7 +70,7 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
 
     document: dict[str, Any] = {
         "format": FORMAT_VERSION,
-        "preflight_version": preflight.__version__,
+        "preflight_version": __version__,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "model": {
             "name": model.name,
@@ -252,7 +252,7 @@ def search_document(section: dict[str, Any], name: str) -> dict[str, Any]:
     worst = section.get("worst_case") or {}
     return {
         "format": FORMAT_VERSION,
-        "preflight_version": preflight.__version__,
+        "preflight_version": __version__,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "model": {"name": name, "params_total": worst.get("params_total")},
         "device": {"kind": "CPU", "name": "dry-run children (BFC allocator)", "allocator": "BFC"},

@@ -262,16 +262,11 @@ def _check_models(args, settings) -> int:
 
 def _exit_code(document: dict) -> int:
     """3 when a search's dry-run configurations failed for the user's reason, else the gate's 0 or 1."""
-    if _trials_fail(document):
+    from preflight.analysis.verdict import verdict_state
+
+    if verdict_state(document) == "trials-fail":
         return errors.EXIT_USER_CODE
     return errors.EXIT_OK if document["gate"]["passed"] else errors.EXIT_GATE_FAILED
-
-
-def _trials_fail(document: dict) -> bool:
-    """A search whose dry-run configurations failed for the user's reason: the model or data failed (3)."""
-    from preflight.analysis.checks import CONFIGURATION_FAILED
-
-    return any(f.get("id") == CONFIGURATION_FAILED for f in (document.get("search") or {}).get("findings") or [])
 
 
 def _check_search_file(model_file: str, args, settings):

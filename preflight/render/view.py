@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from preflight.analysis.checks import CONFIGURATION_FAILED
+from preflight.analysis.verdict import verdict_state
 from preflight.measurements import BACKEND_DISPLAY_NAMES
 from preflight.units import format_bytes, format_count, format_quantity, format_seconds
 
@@ -90,21 +90,9 @@ def format_value(value: Any) -> str:
 def _verdict(document: dict[str, Any]) -> dict[str, Any]:
     peak_bytes = document.get("peak_bytes")
     budget_bytes = document.get("budget_bytes")
-    fits = document.get("fits")
     target = document.get("target") or None
     batch_size = document.get("batch_size")
-
-    failures = [f for f in document.get("findings") or [] if f.get("id") == CONFIGURATION_FAILED]
-    if failures:
-        state = "trials-fail"
-    elif budget_bytes is None:
-        state = "no-budget"
-    elif fits is True:
-        state = "fits"
-    elif fits is False:
-        state = "does-not-fit"
-    else:
-        state = "unknown"
+    state = verdict_state(document)
 
     if target:
         budget_label = f"{target.get('name', 'target')} usable"
@@ -132,7 +120,7 @@ def _verdict(document: dict[str, Any]) -> dict[str, Any]:
 
     floor = document.get("floor") or {}
     host = document.get("host") or {}
-    if failures:
+    if state == "trials-fail":
         detail = ("The model or its data fails in the dry run, so trials of this search would fail: "
                   "see the error findings for the hyperparameter values, the error and the fix.")
     elif host.get("fits") is False and host.get("step_on_host"):

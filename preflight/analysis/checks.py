@@ -230,7 +230,9 @@ def pipeline_buffers(ctx: CheckContext) -> list[Finding]:
     return findings
 
 
-OTHER_SHARE_WORTH_A_LOOK = 1 / 3   # "other" beyond this share of the peak is named, with where to look
+OTHER_SHARE_WORTH_A_LOOK = 1 / 3   # "other" beyond this share of the peak is named, with where to look ...
+OTHER_BYTES_WORTH_A_LOOK = 16 * 2**20  # ... once it is this large: a tiny model's peak is mostly TF's own buffers
+                                       # (a Dense(4) at batch 4: 10.3 KiB of a 12.6 KiB peak)
 
 
 @check
@@ -239,7 +241,7 @@ def other_holds_much_of_the_peak(ctx: CheckContext) -> Finding | None:
     (attention scores, a fused op's workspace, gradients of intermediate tensors). Say so, and where to look."""
     doc = ctx.document
     peak, other = doc.get("peak_bytes"), (doc.get("footprint") or {}).get("other", 0)
-    if not peak or other <= OTHER_SHARE_WORTH_A_LOOK * peak:
+    if not peak or other <= OTHER_SHARE_WORTH_A_LOOK * peak or other < OTHER_BYTES_WORTH_A_LOOK:
         return None
     return Finding("other-large", "info",
                    f"{format_bytes(other)} of the {format_bytes(peak)} peak ({other / peak:.0%}) is not parameters, "

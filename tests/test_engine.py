@@ -156,4 +156,3 @@ def test_recommended_batch_is_confirmed_under_the_budget(models_dir):
     for row in doc["curve"]:
         if row["source"] == "measured":
             assert row["peak_bytes"] >= row["measured_bytes"]
-

@@ -122,15 +122,15 @@ def test_the_largest_batch_search_lands_within_10_percent_below_the_truth_from_e
 def test_the_search_stops_when_the_processes_still_owed_would_overrun_its_time_limit():
     from preflight.whatif.recommend import SearchClock
 
-    # 180 s; the answer's second process and the recommended batch's two are owed after the next size.
-    clock = SearchClock(deadline=180.0, owed_processes=4)
+    # 180 s; the next size and the answer's second process are owed.
+    clock = SearchClock(deadline=180.0, owed_processes=2)
     assert clock.allows_another(now=0.0)            # the pace is not known before the first process
     clock.record(30.0)                              # the README's MLP: 30 s a process at 40,000 samples
-    assert clock.allows_another(now=60.0)           # 60 + 4 x 30 = 180: they all end in time
-    assert not clock.allows_another(now=61.0)       # it once started a size at 151 s and ended at 208 s
-    clock.record(10.0)                              # the slowest pace stands
-    assert not clock.allows_another(now=61.0)
-    assert SearchClock(deadline=None, owed_processes=4).allows_another(now=1e9)
+    assert clock.allows_another(now=120.0)          # 120 + 2 x 30 = 180: both end in time
+    assert not clock.allows_another(now=151.0)      # it once started a size at 151 s and ended at 208 s
+    clock.record(10.0)                              # smaller sizes, faster: the last pace counts
+    assert clock.allows_another(now=151.0)
+    assert SearchClock(deadline=None, owed_processes=2).allows_another(now=1e9)
 
 
 def test_a_steps_fixed_cost_does_not_make_a_large_batch_look_too_slow_to_confirm():

@@ -140,7 +140,7 @@ FIT_STEPS = 3                # model.fit steps per confirming process (TensorFlo
 def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_limit_bytes: int,
                         batch: int | None, step_down: Callable[[int], int],
                         on_progress=None, search_up: bool = False,
-                        deadline: float | None = None, processes_after: int = 0) -> dict[str, Any] | None:
+                        deadline: float | None = None) -> dict[str, Any] | None:
     """Run `batch` in fresh children whose allocator is limited to the budget itself, stepping down on OOM;
     with `search_up`, a batch that ran on the first try is followed upward until one fails, so the result
     lies within MAX_BATCH_RESOLUTION of the largest batch that runs (never above it).
@@ -153,8 +153,8 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
     peaking under NEAR_LIMIT_FILL of the limit; one that fits only sometimes, or only squeezed against the
     limit, is "near_limit" and counts as not fitting. None when it cannot be tried here (no budget, a budget
     larger than this machine can hold, or steps too slow). No size is tried once the processes still owed (this
-    one, the answer's second, `processes_after` that the caller runs next) would not end by `deadline`, at the
-    slowest process's pace so far: the time limit is the whole search's, not only its start's.
+    one and the answer's second) would not end by `deadline` at the last process's pace: the time limit is
+    the whole search's, not only its start's.
     """
     from preflight.measurements import ProbeResult
     from preflight.engine.plan import estimated_step_seconds
@@ -177,7 +177,7 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
     deterministic = bool((document.get("device") or {}).get("deterministic"))
     needed = 1 if deterministic else CONFIRM_PROCESSES
 
-    clock = SearchClock(deadline, owed_processes=needed + processes_after)
+    clock = SearchClock(deadline, owed_processes=needed)
 
     def run(size: int, processes: int) -> str | None:
         started = time.monotonic()
@@ -235,21 +235,22 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
 
 class SearchClock:
     """Whether the search may try one more size before `deadline` (time.monotonic(); None: no limit): the
-    processes still owed once it has (that one, the answer's second, what the caller runs next) must end by
-    then, at the slowest pace seen so far."""
+    processes owed once it has (that one and the answer's second) must end by then at the last process's
+    pace. Not the slowest's: a recommender's first sizes, far above what fits, took 30 s a process, and
+    reserving that pace for the bisection's smaller sizes ended the search at the largest probe (2,048)."""
 
     def __init__(self, deadline: float | None, owed_processes: int):
         self.deadline, self.owed_processes = deadline, owed_processes
-        self.slowest_process_seconds = 0.0
+        self.last_process_seconds = 0.0
 
     def record(self, process_seconds: float) -> None:
-        self.slowest_process_seconds = max(self.slowest_process_seconds, process_seconds)
+        self.last_process_seconds = process_seconds
 
     def allows_another(self, now: float | None = None) -> bool:
         if self.deadline is None:
             return True
         now = time.monotonic() if now is None else now
-        return now + self.owed_processes * self.slowest_process_seconds <= self.deadline
+        return now + self.owed_processes * self.last_process_seconds <= self.deadline
 
 
 def _search(low: int, high: int | None, attempt: Callable[[int], str | None],
@@ -341,7 +342,7 @@ def confirm_batch_sizes(document: dict[str, Any], baseline_job: ProbeJob, host_l
 
     largest = confirm_under_budget(document, baseline_job, host_limit_bytes, document.get("max_batch_size"),
                                    lambda b: int(b * MAX_BATCH_STEP_DOWN), on_progress, search_up=True,
-                                   deadline=deadline, processes_after=CONFIRM_PROCESSES)
+                                   deadline=deadline)
     if largest is not None:
         document["max_batch_confirmation"] = largest
         refused = largest["failed_batch_sizes"] + [int(b) for b in largest.get("near_limit") or {}]

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from preflight.analysis.fingerprint import document_fingerprint
+from preflight.measurements import BACKEND_DISPLAY_NAMES
 from preflight.units import format_bytes
 
 RECORD_FORMAT = 1
@@ -159,9 +160,11 @@ def calibration_finding(section: dict[str, Any]) -> dict[str, str]:
     device = latest.get("device") or {}
     backend = latest.get("backend") or {}
     when = (latest.get("created_at") or "")[:10]
+    backend_name = f"{BACKEND_DISPLAY_NAMES.get(backend.get('name'), backend.get('name'))} {backend.get('version') or ''}"
+    epochs = latest.get("epochs")
     text = (f"A real training run of this model is on record: at batch {latest['batch_size']} on "
-            f"{device.get('kind')} ({device.get('name')}), {backend.get('name')} {backend.get('version') or ''}"
-            f"".rstrip() + f", it peaked at {format_bytes(latest['peak_bytes'])} over {latest.get('epochs')} epoch(s)"
+            f"{device.get('kind')} ({device.get('name')}), {backend_name.strip()}, it peaked at "
+            f"{format_bytes(latest['peak_bytes'])} over {epochs} epoch{'s' * (epochs != 1)}"
             f"{' on ' + when if when else ''}.")
     figure = section.get("check_figure")
     if figure:

@@ -37,8 +37,11 @@ def append_record(record: dict[str, Any], path: str | os.PathLike | None = None)
     line = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode("utf-8")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(target, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line  # a line cut short stays alone, and is skipped on reading
             os.write(fd, line)
         finally:
             os.close(fd)

@@ -50,12 +50,12 @@ class MemoryCallback(keras.callbacks.Callback):
                  first_steps: int = FIRST_STEPS, verbose: bool = True):
         super().__init__()
         from preflight.analysis.devices import get_target
-        from preflight.units import format_bytes, parse_duration, parse_size
+        from preflight.units import parse_duration, parse_size
 
         self._limit: tuple[int, str] | None = None
         if budget is not None:
             limit = parse_size(budget)
-            self._limit = (limit, f"the {format_bytes(limit)} budget")
+            self._limit = (limit, "the budget")
         elif target is not None:
             device = get_target(target)
             self._limit = (device.usable_bytes, f"{device.name}'s usable memory")
@@ -127,18 +127,17 @@ class MemoryCallback(keras.callbacks.Callback):
             self._close_step(time.perf_counter())
         self.record = self._run_record()
         from preflight.calibration import append_record, read_records
+        from preflight.units import format_bytes
 
         written = append_record(self.record, self.store)
         self.comparison = self._compare(read_records(self.store))
-        if self.verbose:
-            if self.comparison:
-                print(f"preflight: {self.comparison}", file=sys.stdout)
-            elif written:
-                peak = self.record.get("peak_bytes")
-                from preflight.units import format_bytes
-
-                print(f"preflight: the run peaked at {format_bytes(peak) if peak else 'n/a (' + self.record['peak_note'] + ')'}"
-                      f"; recorded in {written}", file=sys.stdout)
+        if not self.verbose:
+            return
+        peak = self.record["peak_bytes"]
+        summary = self.comparison or (f"the run peaked at {format_bytes(peak)}" if peak
+                                      else f"no device peak: {self.record['peak_note']}")
+        where = f"; recorded in {written}" if written else ""
+        print(f"preflight: {summary}{where}", file=sys.stdout)
 
     # -- measuring ---------------------------------------------------------------------------------
 

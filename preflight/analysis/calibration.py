@@ -121,7 +121,12 @@ def comparison_line(figure: dict[str, Any], run: dict[str, Any]) -> str:
         head += " (its upper-bound curve)"
     if not peak:
         return f"{head}; the run's device peak is not available ({run.get('peak_note') or 'no allocator statistics'})"
-    return f"{head}; the run peaked at {format_bytes(peak)} ({change(figure['bytes'], peak):+.0%})"
+    return f"{head}; the run peaked at {format_bytes(peak)} ({percent(change(figure['bytes'], peak))})"
+
+
+def percent(fraction: float) -> str:
+    """-0.1 -> '-10 %'."""
+    return f"{fraction * 100:+.0f} %"
 
 
 def runs_for_document(records: Iterable[dict], document: dict[str, Any]) -> list[dict]:
@@ -169,7 +174,7 @@ def calibration_finding(section: dict[str, Any]) -> dict[str, str]:
     figure = section.get("check_figure")
     if figure:
         text += (f" This check's figure for that run: {format_bytes(figure['bytes'])} ({figure['how']}, batch "
-                 f"{figure['batch_size']}); the run was {section['change']:+.0%} against it.")
+                 f"{figure['batch_size']}); the run was {percent(section['change'])} against it.")
     if section["runs"] > 1:
         text += f" {section['runs']} runs recorded."
     text += " `python -m preflight calibration` lists the store."

@@ -24,10 +24,10 @@ def near_limit(used_bytes: int | None, limit_bytes: int | None, what: str, limit
     if not used_bytes or not limit_bytes or used_bytes < (1 - NEAR_LIMIT_FRACTION) * limit_bytes:
         return None
     share = used_bytes / limit_bytes
+    where = "over the limit" if used_bytes > limit_bytes else f"within {NEAR_LIMIT_FRACTION:.0%} of the limit"
     return (f"{what} reached {format_bytes(used_bytes)}, {share:.0%} of {limit_name} "
-            f"({format_bytes(limit_bytes)}): within {NEAR_LIMIT_FRACTION:.0%} of the limit, a longer sequence, "
-            "a larger last batch or fragmentation can run it out of memory; a smaller batch or mixed precision "
-            "gives headroom")
+            f"({format_bytes(limit_bytes)}): {where}; a longer sequence, a larger last batch or fragmentation can "
+            "run it out of memory; a smaller batch or mixed precision gives headroom")
 
 
 def growing(readings: Sequence[int | None], increases: int = LEAK_INCREASES) -> bool:

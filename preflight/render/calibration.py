@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from preflight.analysis.calibration import change, prediction_for_run
+from preflight.analysis.calibration import change, percent, prediction_for_run
 from preflight.measurements import BACKEND_DISPLAY_NAMES
 from preflight.units import format_bytes
 
@@ -37,7 +37,7 @@ def _row(record: dict[str, Any], earlier: list[dict[str, Any]]) -> tuple[str, ..
         found = prediction_for_run(earlier, record)
         if found and record.get("peak_bytes"):
             figure = found[1]
-            versus = (f"{change(figure['bytes'], record['peak_bytes']):+.0%} (predicted {format_bytes(figure['bytes'])} "
+            versus = (f"{percent(change(figure['bytes'], record['peak_bytes']))} (predicted {format_bytes(figure['bytes'])} "
                       f"on {figure['where']})")
         elif not record.get("peak_bytes"):
             versus = "no device peak on this backend/device"

@@ -250,6 +250,7 @@ class MemoryCallback(keras.callbacks.Callback):
             "warmup_peak_bytes": self._steps[0]["peak_bytes"] if self._steps else None,
             "peak_growth_bytes": epoch_peaks[-1] - epoch_peaks[0] if len(epoch_peaks) > 1 else None,
             "device_resident_start_bytes": self._resident_start,
+            "held_before_training_bytes": self._held_before_training(),
             "host": {"rss_start_bytes": self._rss_start, "rss_end_bytes": sampler.rss(),
                      "max_rss_bytes": sampler.max_rss(),
                      "rss_growth_bytes": rss[-1] - rss[0] if len(rss) > 1 else None},
@@ -259,6 +260,16 @@ class MemoryCallback(keras.callbacks.Callback):
             "first_steps": self._steps,
             "warnings": sorted(self._warned),
         }
+
+    def _held_before_training(self) -> int | None:
+        """Device memory in use when training began, besides the weights: on a CPU, the copy of in-memory
+        arrays model.fit made for its input pipeline (tf-memory-findings §10), which a check's figure (the
+        step alone) leaves out."""
+        from preflight.engine.probe import param_bytes_by_dtype
+
+        if self._resident_start is None:
+            return None
+        return max(0, self._resident_start - sum(param_bytes_by_dtype(self.model).values()))
 
     def _compare(self, records: list[dict]) -> str | None:
         from preflight.analysis.calibration import comparison_line, prediction_for_run, prediction_record

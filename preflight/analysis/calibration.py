@@ -20,6 +20,7 @@ from preflight.measurements import BACKEND_DISPLAY_NAMES
 from preflight.units import format_bytes
 
 RECORD_FORMAT = 1
+HELD_SHARE = 0.05  # memory held before training worth naming in a comparison: 5 % of the run's peak
 
 
 def prediction_record(document: dict[str, Any]) -> dict[str, Any] | None:
@@ -121,7 +122,13 @@ def comparison_line(figure: dict[str, Any], run: dict[str, Any]) -> str:
         head += " (its upper-bound curve)"
     if not peak:
         return f"{head}; the run's device peak is not available ({run.get('peak_note') or 'no allocator statistics'})"
-    return f"{head}; the run peaked at {format_bytes(peak)} ({percent(change(figure['bytes'], peak))})"
+    line = f"{head}; the run peaked at {format_bytes(peak)} ({percent(change(figure['bytes'], peak))})"
+    held = run.get("held_before_training_bytes") or 0
+    if held > HELD_SHARE * peak:
+        line += (f", {format_bytes(held)} of it held before the first step besides the weights (model.fit's copy "
+                 f"of in-memory data; a check measures the step alone): {format_bytes(peak - held)} without it "
+                 f"({percent(change(figure['bytes'], peak - held))})")
+    return line
 
 
 def percent(fraction: float) -> str:
@@ -154,7 +161,8 @@ def calibration_section(document: dict[str, Any], records: Iterable[dict]) -> di
     return {
         "runs": len(runs),
         "latest": {key: latest.get(key) for key in ("created_at", "batch_size", "peak_bytes", "epochs", "steps",
-                                                       "step_seconds", "device", "backend", "host")},
+                                                       "step_seconds", "device", "backend", "host",
+                                                       "held_before_training_bytes")},
         "check_figure": figure,
         "change": change(figure["bytes"], latest["peak_bytes"]) if figure else None,
     }
@@ -174,7 +182,13 @@ def calibration_finding(section: dict[str, Any]) -> dict[str, str]:
     figure = section.get("check_figure")
     if figure:
         text += (f" This check's figure for that run: {format_bytes(figure['bytes'])} ({figure['how']}, batch "
-                 f"{figure['batch_size']}); the run was {percent(section['change'])} against it.")
+                 f"{figure['batch_size']}); the run was {percent(section['change'])} against it")
+        held = latest.get("held_before_training_bytes") or 0
+        if held > HELD_SHARE * latest["peak_bytes"]:
+            without = latest["peak_bytes"] - held
+            text += (f", {percent(change(figure['bytes'], without))} without the {format_bytes(held)} it held before "
+                     "its first step besides the weights (model.fit's copy of in-memory data)")
+        text += "."
     if section["runs"] > 1:
         text += f" {section['runs']} runs recorded."
     text += " `python -m preflight calibration` lists the store."

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from preflight.version import __version__
-__all__ = ["check", "check_search", "guard", "Report", "__version__"]
+__all__ = ["check", "check_search", "guard", "Report", "MemoryCallback", "__version__"]
 
 
 def __getattr__(name: str):
@@ -17,6 +17,10 @@ def __getattr__(name: str):
         from preflight import api
 
         return getattr(api, name)
+    if name == "MemoryCallback":  # imports Keras: a training script has it already
+        from preflight.keras import MemoryCallback
+
+        return MemoryCallback
     if name == "Report":
         from preflight.report import Report
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from preflight.analysis.document import RunSettings, build_document, usable_bytes
 from preflight.analysis.devices import get_target
+from preflight.calibration import calibrate_check
 from preflight.config import Settings
 from preflight.errors import UsageError
 from preflight.engine.backends import resolve_backend
@@ -69,7 +70,7 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
           progress: bool = True, epochs: int | None = None, steps_per_epoch: int | None = None,
           time_limit: str | float | None = None, checkpoint_dir: str | None = None, checkpoints: int | None = None,
           rebuilds: int | None = None, backend: str | None = None, max_batch_time: float | None = None,
-          host_budget: str | int | None = None) -> Report:
+          host_budget: str | int | None = None, calibration: str | os.PathLike | None = None) -> Report:
     """Dry-run real training steps of `model` and return a Report (verdict, peak, footprint, findings).
 
     model: a path to a model.py (see the README's conventions) or a compiled keras.Model.
@@ -90,6 +91,9 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
     built with, whatever this says.
     host_budget: the host RAM the input pipeline may use beside a GPU or TPU ('12GiB', or 'colab', 'kaggle');
     None: this host's available memory. On a CPU run the budget covers the step and the pipeline together.
+    calibration: the calibration store (README "After the run"): the check reports earlier real runs of the
+    same model recorded there and records its own prediction; None: PREFLIGHT_CALIBRATION, else
+    ~/.cache/preflight/calibration.jsonl; 'none' turns it off.
     """
     started = time.monotonic()
     batch_size, timeout, steps, probe_batch_sizes = _checked_arguments(
@@ -159,6 +163,7 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
             document["timing"] = {"verdict_seconds": round(verdict_seconds, 1),
                                   "max_batch_seconds": round(time.monotonic() - started - verdict_seconds, 1)}
             _add_recommendations(document, job, outcome, whatif, display)
+            calibrate_check(document, calibration)
             report = Report(document)
             display.show_result(report)
     return report

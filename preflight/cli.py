@@ -19,14 +19,14 @@ from pathlib import Path
 
 from preflight import errors
 
-SUBCOMMANDS = ("render", "compare", "targets")
+SUBCOMMANDS = ("render", "compare", "targets", "calibration")
 
 
 def _check_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m preflight",
         description="Dry-run real training steps of a Keras model and tell whether the run will fit. "
-                    "Other commands: `render REPORT.json`, `compare MODEL.py`, `targets`.",
+                    "Other commands: `render REPORT.json`, `compare MODEL.py`, `targets`, `calibration`.",
         epilog="Exit codes: 0 fits (or no budget), 1 does not fit / gate failed, 2 usage or config error, "
                "3 the model or data failed, 4 internal error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). "
                "Sizes: GiB/MiB are powers of 1024, GB/MB of 1000.",
@@ -114,6 +114,8 @@ def _dispatch(argv: list[str]) -> int:
             return _compare(argv[1:])
         if argv and argv[0] == "targets":
             return _targets()
+        if argv and argv[0] == "calibration":
+            return _calibration(argv[1:])
         return _check(argv)
     except errors.PreflightError as exc:
         print(f"preflight: error: {exc}", file=sys.stderr)
@@ -453,6 +455,37 @@ def _compare(argv: list[str]) -> int:
         if written:
             print(f"report: {', '.join(written)}", file=sys.stderr)
     return comparison_exit_code(comparison, failures)
+
+
+def _calibration(argv: list[str]) -> int:
+    from preflight.calibration import ENVIRONMENT, read_records, store_path
+    from preflight.render.calibration import calibration_table
+
+    parser = argparse.ArgumentParser(
+        prog="python -m preflight calibration",
+        description="List the calibration store: each check's prediction and each real run recorded by "
+                    "preflight.keras.MemoryCallback, runs next to the check of the same model.")
+    parser.add_argument("--store", help=f"the store's file (default: {ENVIRONMENT}, else "
+                                        "~/.cache/preflight/calibration.jsonl)")
+    parser.add_argument("--model", help="only records of this model (its name or fingerprint)")
+    parser.add_argument("--json", action="store_true", help="print the records as JSON lines instead")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return errors.EXIT_OK if exc.code == 0 else errors.EXIT_USAGE
+    path = store_path(args.store)
+    if path is None:
+        raise errors.UsageError(f"the calibration store is turned off ({ENVIRONMENT}=none)",
+                                hint=f"unset {ENVIRONMENT} or pass --store PATH")
+    records = read_records(path)
+    if args.model:
+        records = [r for r in records if args.model in ((r.get("model") or {}).get("name"), r.get("fingerprint"))]
+    if args.json:
+        for record in records:
+            print(json.dumps(record))
+    else:
+        print(calibration_table(records, str(path)))
+    return errors.EXIT_OK
 
 
 def _targets() -> int:

@@ -73,6 +73,11 @@ class IsolationError(PreflightError):
     exit_code = EXIT_USER_CODE
 
 
+class RunWarning(UserWarning):
+    """A training run watched by preflight.keras.MemoryCallback is heading for trouble: memory near the limit,
+    memory growing epoch after epoch, or a run longer than its time limit."""
+
+
 OUT_OF_MEMORY_TYPES = {"ResourceExhaustedError", "OutOfMemoryError"}  # TensorFlow; PyTorch (CUDA and others)
 XLA_RUNTIME_TYPES = {"JaxRuntimeError", "XlaRuntimeError"}
 

@@ -17,6 +17,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # a test that is not about it should not pay for it. The tests of the search pass --max-batch-time /
 # max_batch_time themselves, which overrides this (flags and arguments sit above the environment).
 os.environ.setdefault("PREFLIGHT_MAX_BATCH_TIME", "0")
+# Checks record their predictions in the calibration store (README "After the run"): never the user's own
+# during the tests; the tests of the store give their own path.
+os.environ.setdefault("PREFLIGHT_CALIBRATION", "none")
 
 
 @pytest.fixture

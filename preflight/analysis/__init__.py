@@ -5,6 +5,8 @@
 - `predict`: the peak-vs-batch model, its margin, projection to targets. `devices`: the target catalogue.
 - `checks`: the findings, one small function each, in a registry. `diff`: a report against its baseline.
 - `comparison`: one model's reports under several Keras backends, side by side (`compare`).
+- `fingerprint`: a model's hash, the same in every process; `run_watch`: the rules a training run is
+  watched by; `calibration`: the store's records, a run against its check, a check's earlier runs.
 
 May import: `preflight.errors`, `units`, `measurements`, and each other. Nothing here runs a child,
 renders, or imports TensorFlow.

@@ -10,6 +10,7 @@
   batch sizes next), `graph_estimate` and `peak_profile` (what the peak is made of), `readiness`,
   `training_signal`, `step_errors`: the child's helpers.
 - `launch`, `versions`: facts about the launch read without running anything (source, environment).
+- `run_sampler`: the readers and host RSS inside the user's own training process (preflight.keras).
 
 May import: `preflight.errors`, `units`, `measurements`, and `preflight.analysis` (the plan predicts the
 next batch sizes with its peak model). Never the features (tuner, whatif), the renderers or the doors:

@@ -254,9 +254,7 @@ def describe_model(model, pool) -> ModelInfo:
 
     from preflight.engine.static_floor import variable_bytes as nbytes
 
-    by_dtype: dict[str, int] = {}
-    for weight in model.weights:
-        by_dtype[str(weight.dtype)] = by_dtype.get(str(weight.dtype), 0) + nbytes(weight)
+    by_dtype = param_bytes_by_dtype(model)
     trainable_bytes = sum(nbytes(w) for w in model.trainable_weights)
     optimizer_bytes = optimizer_state_bytes(model)
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
@@ -278,6 +276,24 @@ def describe_model(model, pool) -> ModelInfo:
         dtype_policy=getattr(policy, "name", str(policy)),
         layers=describe_layers(model, dynamic_sizes=dynamic_axis_sizes(model, pool)),
     )
+
+
+def param_bytes_by_dtype(model) -> dict[str, int]:
+    from preflight.engine.static_floor import variable_bytes
+
+    by_dtype: dict[str, int] = {}
+    for weight in model.weights:
+        by_dtype[str(weight.dtype)] = by_dtype.get(str(weight.dtype), 0) + variable_bytes(weight)
+    return by_dtype
+
+
+def model_fingerprint(model) -> str:
+    """The live model's fingerprint, from the same fields the check's report records
+    (preflight.analysis.fingerprint): a run is matched to its check by it."""
+    from preflight.analysis.fingerprint import fingerprint
+
+    return fingerprint([layer.to_dict() for layer in describe_layers(model)], type(model.optimizer).__name__,
+                       param_bytes_by_dtype(model))
 
 
 def dynamic_axis_sizes(model, pool) -> list[int]:

@@ -74,7 +74,9 @@ def child_environment(job: ProbeJob) -> dict[str, str]:
     if job.memory_limit_bytes:
         env["TF_CPU_BFC_MEM_LIMIT_IN_MB"] = str(max(1, job.memory_limit_bytes // MIB))
     env.update(backend_environment(job.backend, job.memory_limit_bytes))
-    package_root = str(Path(__file__).resolve().parent.parent)
+    # The folder that holds the preflight package (preflight/engine/runner.py -> its parents[2]), never the
+    # package's own folder: on sys.path that would shadow `keras` (preflight/keras.py), `config`, `notebook`...
+    package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, os.getcwd(), env.get("PYTHONPATH")) if p)
     return env
 

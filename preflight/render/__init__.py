@@ -5,6 +5,7 @@
 - `markdown.render_markdown`: the summary for CI comments.
 - `view.build_view`: the view model all of them lay out; `charts`: inline SVG for the page.
 - `comparison`: the backend comparison (`python -m preflight compare`) as text, Markdown and a page.
+- `calibration`: the calibration store (`python -m preflight calibration`) as a table.
 
 May import analysis (finding ids) and the shared modules (errors, units); never the engine, the
 features or the doors. None of them imports TensorFlow; each submodule is imported only when its

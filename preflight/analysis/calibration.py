@@ -1,0 +1,195 @@
+"""Prediction against truth: the records the calibration store keeps, and what is said about them.
+
+Two kinds of record share the store (JSON lines, read and written by preflight.calibration):
+
+- "check": what a check predicted (`prediction_record`, from its report document): the peak at the
+  planned batch on the device it measured, the curve over batch sizes, and the projection to a target;
+- "run": what a real training run used (written by preflight.keras.MemoryCallback).
+
+Both carry the model's fingerprint (preflight.analysis.fingerprint), the Keras backend and the device kind.
+A run is compared with the latest check of the same fingerprint and backend whose figure is for the
+run's device kind (`prediction_for_run`, `comparison_line`); a check learns of earlier runs of its model
+(`calibration_section`, `calibration_finding`). Pure: no file, no TensorFlow.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from preflight.analysis.fingerprint import document_fingerprint
+from preflight.measurements import BACKEND_DISPLAY_NAMES
+from preflight.units import format_bytes
+
+RECORD_FORMAT = 1
+HELD_SHARE = 0.05  # memory held before training worth naming in a comparison: 5 % of the run's peak
+
+
+def prediction_record(document: dict[str, Any]) -> dict[str, Any] | None:
+    """A check's prediction, from its report document; None when it has no fingerprint or no peak."""
+    fp = document_fingerprint(document)
+    if fp is None or not document.get("peak_bytes"):
+        return None
+    backend = document.get("backend") or {}
+    device = document.get("device") or {}
+    target = document.get("target") or {}
+    projection = target.get("projection") or {}
+    return {
+        "kind": "check", "format": RECORD_FORMAT, "created_at": document.get("created_at"),
+        "preflight_version": document.get("preflight_version"),
+        "fingerprint": fp,
+        "model": {"name": (document.get("model") or {}).get("name"),
+                  "params_total": (document.get("model") or {}).get("params_total"),
+                  "optimizer": (document.get("model") or {}).get("optimizer")},
+        "backend": {"name": backend.get("name"), "version": backend.get("version")},
+        "device": {"kind": device.get("kind"), "name": device.get("name")},
+        "batch_size": document.get("batch_size"),
+        "peak_bytes": document.get("peak_bytes"),
+        "peak_source": document.get("peak_source"),
+        "peak_upper_bytes": document.get("peak_upper_bytes"),
+        "curve": [[row["batch_size"], row["peak_bytes"]] for row in document.get("curve") or []],
+        "target": ({"name": target.get("name"), "kind": target.get("kind"), "peak_bytes": projection.get("peak_bytes"),
+                    "batch_size": projection.get("batch_size")} if target.get("name") else None),
+        "budget_bytes": document.get("budget_bytes"),
+        "fits": document.get("fits"),
+    }
+
+
+def predicted_figure(check: dict[str, Any], device_kind: str, batch_size: int | None) -> dict[str, Any] | None:
+    """What `check` predicted for a run on `device_kind` at `batch_size`:
+    {"bytes", "where", "batch_size", "how"}, or None when it said nothing about that device kind.
+
+    On the device kind the check measured: its measured peak at its planned batch, else its upper-bound
+    curve at the run's batch (interpolated between the curve's points). On its target's kind: the
+    projection, at the planned batch only."""
+    kind = (device_kind or "").upper()
+    target = check.get("target") or {}
+    if target.get("kind", "").upper() == kind and kind != (check.get("device") or {}).get("kind", "").upper():
+        if target.get("peak_bytes") and batch_size in (None, check.get("batch_size")):
+            return {"bytes": int(target["peak_bytes"]), "where": target["name"], "batch_size": check.get("batch_size"),
+                    "how": "projected to the target"}
+        return None
+    if (check.get("device") or {}).get("kind", "").upper() != kind:
+        return None
+    where = kind
+    if batch_size is None or batch_size == check.get("batch_size"):
+        how = "measured" if check.get("peak_source") == "measured" else "predicted"
+        return {"bytes": int(check["peak_bytes"]), "where": where, "batch_size": check.get("batch_size"), "how": how}
+    value = curve_at(check.get("curve") or [], batch_size)
+    if value is None:
+        return None
+    return {"bytes": value, "where": where, "batch_size": batch_size, "how": "upper-bound curve"}
+
+
+def curve_at(curve: list, batch_size: int) -> int | None:
+    """Linear between the curve's points; None outside them (no extrapolation here)."""
+    points = sorted((int(b), int(v)) for b, v in curve)
+    for (b0, v0), (b1, v1) in zip(points, points[1:]):
+        if b0 <= batch_size <= b1:
+            return int(v0 + (v1 - v0) * (batch_size - b0) / (b1 - b0)) if b1 != b0 else v0
+    if points and points[-1][0] == batch_size:
+        return points[-1][1]
+    return None
+
+
+def _same_model(record: dict, fingerprint: str, backend: str | None) -> bool:
+    return record.get("fingerprint") == fingerprint and (record.get("backend") or {}).get("name") == backend
+
+
+def prediction_for_run(records: Iterable[dict], run: dict[str, Any]) -> tuple[dict, dict] | None:
+    """The latest check of the run's model (fingerprint, backend) with a figure for the run's device kind
+    and batch: (check record, predicted_figure), or None."""
+    backend = (run.get("backend") or {}).get("name")
+    kind = (run.get("device") or {}).get("kind") or ""
+    found = None
+    for record in records:
+        if record.get("kind") != "check" or not _same_model(record, run.get("fingerprint"), backend):
+            continue
+        figure = predicted_figure(record, kind, run.get("batch_size"))
+        if figure is not None:
+            found = (record, figure)  # later lines are newer
+    return found
+
+
+def change(predicted: int, actual: int) -> float:
+    """The run's peak against the prediction: -0.10 is a run 10 % under it."""
+    return actual / predicted - 1 if predicted else 0.0
+
+
+def comparison_line(figure: dict[str, Any], run: dict[str, Any]) -> str:
+    """'predicted 5.1 GiB on t4 at batch 64; the run peaked at 4.6 GiB (-10 %)'."""
+    peak = run.get("peak_bytes")
+    head = f"predicted {format_bytes(figure['bytes'])} on {figure['where']} at batch {figure['batch_size']}"
+    if figure["how"] == "upper-bound curve":
+        head += " (its upper-bound curve)"
+    if not peak:
+        return f"{head}; the run's device peak is not available ({run.get('peak_note') or 'no allocator statistics'})"
+    line = f"{head}; the run peaked at {format_bytes(peak)} ({percent(change(figure['bytes'], peak))})"
+    held = run.get("held_before_training_bytes") or 0
+    if held > HELD_SHARE * peak:
+        line += (f", {format_bytes(held)} of it held before the first step besides the weights (model.fit's copy "
+                 f"of in-memory data; a check measures the step alone): {format_bytes(peak - held)} without it "
+                 f"({percent(change(figure['bytes'], peak - held))})")
+    return line
+
+
+def percent(fraction: float) -> str:
+    """-0.1 -> '-10 %'."""
+    return f"{fraction * 100:+.0f} %"
+
+
+def runs_for_document(records: Iterable[dict], document: dict[str, Any]) -> list[dict]:
+    """Earlier real runs of the document's model, under its backend, on the device kind it measured or its
+    target's kind, with a device peak; oldest first."""
+    fp = document_fingerprint(document)
+    if fp is None:
+        return []
+    backend = (document.get("backend") or {}).get("name")
+    kinds = {((document.get("device") or {}).get("kind") or "").upper(),
+             ((document.get("target") or {}).get("kind") or "").upper()} - {""}
+    return [r for r in records if r.get("kind") == "run" and _same_model(r, fp, backend)
+            and ((r.get("device") or {}).get("kind") or "").upper() in kinds and r.get("peak_bytes")]
+
+
+def calibration_section(document: dict[str, Any], records: Iterable[dict]) -> dict[str, Any] | None:
+    """The document's "calibration": the measured runs of this model and, for the latest, this check's
+    own figure for that run's device and batch next to the run's peak."""
+    runs = runs_for_document(records, document)
+    if not runs:
+        return None
+    latest = runs[-1]
+    figure = predicted_figure(prediction_record(document) or {}, (latest.get("device") or {}).get("kind"),
+                              latest.get("batch_size")) if document.get("peak_bytes") else None
+    return {
+        "runs": len(runs),
+        "latest": {key: latest.get(key) for key in ("created_at", "batch_size", "peak_bytes", "epochs", "steps",
+                                                       "step_seconds", "device", "backend", "host",
+                                                       "held_before_training_bytes")},
+        "check_figure": figure,
+        "change": change(figure["bytes"], latest["peak_bytes"]) if figure else None,
+    }
+
+
+def calibration_finding(section: dict[str, Any]) -> dict[str, str]:
+    latest = section["latest"]
+    device = latest.get("device") or {}
+    backend = latest.get("backend") or {}
+    when = (latest.get("created_at") or "")[:10]
+    backend_name = f"{BACKEND_DISPLAY_NAMES.get(backend.get('name'), backend.get('name'))} {backend.get('version') or ''}"
+    epochs = latest.get("epochs")
+    text = (f"A real training run of this model is on record: at batch {latest['batch_size']} on "
+            f"{device.get('kind')} ({device.get('name')}), {backend_name.strip()}, it peaked at "
+            f"{format_bytes(latest['peak_bytes'])} over {epochs} epoch{'s' * (epochs != 1)}"
+            f"{' on ' + when if when else ''}.")
+    figure = section.get("check_figure")
+    if figure:
+        text += (f" This check's figure for that run: {format_bytes(figure['bytes'])} ({figure['how']}, batch "
+                 f"{figure['batch_size']}); the run was {percent(section['change'])} against it")
+        held = latest.get("held_before_training_bytes") or 0
+        if held > HELD_SHARE * latest["peak_bytes"]:
+            without = latest["peak_bytes"] - held
+            text += (f", {percent(change(figure['bytes'], without))} without the {format_bytes(held)} it held before "
+                     "its first step besides the weights (model.fit's copy of in-memory data)")
+        text += "."
+    if section["runs"] > 1:
+        text += f" {section['runs']} runs recorded."
+    text += " `python -m preflight calibration` lists the store."
+    return {"id": "calibration-measured-run", "severity": "info", "message": text}

@@ -235,7 +235,7 @@ def _add_recommendations(document: dict, job: ProbeJob, outcome, whatif: bool | 
 
 def _program_notes(model: Any, fit_call: dict | None, batch_size: int) -> list[dict]:
     """What the report says about running the user's program: the notebook's skipped shell lines and
-    magics; the fit(...) call that is the plan, and a batch size it computed that the check did not use."""
+    magics; a batch size the fit(...) call computed that the check did not measure."""
     notes: list[dict] = []
     if isinstance(model, (str, os.PathLike)) and is_notebook(model):
         skipped = read_program(model).skipped
@@ -243,10 +243,7 @@ def _program_notes(model: Any, fit_call: dict | None, batch_size: int) -> list[d
             notes.append({"id": "notebook-skipped", "severity": "info", "message":
                           f"Not run in the dry run ({len(skipped)} shell line(s) and magic(s) of the notebook): "
                           + "; ".join(skipped) + "."})
-    if fit_call is not None:
-        notes.append({"id": "fit-plan", "severity": "info", "message":
-                      f"The plan is the fit(...) call at {fit_call['where']}: nothing was trained and the code "
-                      "after it did not run; its model and data were measured."})
+    if fit_call is not None:  # the plan itself is in the report's launch section (render.view shows it)
         if fit_call.get("batch_size") and fit_call["batch_size"] != batch_size:
             notes.append({"id": "fit-batch-differs", "severity": "warning", "message":
                           f"The fit(...) call at {fit_call['where']} trains at batch {fit_call['batch_size']}; this "

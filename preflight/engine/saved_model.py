@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ def check_saved_model(path: Path) -> None:
                                       hint="save it with model.save('model.h5'), or as model.keras")
 
 
-def _data_file(data: Any, directory: str, origin: str) -> str | None:
+def _data_file(data: Any, directory: str) -> str | None:
     """The data as an .npz path: the one given, or arrays (x, or (x, y)) written into `directory`."""
     import numpy as np
 
@@ -60,7 +61,7 @@ def _data_file(data: Any, directory: str, origin: str) -> str | None:
     if isinstance(data, (str, os.PathLike)):
         path = Path(data)
         if path.suffix.lower() != ".npz" or not path.is_file():
-            raise UsageError(f"{origin}: {data} is not an .npz file" if path.is_file() else f"no such file: {data}",
+            raise UsageError(f"{data} is not an .npz file" if path.is_file() else f"no such file: {data}",
                              hint="save the arrays with numpy: np.savez('data.npz', x=x_train, y=y_train)")
         try:
             with np.load(path, allow_pickle=False) as arrays:
@@ -74,15 +75,15 @@ def _data_file(data: Any, directory: str, origin: str) -> str | None:
         return str(path.resolve())
     x, y = data if isinstance(data, tuple) and len(data) == 2 else (data, None)
     if not hasattr(x, "shape") or (y is not None and not hasattr(y, "shape")):
-        raise UsageError(f"{origin} for a saved model takes arrays: x, (x, y), or the path of an .npz file",
+        raise UsageError("data for a saved model is arrays: x, (x, y), or the path of an .npz file",
                          hint="pass data=(x_train, y_train) as NumPy arrays, or data='data.npz'")
     written = Path(directory) / "data.npz"
     np.savez(written, **({"x": np.asarray(x)} | ({"y": np.asarray(y)} if y is not None else {})))
     return str(written)
 
 
-def saved_model_source(path: str | os.PathLike, *, custom_objects: str | None, data: Any, directory: str,
-                       origins: tuple[str, str] = ("custom_objects", "data")) -> dict[str, Any]:
+def saved_model_source(path: str | os.PathLike, *, custom_objects: str | None, data: Any,
+                       directory: str) -> dict[str, Any]:
     """The job's source for a saved model, everything checked before a child starts."""
     path = Path(path)
     check_saved_model(path)
@@ -90,11 +91,11 @@ def saved_model_source(path: str | os.PathLike, *, custom_objects: str | None, d
     if custom_objects is not None:
         module_path = Path(custom_objects)
         if not module_path.is_file() or module_path.suffix != ".py":
-            raise UsageError(f"{origins[0]}: {custom_objects} is not a Python file" if module_path.exists()
+            raise UsageError(f"{custom_objects} is not a Python file" if module_path.exists()
                              else f"no such file: {custom_objects}", hint=_CUSTOM_OBJECTS_FIX)
         module = str(module_path.resolve())
     return {"kind": "keras_file", "path": str(path.resolve()), "custom_objects": module,
-            "data": _data_file(data, directory, origins[1])}
+            "data": _data_file(data, directory)}
 
 
 def _custom_objects(source: dict[str, Any]) -> dict[str, Any]:
@@ -137,8 +138,12 @@ def _loaded(path: str, load) -> Any:
 
         if is_out_of_memory(exc):
             raise
+        missing = sorted(set(re.findall(r"Could not locate (?:class|function) '([^']+)'", str(exc))))
+        if missing:
+            raise TargetLoadError(f"cannot load {Path(path).name}: it uses {', '.join(missing)}, which Keras cannot "
+                                  "find by name (a custom class or function)", hint=_CUSTOM_OBJECTS_FIX) from None
         reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        raise TargetLoadError(f"cannot load {Path(path).name}: {type(exc).__name__}: {reason[:400]}",
+        raise TargetLoadError(f"cannot load {Path(path).name}: {type(exc).__name__}: {reason[:240]}",
                               hint=_CUSTOM_OBJECTS_FIX) from None
 
 
@@ -167,6 +172,11 @@ def load_saved_model(source: dict[str, Any]) -> tuple[Any, Any]:
     model = _loaded(source["path"], lambda: keras.saving.load_model(
         source["path"], custom_objects=custom_objects, compile=True, safe_mode=False))
     check_trainable(model, source["path"])
+    if Path(source["path"]).suffix.lower() in HDF5_SUFFIXES:
+        # Keras 3.15 restores an HDF5 file's optimizer bound to other variables: its first step raises
+        # "Unknown variable". Compiled again from the file's own compile config, as a new run starts.
+        model.compile(**keras.saving.deserialize_keras_object(model.get_compile_config(),
+                                                              custom_objects=custom_objects, safe_mode=False))
     return model, saved_model_data(source)
 
 

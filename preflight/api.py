@@ -20,8 +20,10 @@ from preflight.calibration import calibrate_check
 from preflight.config import Settings
 from preflight.errors import UsageError
 from preflight.engine.backends import resolve_backend
-from preflight.engine.launch import launch_section
+from preflight.engine.launch import file_facts, launch_section, plan_with_fit_call
 from preflight.engine.loader import check_source
+from preflight.engine.program import is_notebook, program_text, read_program
+from preflight.engine.saved_model import is_saved_model, saved_model_source
 from preflight.engine.plan import first_round
 from preflight.engine.processes import repeat_planned_batch
 from preflight.whatif.recommend import confirm_batch_sizes
@@ -36,10 +38,14 @@ HOST_SHARE_FOR_PROBES = 0.75  # never let a probe take more of the host's free m
 
 
 def literal_batch_size(path: str | os.PathLike) -> int | None:
-    """The file's module-level `batch_size = N`, read without running the file."""
+    """The batch size the file plans, read without running it: its first fit(...) call's `batch_size=`
+    (a literal or a module-level constant), else its module-level `batch_size = N`."""
+    fit_batch = file_facts(path)["fit"].get("batch_size")
+    if fit_batch and fit_batch > 0:
+        return fit_batch
     try:
-        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, ValueError):
+        tree = ast.parse(program_text(path) or "")
+    except (SyntaxError, ValueError):
         return None  # the child reports a broken file with a proper message
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "batch_size" for t in node.targets):
@@ -70,12 +76,17 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
           progress: bool = True, epochs: int | None = None, steps_per_epoch: int | None = None,
           time_limit: str | float | None = None, checkpoint_dir: str | None = None, checkpoints: int | None = None,
           rebuilds: int | None = None, backend: str | None = None, max_batch_time: float | None = None,
-          host_budget: str | int | None = None, calibration: str | os.PathLike | None = None) -> Report:
+          host_budget: str | int | None = None, calibration: str | os.PathLike | None = None,
+          custom_objects: str | None = None) -> Report:
     """Dry-run real training steps of `model` and return a Report (verdict, peak, footprint, findings).
 
-    model: a path to a model.py (see the README's conventions) or a compiled keras.Model.
+    model: a path to a model.py (see the README's conventions), a notebook (.ipynb: its code cells run up to
+    the first model.fit(...), whose model, data, batch size, epochs and callbacks are the plan), a saved
+    model (.keras, .h5), or a compiled keras.Model.
     data: optional; what model.fit takes: arrays x, (x, y) or (x, y, sample_weight), a tf.data.Dataset, a
     keras.utils.PyDataset or a generator of batches (read once, here). None: synthesized from the model.
+    For a saved model: arrays x or (x, y), or the path of an .npz file holding arrays x and y.
+    custom_objects: for a saved model, a module.py defining its custom layers, losses and models.
     budget: '15GiB', '16GB' or bytes; target: a device name such as 't4' (its usable memory is the budget).
     whatif: measure variants (mixed precision, remat, shrinking, optimizers); None: only when it does not
     fit and a variant could plausibly make it fit. profile: a directory for a TensorBoard profile of the
@@ -127,15 +138,24 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
     limit = probe_limit_bytes(host_free, usable)
 
     with tempfile.TemporaryDirectory(prefix="preflight-handoff-") as handoff_dir:
-        if isinstance(model, (str, os.PathLike)):
+        if isinstance(model, (str, os.PathLike)) and is_saved_model(model):
+            source = saved_model_source(model, custom_objects=custom_objects, data=data, directory=handoff_dir)
+            batch_size = batch_size or DEFAULT_BATCH_SIZE
+            launch = launch_section(None, os.environ, **launch_flags)
+        elif isinstance(model, (str, os.PathLike)):
             check_source(model_file(model))
-            if data is not None:
-                raise UsageError("data= goes with a keras.Model; a model.py defines its own data",
-                                 hint="define get_dataset() in the file, or pass the model object")
+            if data is not None or custom_objects is not None:
+                raise UsageError(f"{'data=' if data is not None else 'custom_objects='} goes with a keras.Model or "
+                                 "a saved model; a model.py or notebook defines its own data and classes",
+                                 hint="define get_dataset() in the file or call model.fit(x, y, ...) in it, or pass "
+                                      "the model object")
             source = {"kind": "file", "path": str(Path(model).resolve())}
             batch_size = batch_size or literal_batch_size(model) or DEFAULT_BATCH_SIZE
             launch = launch_section(str(model), os.environ, **launch_flags)
         else:
+            if custom_objects is not None:
+                raise UsageError("custom_objects= goes with a saved model file; a keras.Model brings its classes",
+                                 hint="leave custom_objects out")
             batch_size = batch_size or DEFAULT_BATCH_SIZE
             # The pool covers the planned batch twice over: later rounds may probe up to 2B.
             source = _hand_off(model, data, 2 * max(probe_batch_sizes or [batch_size]), handoff_dir)
@@ -152,8 +172,11 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
             outcome = run_probes(job, on_progress=display)
             if probe_batch_sizes is None and not outcome.device.deterministic:
                 repeat_planned_batch(job, outcome, display)  # the verdict's peak: max over fresh processes
+            if outcome.fit_plan is not None:  # the fit(...) call the code stopped at: its numbers plan the run
+                launch = {**launch, "plan": plan_with_fit_call(str(model), outcome.fit_plan, batch_size, **launch_flags)}
             document = build_document(outcome, replace(settings, batch_size=batch_size, launch=launch),
                                       model_name=_model_name(model))
+            document["findings"] += _program_notes(model, outcome.fit_plan, batch_size)
             _add_peak_composition(document, outcome)
             verdict_seconds = time.monotonic() - started
             if probe_batch_sizes is None and max_batch_time > 0:
@@ -221,6 +244,25 @@ def _add_recommendations(document: dict, job: ProbeJob, outcome, whatif: bool | 
                                      + ("; a smaller batch is the change that fits" if document.get(
                                          "recommended_batch_size") else "")
                                      + ". Pass --whatif to measure them anyway."})
+
+
+def _program_notes(model: Any, fit_call: dict | None, batch_size: int) -> list[dict]:
+    """What the report says about running the user's program: the notebook's skipped shell lines and
+    magics; a batch size the fit(...) call computed that the check did not measure."""
+    notes: list[dict] = []
+    if isinstance(model, (str, os.PathLike)) and is_notebook(model):
+        skipped = read_program(model).skipped
+        if skipped:
+            notes.append({"id": "notebook-skipped", "severity": "info", "message":
+                          f"Not run in the dry run ({len(skipped)} shell line(s) and magic(s) of the notebook): "
+                          + "; ".join(skipped) + "."})
+    if fit_call is not None:  # the plan itself is in the report's launch section (render.view shows it)
+        if fit_call.get("batch_size") and fit_call["batch_size"] != batch_size:
+            notes.append({"id": "fit-batch-differs", "severity": "warning", "message":
+                          f"The fit(...) call at {fit_call['where']} trains at batch {fit_call['batch_size']}; this "
+                          f"check measured batch {batch_size} (--batch-size, or a value the source read gave). "
+                          f"Pass --batch-size {fit_call['batch_size']} to measure the call's own batch."})
+    return notes
 
 
 def _model_name(model: Any) -> str:

@@ -1,7 +1,7 @@
 """The dry-run child's program: a fresh process that runs real training steps and reports what the allocator saw.
 
-It is the child process's door, as cli.py is the parent's: it loads what the job names (a model.py, a
-handed-over model, a search configuration, a what-if variant of either) and has preflight.engine.probe
+It is the child process's door, as cli.py is the parent's: it loads what the job names (a model.py or a
+notebook, a saved .keras/.h5 file, a handed-over model, a search configuration, a what-if variant of either) and has preflight.engine.probe
 measure its steps with the job's backend's memory reader (preflight.engine.readers). The parent
 (preflight.engine.runner) starts `python -m preflight.child JOB.json` with KERAS_BACKEND and the allocator
 settings already in the environment (both must be set before Keras and TensorFlow start, which is why
@@ -53,6 +53,8 @@ def run_job(job: dict, events: EventWriter) -> None:
     events.emit("device", device=device.to_dict())
     try:
         loaded = load_model_and_data(job)
+        if loaded.fit_plan is not None:
+            events.emit("fit_plan", plan=loaded.fit_plan)
         model = loaded.model  # the data stays in `loaded`: dropped once the pool is read (_pool_apart_from_pipeline)
         if loaded.floor_over_budget:
             report_floor_only(job, loaded, device, events)
@@ -165,6 +167,7 @@ class LoadedJob:
     floor: dict | None = None        # preflight.engine.static_floor.static_floor of the model
     floor_over_budget: bool = False  # the floor alone exceeds the job's usable bytes: nothing was allocated
     shapes_only: bool = False        # the model was built from shapes alone (no weights in memory)
+    fit_plan: dict | None = None     # the fit(...) call the program stopped at (preflight.engine.fit_plan)
 
 
 def load_model_and_data(job: dict) -> LoadedJob:
@@ -174,10 +177,15 @@ def load_model_and_data(job: dict) -> LoadedJob:
     if source.get("hp_values") is not None:
         return _load_configuration(source)
     if source["kind"] == "file":
-        from preflight.engine.loader import check_compiled, find_data, find_model, model_factory, run_model_file
+        from preflight.engine.loader import check_compiled, find_data, find_model, model_and_data, model_factory, run_program
 
         name = os.path.basename(source["path"])
-        namespace = run_model_file(source["path"])
+        run = run_program(source["path"])
+        if run.plan is not None:
+            # The code stopped at its fit(...) call (the plan): that model, already built, and that data.
+            model, data = model_and_data(run)
+            return LoadedJob(model, data, fit_plan=run.plan.record)
+        namespace = run.namespace
         factory = model_factory(namespace, name)
         if factory is not None and job.get("variant") and job.get("variant_from_shapes"):
             from preflight.engine.static_floor import build_floor_model
@@ -201,7 +209,7 @@ def load_model_and_data(job: dict) -> LoadedJob:
             keras.backend.clear_session()
             return LoadedJob(find_model(namespace, name), find_data(namespace, name), floor)
         return LoadedJob(find_model(namespace, name), find_data(namespace, name))
-    if source["kind"] == "saved":
+    if source["kind"] in ("saved", "keras_file"):
         return _load_saved(job)
     raise ModelError(f"unknown source kind {source['kind']!r}")
 
@@ -238,22 +246,38 @@ def _load_configuration(source: dict) -> LoadedJob:
 
 
 def _load_saved(job: dict) -> LoadedJob:
-    """A model handed over from the caller's process (a notebook), floor first as for a model.py: it is
-    built from its config in `shapes_only()`, so weights that exceed the budget are never read."""
+    """A model handed over from the caller's process (a notebook), or a saved .keras/.h5 file
+    (preflight.engine.saved_model), floor first as for a model.py: it is built from its config in
+    `shapes_only()`, so weights that exceed the budget are never read."""
     import keras
 
-    from preflight.engine.handoff import load_handoff
     from preflight.engine.loader import check_compiled
     from preflight.engine.static_floor import static_floor
 
-    directory = job["source"]["dir"]
+    source = job["source"]
+    if source["kind"] == "saved":
+        from preflight.engine.handoff import load_handoff
+
+        def load_real():
+            return load_handoff(source["dir"])
+
+        def load_shapes():
+            return _saved_shapes_only(source["dir"])
+    else:
+        from preflight.engine.saved_model import load_saved_model
+
+        def load_real():
+            return load_saved_model(source)
+
+        def load_shapes():
+            return _keras_file_shapes_only(source)
     if job.get("variant") and job.get("variant_from_shapes"):
-        model, data = _saved_shapes_only(directory)
+        model, data = load_shapes()
         return LoadedJob(model, data, shapes_only=True)
     floor = None
     if not job.get("variant"):
         try:
-            floor_model, data = _saved_shapes_only(directory)
+            floor_model, data = load_shapes()
             check_compiled(floor_model)
             floor = static_floor(floor_model)
         except Exception:  # noqa: BLE001 - the real load below reports the user's error properly
@@ -262,8 +286,16 @@ def _load_saved(job: dict) -> LoadedJob:
             return LoadedJob(floor_model, data, floor, floor_over_budget=True)
         del floor_model
         keras.backend.clear_session()
-    model, data = load_handoff(directory)
+    model, data = load_real()
     return LoadedJob(model, data, floor)
+
+
+def _keras_file_shapes_only(source: dict):
+    """(shape-only model of a saved .keras file, its data)."""
+    from preflight.engine.saved_model import saved_model_data, saved_model_from_config
+    from preflight.engine.static_floor import build_floor_model
+
+    return build_floor_model(lambda: saved_model_from_config(source)), saved_model_data(source)
 
 
 def _saved_shapes_only(directory: str):
@@ -383,22 +415,20 @@ def report_load_oom(job: dict, exc: BaseException, device: DeviceInfo, events: E
 
 def _load_shapes_only(job: dict) -> LoadedJob:
     """Run the model file (or its build function) again inside `shapes_only()`: nothing is allocated."""
-    from preflight.engine.loader import find_data, find_model, run_model_file
+    from preflight.engine.loader import model_and_data, run_program
     from preflight.engine.static_floor import build_optimizer_shapes_only, initialize_optimizer_scalars, shapes_only, static_floor
 
     source = job["source"]
-    if source["kind"] == "saved":
-        model, data = _saved_shapes_only(source["dir"])
+    if source["kind"] in ("saved", "keras_file"):
+        model, data = _saved_shapes_only(source["dir"]) if source["kind"] == "saved" else _keras_file_shapes_only(source)
         return LoadedJob(model, data, static_floor(model), floor_over_budget=True)
     if source["kind"] != "file" or source.get("hp_values") is not None:
         raise ModelError("the static floor needs a model.py or a handed-over model")
-    name = os.path.basename(source["path"])
     with shapes_only():
-        namespace = run_model_file(source["path"])
-        model = find_model(namespace, name)
+        model, data = model_and_data(run_program(source["path"]))
         build_optimizer_shapes_only(model)
     initialize_optimizer_scalars(model.optimizer)
-    return LoadedJob(model, find_data(namespace, name), static_floor(model), floor_over_budget=True)
+    return LoadedJob(model, data, static_floor(model), floor_over_budget=True)
 
 
 if __name__ == "__main__":

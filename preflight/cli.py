@@ -32,8 +32,13 @@ def _check_parser() -> argparse.ArgumentParser:
                "Sizes: GiB/MiB are powers of 1024, GB/MB of 1000.",
     )
     parser.add_argument("model_file", nargs="?",
-                        help="a model.py defining build_model()/get_model()/model; "
+                        help="a model.py defining build_model()/get_model()/model or calling model.fit(...), a "
+                             "notebook (.ipynb), or a saved model (.keras, .h5); "
                              "without it, the [[tool.preflight.models]] listed in pyproject.toml")
+    parser.add_argument("--custom-objects", help="a saved model's custom layers, losses and models: the module.py "
+                                                 "that defines them")
+    parser.add_argument("--data", help="a saved model's training data: an .npz file holding arrays x and y "
+                                       "(default: synthesized from the model)")
     parser.add_argument("--batch-size", type=int, help="planned batch size (default: the file's batch_size, else 32)")
     parser.add_argument("--budget", help="memory the run may use, e.g. 15GiB, 512MiB, 16GB")
     parser.add_argument("--target", help="a device to fit, e.g. t4, a100-40gb, tpu-v3, cpu (see `targets`)")
@@ -208,7 +213,7 @@ def _check_one(model_file: str, name: str, args, settings, json_path: str | None
                        profile=settings.profile, progress=not args.quiet, epochs=args.epochs,
                        steps_per_epoch=args.steps_per_epoch, time_limit=args.time_limit,
                        checkpoint_dir=args.checkpoint_dir, checkpoints=args.checkpoints, rebuilds=args.rebuilds,
-                       host_budget=args.host_budget)
+                       host_budget=args.host_budget, custom_objects=args.custom_objects, data=args.data)
     if baseline is not None:
         report.document["baseline_diff"] = compare_reports(baseline, report.document)
     gate = evaluate_gate(report.document, thresholds)

@@ -134,3 +134,4 @@ class ProbeOutcome:
     variant_floors: dict | None = None      # spec label -> static floor of that what-if, when the floor is over
     load_oom: str | None = None             # out of memory while building the model: what was being allocated
     readiness: dict | None = None           # preflight.engine.readiness.readiness_record, when the job asked for it
+    fit_plan: dict | None = None            # the fit(...) call a model.py or notebook stopped at (engine.fit_plan)

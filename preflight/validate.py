@@ -262,8 +262,13 @@ def batch_sizes(values: Any, origin: str) -> list[int]:
 
 
 def model_file(value: Any, origin: str = "model file") -> Path:
-    """A path to a model.py that exists and is a file (what is inside is judged later)."""
+    """A path to a model.py, notebook or saved model that exists and is a file (what is inside is judged
+    later); a TensorFlow SavedModel folder is refused with its own fix."""
     path = Path(os.fspath(value))
+    if (path / "saved_model.pb").is_file():
+        from preflight.engine.saved_model import check_saved_model
+
+        check_saved_model(path)  # refused, with the fix
     if path.is_dir():
         raise UsageError(f"{value} is a folder, not a model file",
                          hint="pass the path of your model.py, e.g. models/model.py")

@@ -360,8 +360,11 @@ def get_dataset():
 """, "RuntimeError: corrupt record 1"),
     "sys-exit-at-import": ("import sys\nsys.exit(3)\n", "called sys.exit(3) while loading"),
     "os-exit-at-import": ("import os\nos._exit(0)\n", "os._exit()"),
-    "fit-at-import": (TINY + "model.fit(np.zeros((8, 4)), np.zeros((8, 2)), epochs=100, verbose=0)\n",
-                      "calls model.fit() while loading (model.py, line 6)"),
+    # A fit(...) at import is the plan (tests/test_bring_your_work.py); a broken one is the user's error.
+    "fit-at-import-wrong-labels": (TINY + "model.fit(np.zeros((8, 4), 'f4'), np.zeros((8, 7), 'f4'), epochs=100)\n",
+                                   "Dimensions must be equal, but are 7 and 2"),
+    "fit-at-import-bad-keyword": (TINY + "model.fit(np.zeros((8, 4)), np.zeros((8, 2)), epoch=100)\n",
+                                  "got an unexpected keyword argument 'epoch' (model.py, line 6)"),
 }
 
 

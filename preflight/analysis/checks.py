@@ -405,46 +405,75 @@ def _steps_per_epoch(ctx: CheckContext) -> tuple[int | None, str]:
     return None, ""
 
 
-@check
-def time_over_limit(ctx: CheckContext) -> Finding | None:
-    """Measured step time x steps per epoch x epochs against the time limit (--time-limit, 'colab' = 12 h)."""
+def _run_seconds(ctx: CheckContext) -> tuple[float, str] | None:
+    """(seconds, how) for the whole run: measured step time x steps per epoch x epochs; None when a part is
+    missing (see time_over_limit)."""
     plan = _launch(ctx, "plan") or {}
-    limit = plan.get("time_limit_seconds")
-    if not limit:
-        return None
     planned = next((p for p in ctx.document["probes"]
                     if p["batch_size"] == ctx.document["batch_size"] and p["status"] == "ok"), None)
     steps, steps_source = _steps_per_epoch(ctx)
-    missing = [what for what, value in (("epochs (--epochs, or epochs= in fit())", plan.get("epochs")),
-                                        ("steps per epoch (--steps-per-epoch)", steps),
-                                        ("a measured step at the planned batch", planned)) if not value]
-    if missing:
+    if not (planned and steps and plan.get("epochs")):
+        return None
+    total = planned["step_seconds"] * steps * plan["epochs"] + (planned.get("warmup_seconds") or 0)
+    epochs_source = plan.get("epochs_source") or "flag"
+    how = (f"{planned['step_seconds']:.3f} s per step measured on the {ctx.document['device']['kind']} x {steps:,} "
+           f"steps per epoch ({steps_source}) x {plan['epochs']:,} epochs"
+           + (f" ({epochs_source})" if epochs_source not in ("flag", "fit()") else ""))
+    return total, how
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min" if seconds >= 60 \
+        else f"{seconds:.0f} s"
+
+
+@check
+def time_over_limit(ctx: CheckContext) -> Finding | None:
+    """Measured step time x steps per epoch x epochs against the time limit (--time-limit, 'colab' = 12 h);
+    within it (or without one), the estimate itself, as information."""
+    plan = _launch(ctx, "plan") or {}
+    limit = plan.get("time_limit_seconds")
+    estimate = _run_seconds(ctx)
+    if estimate is None:
+        if not limit:
+            return None
+        planned = any(p["batch_size"] == ctx.document["batch_size"] and p["status"] == "ok"
+                      for p in ctx.document["probes"])
+        missing = [what for what, value in (("epochs (--epochs, or epochs= in fit())", plan.get("epochs")),
+                                            ("steps per epoch (--steps-per-epoch)", _steps_per_epoch(ctx)[0]),
+                                            ("a measured step at the planned batch", planned)) if not value]
         return Finding("time-unknown", "info", f"No run-time estimate against the {limit / 3600:.1f} h limit: "
                                                f"missing {', '.join(missing)}.")
-    total = planned["step_seconds"] * steps * plan["epochs"] + (planned.get("warmup_seconds") or 0)
-    if total <= limit:
-        return None
-    measured_on = ctx.document["device"]["kind"]
+    total, how = estimate
+    if not limit or total <= limit:
+        within = f", within the {limit / 3600:.1f} h limit" if limit else ""
+        return Finding("run-time", "info", f"The run takes about {_duration(total)} ({how}){within}.")
+    resume = (f" The fit call's BackupAndRestore('{plan['backup_dir']}') lets the next session resume where this "
+              "one stopped." if plan.get("backup_dir") else "")
     return Finding("time-over-limit", "error",
-                   f"The run needs about {total / 3600:.1f} h ({planned['step_seconds']:.3f} s per step measured "
-                   f"on the {measured_on} x {steps:,} steps per epoch ({steps_source}) x {plan['epochs']:,} epochs), "
-                   f"over the {limit / 3600:.1f} h limit: the session ends before training does. Fix: fewer epochs "
-                   f"(about {max(1, int(plan['epochs'] * limit / total))} fit), save progress with "
+                   f"The run needs about {total / 3600:.1f} h ({how}), "
+                   f"over the {limit / 3600:.1f} h limit: the session ends before training does.{resume} Fix: fewer "
+                   f"epochs (about {max(1, int(plan['epochs'] * limit / total))} fit), save progress with "
                    "keras.callbacks.BackupAndRestore('backup/') to resume in the next session, or a faster device.")
 
 
 @check
 def checkpoints_over_disk(ctx: CheckContext) -> Finding | None:
-    """Checkpoint bytes (weights + optimizer state) x checkpoints kept against the free disk."""
+    """Checkpoint bytes (weights + optimizer state) x checkpoints kept against the free disk; below 80 % of
+    it, the size itself, as information."""
     checkpoint = (_launch(ctx, "plan") or {}).get("checkpoint")
     if not checkpoint or checkpoint.get("free_disk_bytes") is None:
         return None
     model = ctx.document["model"]
     one = model["param_bytes"] + (0 if checkpoint.get("weights_only") else model["optimizer_bytes"])
     total, free = one * checkpoint["kept"], checkpoint["free_disk_bytes"]
-    if total <= 0.8 * free:
-        return None
     what = "weights" if checkpoint.get("weights_only") else "weights + optimizer state"
+    named = f"ModelCheckpoint('{checkpoint['filepath']}'" + (", save_best_only=True)" if checkpoint.get(
+        "save_best_only") else ")") if checkpoint.get("filepath") else "checkpoints"
+    if total <= 0.8 * free:
+        return Finding("checkpoint-disk", "info",
+                       f"Checkpoints take {format_bytes(total)} ({format_bytes(one)} of {what} x {checkpoint['kept']:,} "
+                       f"kept, {named}) in {checkpoint['dir']}, which has {format_bytes(free)} free.")
     return Finding("checkpoints-over-disk", "error" if total > free else "warning",
                    f"Checkpoints need {format_bytes(total)} ({format_bytes(one)} of {what} x {checkpoint['kept']:,} "
                    f"kept) in {checkpoint['dir']}, which has {format_bytes(free)} free: the run "

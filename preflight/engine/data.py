@@ -384,10 +384,11 @@ def pipeline_call_lines(path: str) -> dict[str, list[int]]:
     """Lines of a model.py that call .shuffle(...), .cache(...) or .prefetch(...): where each buffer is made."""
     import ast
 
+    from preflight.engine.program import program_text
+
     try:
-        with open(path, encoding="utf-8") as handle:
-            tree = ast.parse(handle.read())
-    except (OSError, SyntaxError, ValueError):
+        tree = ast.parse(program_text(path) or "")
+    except (SyntaxError, ValueError):
         return {}
     lines: dict[str, list[int]] = {}
     for node in ast.walk(tree):

@@ -81,11 +81,15 @@ def load_handoff_config(directory: str | Path) -> Any:
     """The model built from its config alone, compiled, without reading its weights. Inside
     `static_floor.shapes_only()` this is the shape-only model the static floor is computed from, so a model
     whose weights exceed the budget is sized without loading them. Call read_pool() first."""
+    directory = Path(directory)
+    return model_from_config(directory / "model.keras", _custom_objects(directory))
+
+
+def model_from_config(keras_file: str | Path, custom_objects: dict[str, Any]) -> Any:
+    """A .keras file's model built from its config.json alone, compiled, its weights not read (see above)."""
     import keras
 
-    directory = Path(directory)
-    custom_objects = _custom_objects(directory)
-    with zipfile.ZipFile(directory / "model.keras") as archive:
+    with zipfile.ZipFile(keras_file) as archive:
         config = json.loads(archive.read("config.json"))
     # Compiled here rather than by the deserializer, which would also build the optimizer's slots for real.
     compile_config = config.pop("compile_config", None)

@@ -1,8 +1,9 @@
 """How the real run will be launched, read in the parent without TensorFlow: the model file's own
 `fit(...)` call and GPU memory settings (from its source, not run), the environment, the free disk.
 
-`file_facts(path)` reads the source's syntax tree; `training_plan(...)` merges it with the flags into the
-report's "launch" section (epochs, steps per epoch, time limit, checkpoints, free disk, GPU settings,
+`file_facts(path)` reads the source's syntax tree (a notebook's code cells, preflight.engine.program);
+`fit_call_facts` puts the fit(...) call the dry run stopped at in its place (its values as computed);
+`training_plan(...)` merges them with the flags into the report's "launch" section (epochs, steps per epoch, time limit, checkpoints, free disk, GPU settings,
 versions). preflight.analysis.checks turns the section into findings.
 """
 from __future__ import annotations
@@ -44,9 +45,11 @@ def _keyword(call: ast.Call, name: str, position: int | None = None) -> ast.AST 
 
 def file_facts(path: str | os.PathLike) -> dict[str, Any]:
     """What the source says, read without running it: {"imports", "fit", "checkpoint", "memory_growth"}."""
+    from preflight.engine.program import program_text
+
     try:
-        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        tree = ast.parse(program_text(path) or "")
+    except (SyntaxError, ValueError):
         return {"imports": [], "fit": {}, "checkpoint": None, "memory_growth": False}
     constants = {target.id: node.value for node in tree.body if isinstance(node, ast.Assign)
                  for target in node.targets if isinstance(target, ast.Name)}
@@ -61,9 +64,9 @@ def file_facts(path: str | os.PathLike) -> dict[str, Any]:
             imports.add(node.module.split(".")[0])
         elif isinstance(node, ast.Call):
             name = _call_name(node)
-            if name == "fit":
-                fit = {key: value for key in ("epochs", "steps_per_epoch")
-                       if isinstance(value := _literal(_keyword(node, key), constants), int)}
+            if name == "fit" and (not fit or node.lineno < fit["line"]):  # the first one is the plan
+                fit = {key: value for key in ("epochs", "steps_per_epoch", "batch_size")
+                       if isinstance(value := _literal(_keyword(node, key), constants), int)} | {"line": node.lineno}
             elif name == "ModelCheckpoint":
                 checkpoint = {"filepath": _literal(_keyword(node, "filepath", 0), constants),
                               "save_best_only": bool(_literal(_keyword(node, "save_best_only"), constants)),
@@ -71,6 +74,25 @@ def file_facts(path: str | os.PathLike) -> dict[str, Any]:
             elif name == "set_memory_growth" and _literal(_keyword(node, "enable", 1), constants) is True:
                 memory_growth = True
     return {"imports": sorted(imports), "fit": fit, "checkpoint": checkpoint, "memory_growth": memory_growth}
+
+
+def fit_call_facts(facts: dict[str, Any], record: dict[str, Any], batch_size: int) -> dict[str, Any]:
+    """The source's facts with the fit(...) call the dry run stopped at (preflight.engine.fit_plan's record)
+    in place of what the source read gave: its values are the ones the call computed. Steps per epoch
+    counted from the samples follow the batch measured (a --batch-size other than the call's)."""
+    from preflight.engine.fit_plan import STEPS_GIVEN
+
+    record = dict(record)
+    if record.get("samples") and record.get("steps_source") != STEPS_GIVEN:
+        record["steps_per_epoch"] = -(-record["samples"] // batch_size)
+        record["steps_source"] = f"{record['samples']:,} training samples / batch {batch_size}"
+    fit = {key: record[key] for key in ("epochs", "steps_per_epoch", "batch_size") if record.get(key)}
+    return {**facts, "fit": fit, "fit_call": record, "checkpoint": record.get("checkpoint")}
+
+
+def plan_with_fit_call(model_path: str, record: dict[str, Any], batch_size: int, **flags: Any) -> dict[str, Any]:
+    """The launch section's "plan" from the fit(...) call the dry run stopped at (flags still win)."""
+    return training_plan(fit_call_facts(file_facts(model_path), record, batch_size), **flags)
 
 
 def checkpoints_kept(checkpoint: dict | None, epochs: int | None) -> int:
@@ -141,9 +163,13 @@ def training_plan(facts: dict[str, Any], *, epochs: int | None = None, steps_per
                   checkpoints: int | None = None) -> dict[str, Any]:
     """Epochs, steps per epoch and checkpoints: a flag wins over the file's fit(...) call."""
     fit = facts.get("fit") or {}
-    epochs_source = "flag" if epochs else "fit()" if fit.get("epochs") else None
+    call = facts.get("fit_call")
+    label = f"fit() at {call['where']}" if call else "fit()"
+    epochs_source = "flag" if epochs else label if fit.get("epochs") else None
     epochs = epochs or fit.get("epochs")
-    steps_source = "flag" if steps_per_epoch else "fit()" if fit.get("steps_per_epoch") else None
+    steps_source = "flag" if steps_per_epoch else None
+    if not steps_per_epoch and fit.get("steps_per_epoch"):
+        steps_source = call["steps_source"] if call and call.get("steps_source") else label
     checkpoint = facts.get("checkpoint")
     folder = checkpoint_dir
     if folder is None and checkpoint and checkpoint.get("filepath"):
@@ -152,10 +178,13 @@ def training_plan(facts: dict[str, Any], *, epochs: int | None = None, steps_per
         "epochs": epochs, "epochs_source": epochs_source,
         "steps_per_epoch": steps_per_epoch or fit.get("steps_per_epoch"), "steps_source": steps_source,
         "time_limit_seconds": time_limit_seconds, "checkpoint": None,
+        "call": call, "backup_dir": call.get("backup_dir") if call else None,
     }
     if folder is not None:
         plan["checkpoint"] = {
             "dir": folder, "source": "flag" if checkpoint_dir else "ModelCheckpoint",
+            "filepath": checkpoint.get("filepath") if checkpoint else None,
+            "save_best_only": bool(checkpoint and checkpoint.get("save_best_only")),
             "kept": checkpoints or checkpoints_kept(checkpoint, epochs),
             "weights_only": bool(checkpoint and checkpoint.get("save_weights_only")),
             "free_disk_bytes": free_disk_bytes(folder),

@@ -1,30 +1,35 @@
-"""Running a user's model.py and finding, by convention, the model, its data and the batch size.
+"""Running a user's model.py or notebook and finding, by convention, the model, its data and the batch size.
 
 Conventions (documented in the README):
-- model: `build_model()` (no arguments), `get_model()`, or a module-level `model` (a keras.Model);
+- the plan: the first `model.fit(...)` the code calls (preflight.engine.fit_plan) stops it there; its
+  model and data are the check's, whatever else the file defines;
+- else the model: `build_model()` (no arguments), `get_model()`, or a module-level `model` (a keras.Model);
 - data (optional): `get_dataset()`, `dataset` or `train_data`;
 - batch size: a module-level int `batch_size`.
 The file runs with `__name__ == "__preflight__"`, so an `if __name__ == "__main__":` training block
-does not start training. Runs inside the dry-run child (it imports the user's TensorFlow code).
+does not start training; a notebook's code cells run as one program (preflight.engine.program). Runs
+inside the dry-run child (it imports the user's TensorFlow code); `check_source` runs in the parent.
 """
 from __future__ import annotations
 
-import contextlib
 import inspect
 import os
-import runpy
 import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from preflight.engine.fit_plan import FitPlan, PlanReached, fit_plan, fits_intercepted
+from preflight.engine.notebook_source import SkippedShell
+from preflight.engine.program import Program, read_program
 from preflight.errors import ModelError, TargetLoadError, is_out_of_memory
 
 MODEL_FACTORIES = ("build_model", "get_model")
 MODEL_VARIABLES = ("model",)
 DATA_FACTORIES = ("get_dataset",)
 DATA_VARIABLES = ("dataset", "train_data")
+RUN_NAME = "__preflight__"
 
 
 @dataclass
@@ -35,44 +40,60 @@ class LoadedTarget:
     namespace: dict
 
 
-def _syntax_error(file: Path, exc: SyntaxError) -> TargetLoadError:
-    where = f"has a syntax error at line {exc.lineno}" if exc.lineno else "is not Python source"
-    return TargetLoadError(f"{file.name} {where}: {exc.msg}", hint="fix the file so that `python " + file.name + "` runs")
+def _syntax_error(program: Program, exc: SyntaxError) -> TargetLoadError:
+    where = f"has a syntax error at {program.where(exc.lineno).removeprefix(program.path.name + ', ')}" \
+        if exc.lineno else "is not Python source"
+    run = f"`python {program.path.name}`" if program.notebook is None else "each cell in Jupyter"
+    return TargetLoadError(f"{program.path.name} {where}: {exc.msg}", hint=f"fix the file so that {run} runs")
 
 
 def check_source(path: str | os.PathLike) -> None:
     """In the parent, before a child starts TensorFlow: an empty, unreadable or unparsable file fails now."""
-    file = Path(path)
-    try:
-        source = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TargetLoadError(f"cannot read {file.name}: {exc}",
-                              hint="pass a Python source file saved as UTF-8") from None
-    if not source.strip():
-        raise TargetLoadError(f"{file.name} is empty",
+    program = read_program(path)
+    if not program.text.strip():
+        raise TargetLoadError(f"{program.path.name} is empty" + (" (no code cells)" if program.notebook else ""),
                               hint="define build_model() returning a compiled keras.Model in it")
     try:
-        compile(source, str(file), "exec")
+        compile(program.text, str(program.path), "exec")
     except SyntaxError as exc:  # null bytes too, on Python 3.11
-        raise _syntax_error(file, exc) from None
+        raise _syntax_error(program, exc) from None
+
+
+@dataclass
+class ProgramRun:
+    """What running the user's program left: its globals, and the fit(...) call it stopped at, if any."""
+
+    namespace: dict
+    plan: FitPlan | None
+    program: Program
 
 
 def run_model_file(path: str | os.PathLike) -> dict:
     """Execute the file and return its globals; any failure becomes one readable TargetLoadError."""
+    return run_program(path).namespace
+
+
+def run_program(path: str | os.PathLike) -> ProgramRun:
+    """Run a model.py or a notebook's code cells, stopping at the first model.fit(...) call (the plan:
+    preflight.engine.fit_plan); any failure becomes one readable TargetLoadError."""
     file = Path(path)
     if not file.is_file():
         raise TargetLoadError(f"no such file: {file}", hint="pass the path of your model.py")
+    program = read_program(file)
+    try:
+        code = compile(program.text, str(file), "exec")
+    except SyntaxError as exc:
+        raise _syntax_error(program, exc) from None
     # The user's own sibling modules must import as they do when they run the file themselves.
     sys.path.insert(0, str(file.resolve().parent))
+    namespace: dict = {}
     try:
-        with _training_refused():
-            return runpy.run_path(str(file), run_name="__preflight__")
-    except _FitAtImport as exc:
-        raise TargetLoadError(f"{file.name} calls model.fit() while loading{_user_frame(exc, file)}: "
-                              "preflight would train the model for real",
-                              hint="move training under `if __name__ == '__main__':`") from None
-    except SyntaxError as exc:
-        raise _syntax_error(file, exc) from None
+        with fits_intercepted():
+            _execute(code, program, namespace)
+    except PlanReached as reached:
+        where = program.where(_user_line(reached, file))
+        plan = fit_plan(reached, where) if reached.call == "fit" else None
+        return ProgramRun(namespace, plan, program)
     except SystemExit as exc:
         raise TargetLoadError(f"{file.name} called sys.exit({exc.code}) while loading",
                               hint="move exit calls under `if __name__ == '__main__':`") from None
@@ -82,8 +103,43 @@ def run_model_file(path: str | os.PathLike) -> dict:
         _raise_if_foreign_backend(exc)
         raise TargetLoadError(
             f"{file.name} failed while loading: {type(exc).__name__}: {exc}{_user_frame(exc, file)}",
-            hint="fix the error above; preflight runs the file as a module, without its __main__ block",
+            hint="fix the error above; preflight runs the file as a module, without its __main__ block"
+            if program.notebook is None else "fix the error above; preflight runs the code cells in order, "
+                                             "up to the first model.fit(...)",
         ) from None
+    return ProgramRun(namespace, None, program)
+
+
+def _execute(code, program: Program, namespace: dict) -> None:
+    """Run the code as runpy.run_path runs a file, as module `__preflight__` (so a `__main__` block does not
+    run); a notebook also gets the `get_ipython()` and `display()` Jupyter gives it."""
+    import builtins
+    import linecache
+    import types
+
+    module = types.ModuleType(RUN_NAME)
+    module.__dict__.update(__file__=str(program.path), __builtins__=builtins, __cached__=None, __loader__=None,
+                           __spec__=None, __package__=None)
+    if program.notebook is not None:
+        shell = SkippedShell()
+        module.__dict__.update(get_ipython=lambda: shell, display=lambda *objects, **options: None)
+        # Source lookups (tf.function's autograph, tracebacks) must see the program, not the notebook's JSON.
+        linecache.cache[str(program.path)] = (len(program.text), None, program.text.splitlines(True),
+                                              str(program.path))
+    saved_module, saved_argv = sys.modules.get(RUN_NAME), sys.argv[0] if sys.argv else None
+    sys.modules[RUN_NAME] = module
+    if sys.argv:
+        sys.argv[0] = str(program.path)
+    try:
+        exec(code, module.__dict__)
+    finally:
+        namespace.update(module.__dict__)
+        if saved_module is None:
+            sys.modules.pop(RUN_NAME, None)
+        else:
+            sys.modules[RUN_NAME] = saved_module
+        if saved_argv is not None:
+            sys.argv[0] = saved_argv
 
 
 def _raise_if_foreign_backend(exc: BaseException) -> None:
@@ -95,31 +151,17 @@ def _raise_if_foreign_backend(exc: BaseException) -> None:
         raise mismatch from None
 
 
-class _FitAtImport(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def _training_refused():
-    """While the file runs, model.fit() raises instead of training (a script that trains at the bottom)."""
-    import keras
-
-    original = keras.Model.fit
-
-    def refuse(self, *args, **kwargs):
-        raise _FitAtImport()
-
-    keras.Model.fit = refuse
-    try:
-        yield
-    finally:
-        keras.Model.fit = original
+def _user_line(exc: BaseException, file: Path) -> int | None:
+    """The line of the deepest frame inside the user's file."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve() == file.resolve()]
+    return frames[-1].lineno if frames else None
 
 
 def _user_frame(exc: BaseException, file: Path) -> str:
-    """' (model.py, line 12)' for the deepest frame inside the user's file, so the message points at it."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve() == file.resolve()]
-    return f" ({file.name}, line {frames[-1].lineno})" if frames else ""
+    """' (model.py, line 12)' or ' (colab.ipynb, code cell 3, line 2)' for the deepest frame inside the
+    user's file, so the message points at it."""
+    line = _user_line(exc, file)
+    return f" ({read_program(file).where(line)})" if line else ""
 
 
 def model_factory(namespace: dict, source: str) -> tuple[str, Any] | None:
@@ -205,12 +247,20 @@ def find_batch_size(namespace: dict) -> int | None:
     return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
+def model_and_data(run: ProgramRun) -> tuple[Any, Any]:
+    """(model, data): the plan's when the program called fit(...), else found by convention."""
+    source = run.program.path.name
+    if run.plan is not None:
+        import keras
+
+        return _checked_model(run.plan.model, f"the model fit() was called on ({run.plan.record['where']})",
+                              source, keras), run.plan.data
+    return find_model(run.namespace, source), find_data(run.namespace, source)
+
+
 def load_target(path: str | os.PathLike) -> LoadedTarget:
-    namespace = run_model_file(path)
-    source = Path(path).name
-    return LoadedTarget(
-        model=find_model(namespace, source),
-        data=find_data(namespace, source),
-        batch_size=find_batch_size(namespace),
-        namespace=namespace,
-    )
+    run = run_program(path)
+    model, data = model_and_data(run)
+    batch_size = run.plan.record["batch_size"] if run.plan is not None else None
+    return LoadedTarget(model=model, data=data, batch_size=batch_size or find_batch_size(run.namespace),
+                        namespace=run.namespace)

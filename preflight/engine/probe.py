@@ -221,8 +221,9 @@ def step_failure(exc: BaseException, model, pool, batch_size: int, source_kind: 
     if pool.kind != "synthetic":
         return ModelError(f"{failure} (fed {pool.describe(batch_size)})",
                           hint=fix_for(error_line(exc), loss_name(model)))
-    where = "data= in preflight.check(model, data)" if source_kind == "saved" else \
-        "get_dataset() (or `dataset` / `train_data`) in your model.py"
+    where = {"saved": "data= in preflight.check(model, data)",
+             "keras_file": "--data file.npz (arrays x and y), or data= in preflight.check"}.get(
+        source_kind, "get_dataset() (or `dataset` / `train_data`) in your model.py, or a model.fit(x, y, ...) call")
     return ModelError(f"{failure}. The data was synthesized by preflight from the model's input specs and "
                       f"its loss, since none was given: {pool.describe(batch_size)}",
                       hint=f"give real training data with {where}; preflight then steps on it as fit would")

@@ -40,7 +40,8 @@ MAX_CHILD_STARTS = 8
 
 @dataclass(frozen=True)
 class ProbeJob:
-    # {"kind": "file", "path", "hp_values"?}, {"kind": "saved", "dir"} (a handed-over model) or
+    # {"kind": "file", "path", "hp_values"?} (a model.py or notebook), {"kind": "saved", "dir"} (a handed-over
+    # model), {"kind": "keras_file", "path", "custom_objects", "data"} (engine.saved_model) or
     # {"kind": "hypermodel", "dir", "hp_values"} (a handed-over search space, preflight.engine.handoff)
     source: dict
     batch_sizes: list[int]
@@ -210,6 +211,8 @@ class _ChildRun:
                 outcome.peak_composition = {"composition": event["composition"], "message": event["message"]}
             elif kind == "readiness":
                 outcome.readiness = event["readiness"]
+            elif kind == "fit_plan":
+                outcome.fit_plan = event["plan"]
             elif kind == "plan":
                 pending[:] = event["batch_sizes"]  # the child finished its previous round
             elif kind == "probe":

@@ -67,6 +67,8 @@ def render_markdown(document: dict[str, Any]) -> str:
         facts.append(f"**Used** {esc(verdict['used_text'])}")
     facts.append(f"**Batch size** {esc(verdict['batch_size'])}")
     lines.append(" · ".join(facts))
+    if view["training_plan"]:
+        lines += ["", f"**Plan** {esc(view['training_plan'])}"]
     for label, text in view["host"]:
         lines += ["", f"**{esc(label)}** {esc(text)}"]
 

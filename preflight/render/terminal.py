@@ -81,6 +81,12 @@ def _renderables(document: dict[str, Any]) -> list[Any]:
             origin += f" · {verdict['used_text']} of the {verdict['budget_label']}"
         parts.append(Text(origin, style="dim"))
 
+    if view["training_plan"]:
+        line = Text()
+        line.append("Plan: ", style="bold")
+        line.append(view["training_plan"])
+        parts.append(line)
+
     footprint = view["footprint"]
     if footprint["rows"]:
         table = Table(title=None, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 2, 0, 0))

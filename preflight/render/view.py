@@ -215,6 +215,9 @@ def _facts(document: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
     if device.get("memory_limit_bytes"):
         device_facts.append(("Allocator limit", format_bytes(device["memory_limit_bytes"])))
     device_facts.append(("Batch size", format_count(document.get("batch_size"))))
+    plan = training_plan_text(document)
+    if plan:
+        device_facts.append(("Training plan", plan))
     data = document.get("data")
     if isinstance(data, dict) and data:
         data_text = str(data.get("kind", "n/a"))
@@ -241,6 +244,27 @@ def _facts(document: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
     device_facts.append(("Created", str(document.get("created_at", "n/a"))))
     device_facts.append(("preflight", str(document.get("preflight_version", "n/a"))))
     return {"model": model_facts, "device": device_facts}
+
+
+def training_plan_text(document: dict[str, Any]) -> str | None:
+    """'fit() at colab.ipynb, code cell 7, line 1: batch 16, 30 epochs, ...': the fit(...) call the dry run
+    stopped at (preflight.engine.fit_plan), or None when the code called none."""
+    call = ((document.get("launch") or {}).get("plan") or {}).get("call")
+    if not call:
+        return None
+    parts = [f"batch {call['batch_size']}" if call.get("batch_size") else "the data's own batches",
+             f"{format_count(call.get('epochs'))} epochs"]
+    if call.get("steps_per_epoch"):
+        parts.append(f"{format_count(call['steps_per_epoch'])} steps per epoch")
+    if call.get("validation"):
+        parts.append(str(call["validation"]))
+    checkpoint = call.get("checkpoint")
+    if checkpoint:
+        parts.append(f"ModelCheckpoint('{checkpoint['filepath']}'"
+                     + (", save_best_only=True)" if checkpoint.get("save_best_only") else ")"))
+    if call.get("backup_dir"):
+        parts.append(f"BackupAndRestore('{call['backup_dir']}')")
+    return f"fit() at {call['where']}: {', '.join(parts)}; nothing trained, nothing after it run"
 
 
 def _host(document: dict[str, Any]) -> list[tuple[str, str]]:
@@ -693,6 +717,7 @@ def build_view(document: dict[str, Any]) -> dict[str, Any]:
         "verdict": _verdict(document),
         "facts": _facts(document),
         "host": _host(document),
+        "training_plan": training_plan_text(document),
         "footprint": _footprint(document),
         "probes": _probes(document),
         "findings": _findings(document),

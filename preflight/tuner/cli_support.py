@@ -1,7 +1,8 @@
 """Checking a search defined in a file (`python -m preflight tune.py`): load it without searching.
 
-Owns `searches_recorded()` (while a tune.py runs, `tuner.search(...)` only records its arguments, so a
-file that calls it at top level does not start a search) and `check_search_file(path, ...)`, which
+Owns `searches_recorded()` (while a tune.py runs, `tuner.search(...)` only records its arguments and
+stops the file there, as fit(...) does in preflight.engine.fit_plan, so a file that calls it at top level
+does not start a search) and `check_search_file(path, ...)`, which
 finds the hypermodel, the data and the search settings in the file and returns the `"search"` section.
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ import contextlib
 import os
 from typing import Any, Iterator
 
+from preflight.engine.fit_plan import PlanReached
 from preflight.errors import TargetLoadError
 from preflight.units import parse_size
 
@@ -18,11 +20,12 @@ def looks_like_search_file(path: str | os.PathLike) -> bool:
     """True when a file, read without running it, imports keras_tuner or defines a function whose only
     required argument is `hp`: the CLI then checks a search instead of one model."""
     import ast
-    from pathlib import Path
+
+    from preflight.engine.program import program_text
 
     try:
-        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, ValueError):
+        tree = ast.parse(program_text(path) or "")
+    except (SyntaxError, ValueError):
         return False
     for node in ast.walk(tree):
         if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "keras_tuner" for a in node.names):
@@ -47,6 +50,7 @@ def searches_recorded() -> Iterator[list[dict[str, Any]]]:
 
     def record(self: Any, *args: Any, **kwargs: Any) -> None:
         calls.append({"tuner": self, "args": args, "kwargs": kwargs})
+        raise PlanReached("search", {"self": self, **kwargs})  # the plan: nothing after it runs
 
     base_tuner.BaseTuner.search = record
     try:

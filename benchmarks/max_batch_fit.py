@@ -30,8 +30,8 @@ NEAR_LIMIT_FILL = 0.96
 OOM_MARKERS = ("ResourceExhaustedError", "ran out of memory", "OOM when allocating", "Out of memory")
 
 
-def _worker(model_file: str, batch_size: int) -> dict:
-    """In the fresh child: model.fit for FIT_STEPS steps at `batch_size`; the allocator's peak."""
+def _worker(model_file: str, batch_size: int, steps: int = FIT_STEPS) -> dict:
+    """In the fresh child: model.fit for `steps` steps at `batch_size`; the allocator's peak."""
     import importlib.util
 
     import numpy as np
@@ -42,7 +42,8 @@ def _worker(model_file: str, batch_size: int) -> dict:
     spec.loader.exec_module(module)
     model = module.build_model()
     if hasattr(module, "get_dataset"):
-        x, y = module.get_dataset()
+        data = module.get_dataset()  # (x, y), or x alone for a model whose own train_step needs no labels
+        x, y = data if isinstance(data, tuple) else (data, None)
     else:  # a file without data (the README's MLP): one input, sparse class ids, as its __main__ block trains it
         rng = np.random.default_rng(0)
         x = rng.random((1024, *model.inputs[0].shape[1:]), dtype=np.float32)
@@ -53,25 +54,28 @@ def _worker(model_file: str, batch_size: int) -> dict:
         return np.concatenate([array] * reps)[:batch_size] if reps > 1 else array[:batch_size]
 
     xb = {k: first(v) for k, v in x.items()} if isinstance(x, dict) else first(x)
-    dataset = tf.data.Dataset.from_tensors((xb, first(y))).repeat()
+    dataset = tf.data.Dataset.from_tensors(xb if y is None else (xb, first(y))).repeat()
     tf.config.experimental.reset_memory_stats("CPU:0")
     started = time.perf_counter()
-    model.fit(dataset, steps_per_epoch=FIT_STEPS, epochs=1, verbose=0)
+    model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
     return {"status": "ok", "peak_bytes": int(tf.config.experimental.get_memory_info("CPU:0")["peak"]),
             "seconds": round(time.perf_counter() - started, 2)}
 
 
-def run_fit(model_file: str, batch_size: int, budget_bytes: int) -> dict:
+def run_fit(model_file: str, batch_size: int, budget_bytes: int, steps: int = FIT_STEPS) -> dict:
     env = {**os.environ, "TF_CPU_ALLOCATOR_USE_BFC": "true", "TF_CPP_MIN_LOG_LEVEL": "1",
            "TF_CPU_BFC_MEM_LIMIT_IN_MB": str(budget_bytes // 2**20)}
-    done = subprocess.run([sys.executable, "-m", "benchmarks.max_batch_fit", "--worker", model_file, str(batch_size)],
-                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "benchmarks.max_batch_fit", "--worker", model_file, str(batch_size),
+                           str(steps)], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    wall = {"process_seconds": round(time.monotonic() - started, 1)}
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode == 0 and lines:
-        return json.loads(lines[-1])
+        return {**json.loads(lines[-1]), **wall}
     text = done.stdout[-3000:] + done.stderr[-3000:]
     return {"status": "oom" if any(m in text for m in OOM_MARKERS) or done.returncode < 0 else "error",
-            "returncode": done.returncode, "message": text.strip().splitlines()[-1][:300] if text.strip() else ""}
+            "returncode": done.returncode, "message": text.strip().splitlines()[-1][:300] if text.strip() else "",
+            **wall}
 
 
 def runs_everywhere(model_file: str, batch_size: int, budget_bytes: int, processes: int) -> dict:
@@ -131,10 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="+", default=list(DEFAULT_CASES), help="MODEL.py:BUDGET")
     parser.add_argument("--processes", type=int, default=3)
-    parser.add_argument("--worker", nargs=2, metavar=("MODEL", "BATCH"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs="+", metavar="MODEL BATCH [STEPS]", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(_worker(args.worker[0], int(args.worker[1]))), flush=True)
+        print(json.dumps(_worker(args.worker[0], *map(int, args.worker[1:]))), flush=True)
         return 0
     # Earlier cases stay in the results file; a case measured again replaces its row.
     rows = {row["case"]: row for row in (json.loads(RESULTS_PATH.read_text(encoding="utf-8"))

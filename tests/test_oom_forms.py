@@ -143,3 +143,21 @@ def test_a_steps_fixed_cost_does_not_make_a_large_batch_look_too_slow_to_confirm
     assert abs(estimated_step_seconds(probes, 125_000) - (0.21 + 0.01 / 512 * (125_000 - 1024))) < 1e-9
     assert estimated_step_seconds(probes, 125_000) < 20   # scaled with the batch it would read 25.6 s
     assert estimated_step_seconds(probes, 256) == 0.21 * 256 / 1024
+
+
+def _probe(batch_size, status, message=""):
+    return {"batch_size": batch_size, "status": status, "message": message}
+
+
+def test_out_of_memory_above_the_planned_batch_is_information_and_any_other_failure_an_error():
+    from preflight.analysis.checks import CheckContext, probe_failed
+
+    document = {"batch_size": 16, "device": {"memory_limit_bytes": 2**30},
+                "probes": [_probe(16, "ok"), _probe(32, "ok"), _probe(4096, "oom", "out of memory in the probe")]}
+    above = probe_failed(CheckContext(document, None))
+    assert (above.id, above.severity) == ("probe-oom", "info") and "4096" in above.message
+    document["probes"].insert(0, _probe(16, "oom", "out of memory"))
+    at_planned = probe_failed(CheckContext(document, None))
+    assert (at_planned.id, at_planned.severity) == ("probe-oom", "error") and "batch 16 " in at_planned.message
+    document["probes"] = [_probe(16, "ok"), _probe(64, "timeout", "no result within 15 s")]
+    assert probe_failed(CheckContext(document, None)).severity == "error"

@@ -97,14 +97,20 @@ def fits_at_no_batch(ctx: CheckContext) -> Finding | None:
 
 @check
 def probe_failed(ctx: CheckContext) -> Finding | None:
-    probe = next((p for p in ctx.document["probes"] if p["status"] != "ok"), None)
-    if probe is None:
+    failed = [p for p in ctx.document["probes"] if p["status"] != "ok"]
+    if not failed:
         return None
+    # Out of memory above the planned batch is the curve's measured top end, which the probes look for.
+    serious = [p for p in failed if not (p["status"] == "oom" and p["batch_size"] > ctx.document["batch_size"])]
+    probe = (serious or failed)[0]
     what = {"oom": "ran out of memory", "timeout": "timed out", "crashed": "crashed", "error": "failed"}[probe["status"]]
     limit = ctx.document["device"].get("memory_limit_bytes")
     where = f" under a {format_bytes(limit)} limit" if limit else ""
-    return Finding("probe-" + probe["status"], "error",
-                   f"The training step at batch {probe['batch_size']} {what}{where}: {probe['message']}")
+    message = f"The training step at batch {probe['batch_size']} {what}{where}: {probe['message']}"
+    if not serious:
+        return Finding("probe-oom", "info", f"{message}. It is above the planned batch "
+                       f"{ctx.document['batch_size']}: the probes measure where memory runs out.")
+    return Finding("probe-" + probe["status"], "error", message)
 
 
 @check

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import os
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -297,7 +298,6 @@ def check_search(hypermodel_or_tuner: Any, data: Any = None, *, batch_size: int 
     `hypermodel_or_tuner`: a tuner (not searched), a `kt.HyperModel` or a `build_model(hp)` function.
     A few configurations are dry-run in child processes; the rest are predicted from their shapes.
     """
-    from preflight.analysis.document import search_document
     from preflight.tuner.plan import check_search as plan_search
 
     _check_search_arguments(batch_size=batch_size, budget=budget, target=target, time_limit=time_limit,
@@ -307,7 +307,42 @@ def check_search(hypermodel_or_tuner: Any, data: Any = None, *, batch_size: int 
                           target=target, time_limit=time_limit, epochs=epochs, **options)
     name = getattr(getattr(hypermodel_or_tuner, "hypermodel", None), "name", None) \
         or getattr(hypermodel_or_tuner, "__name__", None) or type(hypermodel_or_tuner).__name__
-    return Report(search_document(section, str(name)))
+    if hasattr(hypermodel_or_tuner, "oracle") and _search_backend_name() == "tensorflow":
+        from preflight.tuner.cli_support import tuner_distribution
+
+        section["distribution"] = tuner_distribution(hypermodel_or_tuner)
+    return search_report(section, str(name))
+
+
+def search_report(section: dict, name: str, source_file: str | None = None) -> Report:
+    """A search's one document, whichever way in (`python -m preflight tune.py` or check_search in a
+    notebook): the search section, the backend its configurations were measured under, the launch checks
+    (versions: keras-tuner needs tensorboard; a tuner without distribution_strategy= beside a TPU or GPUs)."""
+    from preflight.analysis.checks import CheckContext, accelerator_unused, version_problems
+    from preflight.analysis.document import search_document
+    from preflight.engine.backends import installed_version
+
+    document = search_document(section, name)
+    backend = _search_backend_name()
+    sources = [m.get("source") for m in section.get("measurements") or [] if m.get("status") == "ok"]
+    document["backend"] = {"name": backend, "version": installed_version(backend),
+                           "method": sources[0] if sources else "no configuration measured"}
+    document["launch"] = launch_section(source_file, os.environ)
+    document["readiness"] = {"distribution": section.get("distribution") or {}}
+    context = CheckContext(document, None)
+    document["findings"] += [f.to_dict() for f in version_problems(context)]
+    if (unused := accelerator_unused(context)) is not None:
+        document["findings"].append(unused.to_dict())
+    return Report(document)
+
+
+def _search_backend_name() -> str:
+    """The backend the search's configurations ran under: Keras's own once imported (a notebook), else
+    KERAS_BACKEND (the CLI sets it before the search file runs)."""
+    keras = sys.modules.get("keras")
+    if keras is not None and hasattr(keras, "backend"):
+        return keras.backend.backend()
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
 
 
 def _check_search_arguments(**arguments: Any) -> None:

@@ -278,8 +278,7 @@ def _exit_code(document: dict) -> int:
 
 def _check_search_file(model_file: str, args, settings):
     """A tune.py (build_model(hp), a HyperModel or a tuner): the search-space check, nothing searched."""
-    from preflight.analysis.document import search_document
-    from preflight.report import Report
+    from preflight.api import search_report
     from preflight.tuner.cli_support import check_search_file
 
     if not args.quiet:
@@ -287,35 +286,7 @@ def _check_search_file(model_file: str, args, settings):
     section = check_search_file(model_file, budget=settings.budget, target=settings.target,
                                 batch_size=settings.batch_size, time_limit=args.time_limit, epochs=args.epochs,
                                 n_measure=args.configs, n_samples=args.samples)
-    document = search_document(section, Path(model_file).stem)
-    document["backend"] = search_backend(section)
-    add_launch_findings(document, model_file, section.get("distribution"))
-    return Report(document)
-
-
-def search_backend(section: dict) -> dict:
-    """The backend a search file's configurations were measured under (set by _check before the search
-    file ran), and how: the first measured configuration's source."""
-    from preflight.engine.backends import installed_version
-
-    name = os.environ.get("KERAS_BACKEND", "tensorflow")
-    sources = [m.get("source") for m in section.get("measurements") or [] if m.get("status") == "ok"]
-    return {"name": name, "version": installed_version(name),
-            "method": sources[0] if sources else "no configuration measured"}
-
-
-def add_launch_findings(document: dict, model_file: str, distribution: dict | None) -> None:
-    """A search file's launch checks: versions (keras-tuner needs tensorboard) and a tuner without
-    distribution_strategy= beside a TPU or several GPUs."""
-    from preflight.analysis.checks import CheckContext, accelerator_unused, version_problems
-    from preflight.engine.launch import launch_section
-
-    document["launch"] = launch_section(model_file, os.environ)
-    document["readiness"] = {"distribution": distribution or {}}
-    context = CheckContext(document, None)
-    document["findings"] += [f.to_dict() for f in version_problems(context)]
-    if (unused := accelerator_unused(context)) is not None:
-        document["findings"].append(unused.to_dict())
+    return search_report(section, Path(model_file).stem, model_file)
 
 
 def _write_report(path: str, text: str) -> None:
@@ -380,12 +351,13 @@ def _render(argv: list[str]) -> int:
     html_path = output_file(args.html or str(Path(args.report_json).with_suffix(".html")), "--html")
     markdown_path = output_file(args.markdown, "--markdown") if args.markdown else None
     document = _read_report(args.report_json, comparison=True)
-    if document.get("kind") == COMPARISON_KIND:
-        render_html, render_markdown = render_comparison_html, render_comparison_markdown
+    comparison = document.get("kind") == COMPARISON_KIND
+    to_html = render_comparison_html if comparison else render_html
+    to_markdown = render_comparison_markdown if comparison else render_markdown
     if html_path:
-        _write_report(html_path, render_html(document))
+        _write_report(html_path, to_html(document))
     if markdown_path:
-        _write_report(markdown_path, render_markdown(document))
+        _write_report(markdown_path, to_markdown(document))
     print(f"report: {', '.join(p for p in (html_path, markdown_path) if p)}", file=sys.stderr)
     return errors.EXIT_OK
 

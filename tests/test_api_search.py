@@ -39,3 +39,45 @@ def test_check_search_then_guarded_search(tmp_path):
     assert len(tuner.oracle.trials) == 4
     assert all(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
     assert all(trial["fits"] for trial in record["trials"])
+
+
+SEARCH_FILE = '''
+import numpy as np
+import keras
+
+def build_model(hp):
+    inputs = keras.Input((32,))
+    x = inputs
+    for i in range(hp.Int("layers", 1, 3)):
+        x = keras.layers.Dense(hp.Int(f"units_{i}", 16, 2048, step=16), activation="relu")(x)
+    model = keras.Model(inputs, keras.layers.Dense(1)(x))
+    model.compile("adam", "mse")
+    return model
+
+def get_dataset():
+    return np.random.rand(64, 32).astype("float32"), np.random.rand(64, 1).astype("float32")
+
+batch_size = 16
+'''
+
+
+def test_a_notebook_search_check_gives_the_document_the_cli_gives(tmp_path, capsys):
+    """One assembly for both ways in (issue 22): the backend and the launch checks are in check_search's
+    document too, not added by the CLI alone. One dry run each."""
+    import json
+
+    from preflight.cli import main
+
+    search_file = tmp_path / "tune.py"
+    search_file.write_text(SEARCH_FILE)
+    out = tmp_path / "search.json"
+    main([str(search_file), "--budget", "1GiB", "--configs", "1", "--samples", "10", "--json", str(out),
+          "--html", "none", "--quiet"])
+    capsys.readouterr()
+    from_cli = json.loads(out.read_text())
+    x, y = np.random.rand(64, 32).astype("float32"), np.random.rand(64, 1).astype("float32")
+    in_notebook = preflight.check_search(build_model, (x, y), batch_size=16, budget="1GiB", n_measure=1,
+                                         n_samples=10).document
+    assert set(from_cli) - {"gate"} == set(in_notebook)  # the gate is the CLI's exit policy
+    assert in_notebook["backend"]["name"] == from_cli["backend"]["name"] == keras.backend.backend()
+    assert in_notebook["launch"].keys() == from_cli["launch"].keys()

@@ -75,12 +75,17 @@ def read_records(path: str | os.PathLike | None = None) -> list[dict[str, Any]]:
 def calibrate_check(document: dict[str, Any], path: str | os.PathLike | None = None) -> None:
     """A finished check: say what earlier real runs of the same model used (the document's "calibration"
     and a finding), then record this check's prediction for the runs to come."""
-    from preflight.analysis.calibration import calibration_finding, calibration_section, prediction_record
+    from preflight.analysis.calibration import (apply_recorded_truth, calibration_finding, calibration_section,
+                                                prediction_record, recorded_truth)
 
+    record = prediction_record(document)  # the check's own figures, before a recorded run changes them
     section = calibration_section(document, read_records(path))
     if section is not None:
         document["calibration"] = section
         document.setdefault("findings", []).append(calibration_finding(section))
-    record = prediction_record(document)
+        truth = recorded_truth(document, section)
+        if truth is not None:
+            section["recorded_truth"] = truth
+            document["findings"] += apply_recorded_truth(document, truth)
     if record is not None:
         append_record(record, path)

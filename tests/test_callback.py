@@ -96,6 +96,39 @@ def test_a_run_is_compared_with_the_figure_for_its_device_and_batch():
     assert calibration.prediction_for_run([check_record()], tpu_run) is None
 
 
+def _checked(peak_mib: int, budget_mib: int, largest: int | None) -> dict:
+    """A check's document on CPU at batch 64: measured at 32 and 64 (1 MiB per sample above 8 MiB)."""
+    mib = 2**20
+    return {"batch_size": 64, "budget_bytes": budget_mib * mib, "peak_bytes": peak_mib * mib, "fits": True,
+            "device": {"kind": "CPU"}, "target": None, "max_batch_size": largest, "recommended_batch_size": largest,
+            "curve": [{"batch_size": 32, "peak_bytes": 44 * mib, "source": "measured"},
+                      {"batch_size": 64, "peak_bytes": 76 * mib, "source": "measured"},
+                      {"batch_size": 128, "peak_bytes": 150 * mib, "source": "predicted"}]}
+
+
+def _run_section(batch_size: int, peak_mib: int, kind: str = "CPU") -> dict:
+    return {"latest": {"batch_size": batch_size, "peak_bytes": peak_mib * 2**20, "device": {"kind": kind}}}
+
+
+def test_a_recorded_run_that_used_more_lowers_the_verdict_and_the_largest_batch():
+    document = _checked(72, 100, largest=90)
+    truth = calibration.recorded_truth(document, _run_section(32, 60))  # the run: 60 MiB at 32, 1 MiB/sample
+    assert truth["peak_bytes"] == 92 * 2**20 and truth["fits"] and truth["max_batch_size"] == 72
+    findings = calibration.apply_recorded_truth(document, truth)
+    assert document["fits"] is True and document["max_batch_size"] == 72 and document["recommended_batch_size"] == 72
+    assert [f["id"] for f in findings] == ["calibration-max-batch"]
+    over = _checked(72, 80, largest=70)
+    findings = calibration.apply_recorded_truth(over, calibration.recorded_truth(over, _run_section(32, 60)))
+    assert over["fits"] is False and {f["id"] for f in findings} == {"calibration-over-budget", "calibration-max-batch"}
+
+
+def test_a_recorded_run_that_used_less_or_ran_elsewhere_changes_nothing():
+    document = _checked(72, 100, largest=90)
+    assert calibration.apply_recorded_truth(document, calibration.recorded_truth(document, _run_section(64, 50))) == []
+    assert document["fits"] is True and document["max_batch_size"] == 90  # never raised by one run
+    assert calibration.recorded_truth(document, _run_section(64, 500, kind="GPU")) is None
+
+
 def test_store_path_appends_and_skips_a_line_cut_short(tmp_path, monkeypatch):
     store = tmp_path / "sub" / "calibration.jsonl"
     monkeypatch.setenv("PREFLIGHT_CALIBRATION", str(store))
@@ -223,3 +256,23 @@ def test_jax_run_is_recorded_with_host_memory_and_no_invented_device_peak(tmp_pa
     assert record["host"]["rss_end_bytes"] > 0 and record["batch_size"] == 64 and record["fingerprint"]
     assert read_records(store)[-1]["backend"]["name"] == "jax"
     assert "no device peak: JAX keeps no allocator statistics" in run["stdout"]
+
+
+def test_a_recorded_run_over_the_budget_decides_the_next_check(checked_and_fit, tmp_path):
+    """The run on record (here: the real run's record with its peak tripled) used more than the budget
+    leaves: the next check of the same model says it does not fit (exit 1), whatever its own probes read."""
+    _, document, run = checked_and_fit
+    store = tmp_path / "calibration.jsonl"
+    append_record({**run["record"], "peak_bytes": 3 * document["peak_bytes"]}, store)
+    budget_mib = -(-2 * document["peak_bytes"] // 2**20)
+    env = {**os.environ, "PREFLIGHT_CALIBRATION": str(store),
+           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    result = subprocess.run([sys.executable, "-m", "preflight", str(MODEL), "--batch-size", "64", "--budget",
+                             f"{budget_mib}MiB", "--max-batch-time", "0", "--steps", "2", "--json",
+                             str(tmp_path / "r.json"), "--html", "none"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1, result.stderr[-3000:]
+    checked = json.loads((tmp_path / "r.json").read_text())
+    assert checked["fits"] is False and checked["peak_bytes"] < checked["budget_bytes"]
+    assert checked["calibration"]["recorded_truth"]["run_peak_bytes"] == 3 * document["peak_bytes"]
+    assert "Does not fit by the recorded run" in result.stdout

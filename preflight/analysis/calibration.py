@@ -193,3 +193,59 @@ def calibration_finding(section: dict[str, Any]) -> dict[str, str]:
         text += f" {section['runs']} runs recorded."
     text += " `python -m preflight calibration` lists the store."
     return {"id": "calibration-measured-run", "severity": "info", "message": text}
+
+
+def measured_slope(document: dict[str, Any]) -> float | None:
+    """Bytes per sample between the smallest and the largest measured points of the check's curve (the
+    probes the check ran on its own device); None with fewer than two."""
+    points = sorted((row["batch_size"], row.get("measured_bytes") or row["peak_bytes"])
+                    for row in document.get("curve") or [] if row.get("source") == "measured")
+    if len(points) < 2 or points[-1][0] == points[0][0]:
+        return None
+    return max(0.0, (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0]))
+
+
+def recorded_truth(document: dict[str, Any], section: dict[str, Any]) -> dict[str, Any] | None:
+    """The verdict from the latest recorded run of this model (issue 24): its peak at its batch, carried to
+    the planned batch along the check's measured slope, against the budget; and the largest batch that
+    slope leaves room for. None without a budget or a slope. A run is one process over many steps, so its
+    peak already holds the step-to-step spread; the check's own figure stays where it is higher."""
+    latest = section["latest"]
+    verdict_kind = ((document.get("target") or {}).get("kind") or (document.get("device") or {}).get("kind") or "")
+    if ((latest.get("device") or {}).get("kind") or "").upper() != verdict_kind.upper():
+        return None  # a run on another device kind than the verdict's says nothing about its budget
+    budget, slope = document.get("budget_bytes"), measured_slope(document)
+    run_batch, run_peak = latest.get("batch_size"), latest.get("peak_bytes")
+    if not budget or slope is None or not run_batch or not run_peak:
+        return None
+    planned = document["batch_size"]
+    at_planned = int(run_peak + slope * (planned - run_batch))
+    largest = (run_batch + int((budget - run_peak) // slope) if slope > 0 else None) if run_peak <= budget else 0
+    return {"batch_size": planned, "peak_bytes": at_planned, "fits": at_planned <= budget,
+            "slope_bytes_per_sample": int(slope), "run_batch_size": run_batch, "run_peak_bytes": run_peak,
+            "max_batch_size": largest}
+
+
+def apply_recorded_truth(document: dict[str, Any], truth: dict[str, Any]) -> list[dict[str, str]]:
+    """Where the recorded run says less fits than the check did, the run wins (it is what training used):
+    the verdict, the largest and the recommended batch go down, and findings say why. Never up: one run
+    on record is not enough to promise more than the check measured."""
+    findings = []
+    run = (f"the recorded run peaked at {format_bytes(truth['run_peak_bytes'])} at batch {truth['run_batch_size']}; "
+           f"along the check's measured slope ({format_bytes(truth['slope_bytes_per_sample'])}/sample)")
+    if document.get("fits") and not truth["fits"]:
+        document["fits"] = False
+        findings.append({"id": "calibration-over-budget", "severity": "error", "message":
+                         f"Does not fit by the recorded run: {run} batch {truth['batch_size']} needs "
+                         f"{format_bytes(truth['peak_bytes'])}, over the budget of "
+                         f"{format_bytes(document['budget_bytes'])}, though this check measured "
+                         f"{format_bytes(document.get('peak_bytes') or 0)}. The run is what training used."})
+    largest, truth_largest = document.get("max_batch_size"), truth["max_batch_size"]
+    if largest and truth_largest is not None and truth_largest < largest:
+        document["max_batch_size"] = truth_largest or None
+        if document.get("recommended_batch_size") and truth_largest:
+            document["recommended_batch_size"] = min(document["recommended_batch_size"], truth_largest)
+        findings.append({"id": "calibration-max-batch", "severity": "warning", "message":
+                         f"Largest batch {truth_largest:,} by the recorded run, not {largest:,}: {run} the budget "
+                         f"of {format_bytes(document['budget_bytes'])} is reached there."})
+    return findings

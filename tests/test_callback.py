@@ -258,6 +258,17 @@ def test_jax_run_is_recorded_with_host_memory_and_no_invented_device_peak(tmp_pa
     assert "no device peak: JAX keeps no allocator statistics" in run["stdout"]
 
 
+def test_torch_run_is_recorded_with_host_memory_and_no_invented_device_peak(tmp_path):
+    pytest.importorskip("torch")
+    store = tmp_path / "c.jsonl"
+    run = fit(store, backend="torch")
+    record = run["record"]
+    assert record["backend"]["name"] == "torch" and record["device"]["kind"] == "CPU"
+    assert record["peak_bytes"] is None and "PyTorch keeps no allocator statistics on a CPU" in record["peak_note"]
+    assert record["host"]["max_rss_bytes"] > 0 and record["steps"] == 18 and record["fingerprint"]
+    assert len(record["per_epoch"]) == 3 and read_records(store)[-1]["backend"]["name"] == "torch"
+
+
 def test_a_recorded_run_over_the_budget_decides_the_next_check(checked_and_fit, tmp_path):
     """The run on record (here: the real run's record with its peak tripled) used more than the budget
     leaves: the next check of the same model says it does not fit (exit 1), whatever its own probes read."""

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from preflight.engine.step_errors import GENERIC_FIX, fix_for
-from preflight.tuner.plan import CONFIGURATION_FAILED, failure_findings
+from preflight.analysis.checks import CONFIGURATION_FAILED
+from preflight.analysis.search_checks import configurations_failed, configurations_unmeasured
 
 RANK_ERROR = ("ValueError: Arguments `target` and `output` must have the same rank (ndim). "
               "Received: target.shape=(16,), output.shape=(16, 10)")
@@ -32,6 +33,13 @@ def test_other_label_errors_get_their_own_fix():
     assert "(8, 5)" in fix_for("Arguments `target` and `output` must have the same shape. "
                                "Received: target.shape=(8, 5), output.shape=(8, 10)")
     assert fix_for("ZeroDivisionError: division by zero") == GENERIC_FIX
+
+
+def failure_findings(rows):
+    """The two search checks that read the dry-run configurations, on a section holding only those."""
+    section = {"measurements": rows}
+    unmeasured = configurations_unmeasured(section)
+    return [f.to_dict() for f in configurations_failed(section) + ([unmeasured] if unmeasured else [])]
 
 
 def _row(status, values, message="", fix=""):

@@ -33,8 +33,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from preflight.analysis.checks import CONFIGURATION_FAILED
-from preflight.units import format_bytes, parse_duration, parse_size
+from preflight.analysis.search_checks import bounds_sentence, run_search_checks
+from preflight.units import parse_duration, parse_size
 
 
 def _num_samples(data: Any) -> int | None:
@@ -45,75 +45,6 @@ def _num_samples(data: Any) -> int | None:
         except TypeError:
             return None
     return None
-
-
-def _format_value(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
-def _bounds_sentence(bounds: dict[str, Any], batch_size: int, budget_bytes: int) -> str | None:
-    together = bounds.get("_together")
-    if not together:
-        return None
-    values = together["values"]
-    # group a loop's units_0..units_7 into one clause when they share a value
-    groups: dict[tuple[str, str], list[str]] = {}
-    for name, value in values.items():
-        stem = name.rstrip("0123456789").rstrip("_")
-        groups.setdefault((stem if stem != name else name, _format_value(value)), []).append(name)
-    clauses = []
-    for (stem, value), names in groups.items():
-        label = f"{stem}_i" if len(names) > 1 else names[0]
-        clauses.append(f"{label} <= {value}")
-    return (f"{' and '.join(clauses)} fit {format_bytes(budget_bytes)} together at batch {batch_size} "
-            f"(other hyperparameters at their worst case)")
-
-
-KERAS_TUNER_ABORT = "keras-tuner stops the search after 3 failed trials in a row"
-
-
-def _values_text(values: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={_format_value(v)}" for k, v in values.items())
-
-
-def _failing_values(failed: list[dict[str, Any]], ok: list[dict[str, Any]]) -> dict[str, Any]:
-    """The hyperparameter values every failing configuration shares and no successful one has."""
-    first = failed[0]["values"]
-    return {name: value for name, value in first.items()
-            if all(m["values"].get(name) == value for m in failed)
-            and not any(m["values"].get(name) == value for m in ok)}
-
-
-def failure_findings(measurements: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Dry-run configurations that failed: for the user's reason (an error: trials will fail), or because
-    the dry run could not finish (a warning: that configuration has no measurement)."""
-    ok = [m for m in measurements if m["status"] == "ok"]
-    by_message: dict[str, list[dict[str, Any]]] = {}
-    for m in measurements:
-        if m["status"] == "error":
-            by_message.setdefault(m["message"], []).append(m)
-    findings = []
-    for message, failed in by_message.items():
-        if not ok and len(by_message) == 1:
-            scope = (f"every configuration preflight dry-ran failed ({len(failed)} of {len(measurements)}), "
-                     f"so the search's trials will fail the same way and {KERAS_TUNER_ABORT}")
-            where = f"e.g. {_values_text(failed[0]['values'])}"
-        else:
-            scope = (f"{len(failed)} of {len(measurements)} dry-run configurations failed; keras-tuner counts "
-                     f"each failed trial towards its abort ({KERAS_TUNER_ABORT})")
-            shared = _failing_values(failed, ok)
-            where = (f"trials with {_values_text(shared)} fail" if shared and ok
-                     else f"e.g. {_values_text(failed[0]['values'])}")
-        fix = failed[0].get("fix") or ""
-        findings.append({"id": CONFIGURATION_FAILED, "severity": "error", "message":
-                         f"{scope}: {message} ({where})" + (f". Fix: {fix}" if fix else "")})
-    unfinished = [m for m in measurements if m["status"] in ("oom", "timeout", "crashed")]
-    if unfinished:
-        findings.append({"id": "search-configuration-unmeasured", "severity": "warning", "message":
-                         f"{len(unfinished)} of {len(measurements)} dry-run configurations did not finish "
-                         f"({', '.join(sorted({m['status'] for m in unfinished}))}: {unfinished[0]['message']}); "
-                         f"their peaks are predicted, not measured"})
-    return findings
 
 
 def custom_training(hypermodel_or_tuner: Any) -> list[str]:
@@ -128,55 +59,6 @@ def custom_training(hypermodel_or_tuner: Any) -> list[str]:
         if function is not None and module.split(".")[0] not in ("keras_tuner", "preflight"):
             found.append(f"{type(obj).__name__}.{method}")
     return found
-
-
-def _findings(section: dict[str, Any]) -> list[dict[str, Any]]:
-    findings = failure_findings(section["measurements"])
-    if section["custom_training"]:
-        findings.append({"id": "search-custom-training", "severity": "warning", "message":
-                         f"{' and '.join(section['custom_training'])} is your own training code: preflight "
-                         f"builds each configuration and runs plain training steps at batch "
-                         f"{section['batch_size']}, so hyperparameters registered there (a batch_size, say) "
-                         f"and what it does differently are not checked; pass the largest batch size it "
-                         f"can choose (--batch-size, or batch_size=)"})
-    budget = section["budget_bytes"]
-    worst = section["worst_case"]
-    if budget is not None:
-        if worst["fits"] is False:
-            findings.append({"id": "search-worst-case-does-not-fit", "severity": "warning", "message":
-                             f"the largest configuration needs {format_bytes(worst['peak_bytes'])} "
-                             f"({worst['peak_source']}), over the {format_bytes(budget)} budget: "
-                             + ", ".join(f"{k}={_format_value(v)}" for k, v in worst["values"].items())})
-        fraction = section["fits_fraction"]
-        if fraction is not None and fraction < 1.0:
-            severity = "error" if fraction < 0.5 else "warning"
-            findings.append({"id": "search-space-does-not-fit", "severity": severity, "message":
-                             f"{(1 - fraction) * 100:.0f}% of {len(section['samples'])} sampled configurations "
-                             f"are predicted not to fit; unguarded, keras-tuner aborts after 3 failed "
-                             f"trials in a row: run the search under preflight.guard(tuner, ...)"})
-        sentence = _bounds_sentence(section["bounds"], section["batch_size"], budget)
-        if sentence and worst["fits"] is False:
-            findings.append({"id": "search-bounds", "severity": "info", "message": sentence})
-    drivers = [d for d in section["drivers"] if d["effect"] >= 0.1][:3]
-    if drivers:
-        findings.append({"id": "search-drivers", "severity": "info", "message":
-                         "memory is driven by " + ", ".join(f"{d['name']} (+{d['effect'] * 100:.0f}% "
-                                                           f"across its range)" for d in drivers)})
-    estimate, limit = section["time_estimate_seconds"], section["time_limit_seconds"]
-    if estimate is not None and limit is not None and estimate > limit:
-        findings.append({"id": "search-time-over-limit", "severity": "error", "message":
-                         f"the search needs about {estimate / 3600:.1f} h ({section['schedule']['detail']}, "
-                         f"{section['step_seconds']:.3g} s per step measured on this CPU), over the "
-                         f"{limit / 3600:.1f} h limit"})
-    elif estimate is None:
-        findings.append({"id": "search-time-unknown", "severity": "info", "message":
-                         f"no search time estimate: {section['time_estimate_missing']}"})
-    disk, free = section["disk_estimate_bytes"], section["disk_free_bytes"]
-    if disk is not None and free is not None and disk > free:
-        findings.append({"id": "search-disk-over-free", "severity": "error", "message":
-                         f"checkpoints need about {format_bytes(disk)}, only {format_bytes(free)} free "
-                         f"in {section['directory']}"})
-    return findings
 
 
 def check_search(hypermodel_or_tuner: Any, data: Any = None, *, batch_size: int = 32,
@@ -241,7 +123,7 @@ def check_search(hypermodel_or_tuner: Any, data: Any = None, *, batch_size: int 
         "samples": analysis.samples,
         "drivers": analysis.drivers,
         "bounds": analysis.bounds,
-        "bounds_summary": (_bounds_sentence(analysis.bounds, batch_size, budget) if budget else None),
+        "bounds_summary": (bounds_sentence(analysis.bounds, batch_size, budget) if budget else None),
         "memory_driver": next((d["name"] for d in analysis.drivers
                                if any(h.name == d["name"] and h.type in ("Int", "Float") for h in analysis.space)),
                               None),
@@ -260,5 +142,5 @@ def check_search(hypermodel_or_tuner: Any, data: Any = None, *, batch_size: int 
         "timings": analysis.timings,
         "custom_training": custom_training(hypermodel_or_tuner),
     }
-    section["findings"] = _findings(section)
+    section["findings"] = run_search_checks(section)
     return section

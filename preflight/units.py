@@ -42,9 +42,9 @@ def format_bytes(num_bytes: int | float | None) -> str:
     sign = "-" if value < 0 else ""
     value = abs(value)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            if unit == "B":
-                return f"{sign}{int(value)} B"
+        if unit == "B" and value < 1024:
+            return f"{sign}{int(value)} B"
+        if round(value, 1) < 1024 or unit == "TiB":  # 1023.96 MiB is '1.0 GiB', not '1024.0 MiB'
             return f"{sign}{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")

@@ -33,6 +33,8 @@ def test_format_bytes_uses_powers_of_1024():
     assert format_bytes(1536) == "1.5 KiB"
     assert format_bytes(3 * 1024**3) == "3.0 GiB"
     assert format_bytes(12) == "12 B"
+    assert format_bytes(2**30 - 40 * 1024) == "1.0 GiB"  # not "1024.0 MiB": the unit is chosen after rounding
+    assert format_bytes(1023.9 * 2**20) == "1023.9 MiB"
     assert format_bytes(None) == "n/a"
 
 

@@ -302,34 +302,9 @@ def _write_report(path: str, text: str) -> None:
 
 
 def _read_report(path: str | None, comparison: bool = False) -> dict | None:
-    """A JSON report written by preflight (or, with `comparison`, a `compare` document); anything else
-    (not JSON, cut short, another tool's) is refused."""
-    from preflight.analysis.comparison import COMPARISON_FORMAT, COMPARISON_KEYS, COMPARISON_KIND
-    from preflight.analysis.document import FORMAT_VERSION
+    from preflight.report import Report
 
-    if not path:
-        return None
-    fix = "pass a JSON report written by `python -m preflight ... --json`"
-    try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise errors.ConfigError(f"cannot read the report {path}: {exc}", hint=fix) from None
-    except json.JSONDecodeError as exc:
-        raise errors.ConfigError(f"{path} is not JSON, or is cut short: {exc}", hint=fix) from None
-    if not isinstance(document, dict) or "format" not in document:
-        raise errors.ConfigError(f"{path} is JSON but not a preflight report (it has no \"format\" field)", hint=fix)
-    version, keys = FORMAT_VERSION, _REPORT_KEYS
-    if comparison and document.get("kind") == COMPARISON_KIND:
-        version, keys = COMPARISON_FORMAT, COMPARISON_KEYS
-    if document["format"] != version or not keys <= set(document):
-        raise errors.ConfigError(f"{path} is not a preflight report of format {version} "
-                                 f"(format {document['format']!r}, missing "
-                                 f"{', '.join(sorted(keys - set(document))) or 'nothing'})",
-                                 hint=f"{fix} by this version of preflight")
-    return document
-
-
-_REPORT_KEYS = {"format", "model", "probes", "findings"}  # what every document kind has (run and search)
+    return Report.load(path, comparison=comparison).document if path else None
 
 
 def _render(argv: list[str]) -> int:

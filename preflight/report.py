@@ -52,9 +52,40 @@ def write_atomically(path: str | os.PathLike, text: str) -> None:
         raise
 
 
+REPORT_KEYS = {"format", "model", "probes", "findings"}  # what every document kind has (run and search)
+
+
 class Report:
     """A preflight result. `report` in a notebook shows the notebook view (verdict, charts, findings,
     what-ifs; probes and layers collapsed); a console shows the terminal summary."""
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, comparison: bool = False) -> "Report":
+        """A JSON report written by preflight (or, with `comparison`, a `compare` document), checked for its
+        format and the keys every document kind has; anything else (not JSON, cut short, another tool's, an
+        older format) is refused with a ConfigError that says what to pass."""
+        from preflight.analysis.comparison import COMPARISON_FORMAT, COMPARISON_KEYS, COMPARISON_KIND
+        from preflight.analysis.document import FORMAT_VERSION
+        from preflight.errors import ConfigError
+
+        fix = "pass a JSON report written by `python -m preflight ... --json`"
+        try:
+            document = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the report {path}: {exc}", hint=fix) from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path} is not JSON, or is cut short: {exc}", hint=fix) from None
+        if not isinstance(document, dict) or "format" not in document:
+            raise ConfigError(f"{path} is JSON but not a preflight report (it has no \"format\" field)", hint=fix)
+        version, keys = FORMAT_VERSION, REPORT_KEYS
+        if comparison and document.get("kind") == COMPARISON_KIND:
+            version, keys = COMPARISON_FORMAT, COMPARISON_KEYS
+        if document["format"] != version or not keys <= set(document):
+            raise ConfigError(f"{path} is not a preflight report of format {version} "
+                              f"(format {document['format']!r}, missing "
+                              f"{', '.join(sorted(keys - set(document))) or 'nothing'})",
+                              hint=f"{fix} by this version of preflight")
+        return cls(document)
 
     def __init__(self, document: dict[str, Any]):
         self.document = document
@@ -97,10 +128,6 @@ class Report:
 
         write_atomically(path, render_html(self.document))
         return Path(path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "Report":
-        return cls(json.loads(Path(path).read_text(encoding="utf-8")))
 
     def _repr_html_(self) -> str:
         from preflight.render.html import render_notebook_html

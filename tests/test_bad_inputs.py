@@ -455,3 +455,18 @@ def test_check_twice_in_one_process(tmp_path):
     for report in (first, second):
         assert report.document["model"]["name"] == "tiny" and report.peak_bytes > 0
     assert first.document["model"] == second.document["model"]
+
+
+def test_report_load_refuses_what_preflight_did_not_write(tmp_path):
+    """Report.load validates what it reads (issue 22): the CLI's --baseline and render use it."""
+    from preflight.errors import ConfigError
+    from preflight.report import Report
+
+    assert Report.load(SAMPLE_REPORT).fits is not None
+    cases = {"cut.json": SAMPLE_REPORT.read_text()[:200], "other.json": '{"peak": 1}',
+             "old.json": json.dumps({**json.loads(SAMPLE_REPORT.read_text()), "format": 0})}
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ConfigError) as raised:
+            Report.load(tmp_path / name)
+        assert str(tmp_path / name) in str(raised.value) and raised.value.hint

@@ -129,6 +129,44 @@ def test_a_recorded_run_that_used_less_or_ran_elsewhere_changes_nothing():
     assert calibration.recorded_truth(document, _run_section(64, 500, kind="GPU")) is None
 
 
+def _other_models_store(ratios, kind="GPU") -> list[dict]:
+    """A check (figure 5.1 GiB projected to t4, at batch 64) and a real run for each of len(ratios) models."""
+    records = []
+    for index, ratio in enumerate(ratios):
+        records.append(check_record(fingerprint=f"model-{index}"))
+        records.append({"kind": "run", "fingerprint": f"model-{index}", "backend": {"name": "tensorflow"},
+                        "device": {"kind": kind}, "batch_size": 64, "peak_bytes": int(ratio * 5.1 * 2**30)})
+    return records
+
+
+def _t4_check(projected_gib: float, budget_gib: float = 15.0) -> dict:
+    return {"model": {"optimizer": "adam"}, "layers": LAYERS, "backend": {"name": "tensorflow"},
+            "device": {"kind": "CPU"}, "target": {"kind": "GPU", "projection": {"peak_bytes": int(projected_gib * 2**30)}},
+            "budget_bytes": int(budget_gib * 2**30), "fits": True, "peak_bytes": 2**30}
+
+
+def test_runs_of_other_models_that_used_more_scale_the_verdict_figure():
+    record = calibration.other_models_record(_t4_check(12.0), _other_models_store([0.9, 1.3, 1.1]))
+    assert (record["runs"], record["models"], record["max_ratio"], record["median_ratio"]) == (3, 3, 1.3, 1.1)
+    document = _t4_check(12.0)
+    [finding] = calibration.apply_other_models(document, record)
+    assert finding["id"] == "calibration-other-models-over" and document["fits"] is False  # 12 GiB x 1.3 > 15
+    assert "3 real run(s) of 3 other model(s) on GPU" in finding["message"] and "1.30x" in finding["message"]
+    roomy = _t4_check(8.0)
+    [finding] = calibration.apply_other_models(roomy, calibration.other_models_record(roomy, _other_models_store(
+        [0.9, 1.3, 1.1])))
+    assert finding["severity"] == "warning" and roomy["fits"] is True
+
+
+def test_other_models_say_nothing_below_three_runs_or_elsewhere_and_never_raise_the_verdict():
+    assert calibration.other_models_record(_t4_check(12.0), _other_models_store([1.3, 1.3])) is None
+    assert calibration.other_models_record(_t4_check(12.0), _other_models_store([1.3] * 3, kind="TPU")) is None
+    document = _t4_check(14.9)
+    [finding] = calibration.apply_other_models(document, calibration.other_models_record(
+        document, _other_models_store([0.5, 0.6, 0.7])))
+    assert finding["severity"] == "info" and document["fits"] is True  # runs that used less narrow nothing
+
+
 def test_store_path_appends_and_skips_a_line_cut_short(tmp_path, monkeypatch):
     store = tmp_path / "sub" / "calibration.jsonl"
     monkeypatch.setenv("PREFLIGHT_CALIBRATION", str(store))

@@ -249,3 +249,58 @@ def apply_recorded_truth(document: dict[str, Any], truth: dict[str, Any]) -> lis
                          f"Largest batch {truth_largest:,} by the recorded run, not {largest:,}: {run} the budget "
                          f"of {format_bytes(document['budget_bytes'])} is reached there."})
     return findings
+
+
+OTHER_MODELS_MIN_RUNS = 3  # runs of other models before their record says anything about this check
+
+
+def other_models_record(document: dict[str, Any], records: Iterable[dict]) -> dict[str, Any] | None:
+    """How preflight's figures compared with real runs of *other* models on the verdict's device kind under the
+    same backend: each run's peak over the figure its own check gave for it. None with fewer than
+    OTHER_MODELS_MIN_RUNS such runs."""
+    records = list(records)
+    own = document_fingerprint(document)
+    backend = (document.get("backend") or {}).get("name")
+    kind = ((document.get("target") or {}).get("kind") or (document.get("device") or {}).get("kind") or "").upper()
+    ratios, models = [], set()
+    for run in records:
+        if (run.get("kind") != "run" or not run.get("peak_bytes") or run.get("fingerprint") == own
+                or (run.get("backend") or {}).get("name") != backend
+                or ((run.get("device") or {}).get("kind") or "").upper() != kind):
+            continue
+        found = prediction_for_run(records, run)
+        if found is not None and found[1]["bytes"]:
+            ratios.append(run["peak_bytes"] / found[1]["bytes"])
+            models.add(run.get("fingerprint"))
+    if len(ratios) < OTHER_MODELS_MIN_RUNS:
+        return None
+    ratios.sort()
+    return {"runs": len(ratios), "models": len(models), "device_kind": kind, "backend": backend,
+            "min_ratio": round(ratios[0], 4), "median_ratio": round(ratios[len(ratios) // 2], 4),
+            "max_ratio": round(ratios[-1], 4)}
+
+
+def apply_other_models(document: dict[str, Any], record: dict[str, Any]) -> list[dict[str, str]]:
+    """Say what the other models' runs showed; where they used more than preflight's figures, scale this
+    check's verdict figure by the largest ratio seen and decide again (only down: runs that used less do not
+    narrow the margin until there is a measured basis for how far)."""
+    target = document.get("target") or {}
+    figure = (target.get("projection") or {}).get("peak_bytes") or document.get("peak_upper_bytes") \
+        or document.get("peak_bytes")
+    text = (f"{record['runs']} real run(s) of {record['models']} other model(s) on {record['device_kind']} under "
+            f"{record['backend']} are on record: their peaks were {record['min_ratio']:.2f}x to "
+            f"{record['max_ratio']:.2f}x the figure preflight gave them (median {record['median_ratio']:.2f}x).")
+    budget = document.get("budget_bytes")
+    if not figure or record["max_ratio"] <= 1.0:
+        return [{"id": "calibration-other-models", "severity": "info", "message": text}]
+    scaled = int(figure * record["max_ratio"])
+    record["scaled_peak_bytes"] = scaled
+    if document.get("fits") and budget and scaled > budget:
+        document["fits"] = False
+        return [{"id": "calibration-other-models-over", "severity": "error", "message":
+                 f"{text} This check's figure {format_bytes(figure)} scaled by {record['max_ratio']:.2f}x is "
+                 f"{format_bytes(scaled)}, over the budget of {format_bytes(budget)}: a run like theirs would not "
+                 "fit."}]
+    return [{"id": "calibration-other-models", "severity": "warning", "message":
+             f"{text} Scaled by {record['max_ratio']:.2f}x, this check's figure {format_bytes(figure)} is "
+             f"{format_bytes(scaled)}" + (f", still within the budget of {format_bytes(budget)}." if budget else ".")}]

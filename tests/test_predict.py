@@ -7,10 +7,12 @@ from preflight.analysis.devices import get_target
 from preflight.measurements import ProbeResult
 from preflight.analysis.predict import (
     MIN_RUN_MARGIN,
+    STATIC_BUFFERS_RUN_MARGIN,
     PeakModel,
     next_probe_batch_sizes,
     per_replica_batch_size,
     project_to_target,
+    run_margin_floor,
 )
 
 MIB = 1024**2
@@ -164,3 +166,13 @@ def test_per_replica_batch():
     assert per_replica_batch_size(100, 8) == 13
     with pytest.raises(ValueError):
         per_replica_batch_size(64, 0)
+
+
+def test_a_statically_assigned_step_without_spread_gets_the_small_floor_and_nothing_else_does():
+    """XLA (jit_compile=True, the JAX backend) assigns buffers statically: the same peak in every process."""
+    steady = [probe(1, 40, 40, 40), probe(32, 400, 400, 400)]
+    assert run_margin_floor(True, steady) == STATIC_BUFFERS_RUN_MARGIN
+    assert run_margin_floor(False, steady) == MIN_RUN_MARGIN            # op scheduling varies between processes
+    assert run_margin_floor(True, [probe(1, 40, 40), probe(32, 400, 380)]) == MIN_RUN_MARGIN  # it did vary here
+    model = PeakModel(steady, min_run_margin=run_margin_floor(True, steady))
+    assert model.predict_peak(16).peak_bytes == pytest.approx((40 + (400 - 40) * 15 / 31) * MIB * 1.02, rel=1e-6)

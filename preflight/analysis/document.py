@@ -17,7 +17,7 @@ from preflight.analysis.checks import CheckContext, run_checks
 from preflight.analysis.devices import get_target
 from preflight.analysis.footprint import PARTS, footprint
 from preflight.analysis.host import host_section
-from preflight.analysis.predict import PeakModel, project_to_target
+from preflight.analysis.predict import PeakModel, project_to_target, run_margin_floor
 from preflight.measurements import ModelInfo, ProbeOutcome
 
 FORMAT_VERSION = 1  # of the document; a saved report of another format is refused (preflight.report)
@@ -65,8 +65,10 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
     planned = next((p for p in outcome.probes if p.batch_size == batch_size and p.status == "ok"), None)
     peak_model = None
     if any(p.status == "ok" for p in outcome.probes):
+        static_buffers = model.jit_compile or outcome.device.deterministic  # XLA: the same peak in every process
         peak_model = PeakModel(outcome.probes, min_bytes_per_sample=model.input_bytes_per_sample,
-                               graph_estimates=outcome.graph_estimates, memory_limit_bytes=probe_limit)
+                               graph_estimates=outcome.graph_estimates, memory_limit_bytes=probe_limit,
+                               min_run_margin=run_margin_floor(static_buffers, outcome.probes))
 
     document: dict[str, Any] = {
         "format": FORMAT_VERSION,

@@ -237,7 +237,7 @@ def test_the_old_kerastuner_import_name(tmp_path):
 
 def test_fit_call_and_checkpoints_read_from_the_source():
     facts = file_facts(MODELS / "launch_long_fit.py")
-    assert facts["fit"] == {"epochs": 1_000_000, "steps_per_epoch": 1000}
+    assert facts["fit"] == {"epochs": 1_000_000, "steps_per_epoch": 1000, "line": 20}  # the line the report names
     assert facts["checkpoint"]["filepath"] == "ckpt/epoch{epoch:06d}.keras"
     assert checkpoints_kept(facts["checkpoint"], 10) == 10
     assert checkpoints_kept({"filepath": "best.keras", "save_best_only": False}, 10) == 1

@@ -75,6 +75,7 @@ class MemoryCallback(keras.callbacks.Callback):
         from preflight.engine.run_sampler import RunSampler
 
         self._sampler = RunSampler(keras.backend.backend())
+        self._sampler.measure_steps(self.model, self.first_steps + 1)  # JAX, PyTorch on a CPU: step 0 and the first steps
         self._warned: set[str] = set()
         self._step = 0
         self._window_open = False
@@ -125,6 +126,7 @@ class MemoryCallback(keras.callbacks.Callback):
             return
         if self._window_open:
             self._close_step(time.perf_counter())
+        self._sampler.stop_measuring()
         self.record = self._run_record()
         from preflight.calibration import append_record, read_records
         from preflight.units import format_bytes
@@ -262,14 +264,16 @@ class MemoryCallback(keras.callbacks.Callback):
         }
 
     def _held_before_training(self) -> int | None:
-        """Device memory in use when training began, besides the weights: on a CPU, the copy of in-memory
-        arrays model.fit made for its input pipeline (tf-memory-findings §10), which a check's figure (the
-        step alone) leaves out."""
+        """Device memory in use when training began, besides the weights and optimizer slots fit built before
+        its first step: on a CPU, the copy of in-memory arrays model.fit made for its input pipeline
+        (tf-memory-findings §10), which a check's figure (the step alone) leaves out."""
         from preflight.engine.probe import param_bytes_by_dtype
+        from preflight.engine.static_floor import variable_bytes
 
         if self._resident_start is None:
             return None
-        return max(0, self._resident_start - sum(param_bytes_by_dtype(self.model).values()))
+        slots = sum(variable_bytes(v) for v in getattr(self.model.optimizer, "variables", None) or [])
+        return max(0, self._resident_start - sum(param_bytes_by_dtype(self.model).values()) - slots)
 
     def _compare(self, records: list[dict]) -> str | None:
         from preflight.analysis.calibration import comparison_line, prediction_for_run, prediction_record

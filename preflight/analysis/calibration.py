@@ -281,9 +281,9 @@ def other_models_record(document: dict[str, Any], records: Iterable[dict]) -> di
 
 
 def apply_other_models(document: dict[str, Any], record: dict[str, Any]) -> list[dict[str, str]]:
-    """Say what the other models' runs showed; where they used more than preflight's figures, scale this
-    check's verdict figure by the largest ratio seen and decide again (only down: runs that used less do not
-    narrow the margin until there is a measured basis for how far)."""
+    """Say what the other models' runs showed, and scale this check's verdict figure by the largest ratio seen:
+    up where a run used more than its figure (the verdict decided again), down where every run used less (the
+    margin narrowed, never below the peak this check measured; see narrow_margin)."""
     target = document.get("target") or {}
     figure = (target.get("projection") or {}).get("peak_bytes") or document.get("peak_upper_bytes") \
         or document.get("peak_bytes")
@@ -291,7 +291,9 @@ def apply_other_models(document: dict[str, Any], record: dict[str, Any]) -> list
             f"{record['backend']} are on record: their peaks were {record['min_ratio']:.2f}x to "
             f"{record['max_ratio']:.2f}x the figure preflight gave them (median {record['median_ratio']:.2f}x).")
     budget = document.get("budget_bytes")
-    if not figure or record["max_ratio"] <= 1.0:
+    if figure and record["max_ratio"] < 1.0:
+        return narrow_margin(document, record, figure, text)
+    if not figure or record["max_ratio"] == 1.0:
         return [{"id": "calibration-other-models", "severity": "info", "message": text}]
     scaled = int(figure * record["max_ratio"])
     record["scaled_peak_bytes"] = scaled
@@ -304,3 +306,30 @@ def apply_other_models(document: dict[str, Any], record: dict[str, Any]) -> list
     return [{"id": "calibration-other-models", "severity": "warning", "message":
              f"{text} Scaled by {record['max_ratio']:.2f}x, this check's figure {format_bytes(figure)} is "
              f"{format_bytes(scaled)}" + (f", still within the budget of {format_bytes(budget)}." if budget else ".")}]
+
+
+def narrow_margin(document: dict[str, Any], record: dict[str, Any], figure: int, text: str) -> list[dict[str, str]]:
+    """Every run on record used less than its figure: this check's figure times the largest of those ratios is
+    what a run like theirs would use, floored at the peak this check measured at the planned batch on its own
+    device (a margin narrows, a measurement does not). Where the figure was the only thing over the budget, the
+    verdict becomes "fits" and a finding says on how many runs that rests."""
+    floor = 0 if (document.get("target") or {}).get("projection") else document.get("peak_bytes") or 0
+    narrowed = max(int(figure * record["max_ratio"]), floor)
+    record["narrowed_peak_bytes"] = narrowed
+    budget = document.get("budget_bytes")
+    ran_out = any(p.get("status") == "oom" and p.get("batch_size", 0) <= document["batch_size"]
+                  for p in document.get("probes") or [])
+    only_the_figure = (document.get("fits") is False and budget and narrowed <= budget < figure and not ran_out
+                       and (document.get("host") or {}).get("fits") is not False
+                       and not document.get("fits_at_no_batch") and not document.get("load_oom")
+                       and (document.get("floor") or {}).get("total_bytes", 0) <= budget)
+    narrowed_text = (f"{text} Scaled by {record['max_ratio']:.2f}x, this check's figure {format_bytes(figure)} is "
+                     f"{format_bytes(narrowed)}")
+    if not only_the_figure:
+        return [{"id": "calibration-other-models", "severity": "info", "message": narrowed_text + "."}]
+    document["fits"] = True
+    document["findings"] = [f for f in document.get("findings") or [] if f.get("id") != "over-budget"]
+    return [{"id": "calibration-other-models-narrowed", "severity": "warning", "message":
+             f"{narrowed_text}, within the budget of {format_bytes(budget)}: fits by the runs on record, though "
+             f"the figure with preflight's own margin ({format_bytes(figure)}) is over it. This rests on "
+             f"{record['runs']} run(s); a run of this model with preflight.keras.MemoryCallback settles it."}]

@@ -67,6 +67,14 @@ def compiled_step_memory(model, batch) -> dict[str, int]:
     model._symbolic_build(data_batch=batch)
     state = model._get_jax_state(trainable_variables=True, non_trainable_variables=True,
                                  optimizer_variables=True, metrics_variables=True, purge_model_variables=False)
+    return state_step_memory(model, state, batch)
+
+
+def state_step_memory(model, state, batch) -> dict[str, int]:
+    """The same analysis from the state fit hands its train function (the callback's way in: fit has purged
+    the model's own copies by then). Compiles the step once more; runs nothing."""
+    import jax
+
     analysis = jax.jit(model.train_step, donate_argnums=0).lower(state, batch).compile().memory_analysis()
     parts = {name: int(getattr(analysis, f"{name}_size_in_bytes")) for name in ("argument", "output", "temp", "alias")}
     return {**{f"{k}_bytes": v for k, v in parts.items()},

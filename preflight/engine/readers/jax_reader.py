@@ -62,8 +62,6 @@ class JaxReader:
 
 def compiled_step_memory(model, batch) -> dict[str, int]:
     """XLA's memory analysis of the train step model.fit compiles (jit of train_step, state donated)."""
-    import jax
-
     model._symbolic_build(data_batch=batch)
     state = model._get_jax_state(trainable_variables=True, non_trainable_variables=True,
                                  optimizer_variables=True, metrics_variables=True, purge_model_variables=False)

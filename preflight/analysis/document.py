@@ -17,6 +17,7 @@ from preflight.analysis.checks import CheckContext, run_checks
 from preflight.analysis.devices import get_target
 from preflight.analysis.footprint import PARTS, footprint
 from preflight.analysis.host import host_section
+from preflight.analysis.lengths import length_section
 from preflight.analysis.predict import PeakModel, project_to_target, run_margin_floor
 from preflight.measurements import ModelInfo, ProbeOutcome
 
@@ -153,6 +154,10 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
     if budget is not None and (document["fits_at_no_batch"] or document["floor"]["total_bytes"] > budget
                                or outcome.load_oom):
         document["fits"] = False
+    lengths = length_section(outcome, batch_size, _step_budget(budget, pipeline_on_host),
+                             run_margin_floor(model.jit_compile or outcome.device.deterministic, outcome.probes))
+    if lengths is not None:
+        document["length_curve"] = lengths
     document["findings"] = run_checks(CheckContext(document, settings.host_available_bytes))
     return document
 

@@ -99,6 +99,14 @@ def render_markdown(document: dict[str, Any]) -> str:
         lines += ["", f"**Batch size:** largest that fits {esc(curve['max_batch_text'])}, "
                       f"recommended {esc(curve['recommended_batch_text'])} (peak {esc(curve['recommended_peak_text'])})"]
 
+    lengths = view["length_curve"]
+    if lengths:
+        lines += ["", f"**Sequence length** ({esc(lengths['axes_text'])}): planned {esc(lengths['planned_text'])}; "
+                      f"at batch {lengths['batch_size']} the longest that fits is {esc(lengths['max_length_text'])}"]
+        if lengths["rows"]:
+            lines += ["", "| Length | Peak | Source |", "|---:|---:|---|"]
+            lines += [f"| {row['length']} | {esc(row['peak_text'])} | {esc(row['source'])} |" for row in lengths["rows"]]
+
     recommendations = view["recommendations"]
     if recommendations and recommendations["helpful"]:
         header = "To make it fit" if recommendations["any_fits"] or view["verdict"]["state"] != "does-not-fit" \

@@ -142,6 +142,15 @@ def _renderables(document: dict[str, Any]) -> list[Any]:
         parts.append(line)
         if curve["timing_text"]:
             parts.append(Text(f"Time: {curve['timing_text']}", style="dim"))
+    lengths = view["length_curve"]
+    if lengths:
+        line = Text()
+        line.append("Sequence length: ", style="bold")
+        line.append(f"{lengths['axes_text']}; planned {lengths['planned_text']}; at batch {lengths['batch_size']} the "
+                    f"longest that fits is {lengths['max_length_text']}")
+        parts.append(line)
+        if lengths["probes_text"]:
+            parts.append(Text(f"  peak by length: {lengths['probes_text']}", style="dim"))
 
     recommendations = view["recommendations"]
     if recommendations and recommendations["helpful"]:

@@ -10,7 +10,8 @@ The document (format 1) is the single source every renderer reads:
      "target": {"name": str, "usable_bytes": int, "description": str} | null,
      "batch_size": int, "peak_bytes": int|null,
      "peak_source": "measured"|"predicted"|"shapes" (a search with no measured configuration),
-     "footprint": {"parameters", "gradients", "optimizer", "activations", "inputs", "other": int},
+     "footprint": {"parameters", "gradients", "optimizer", "activations", "inputs", "other": int;
+                   "frozen_parameters" too when some weights are not trainable: "parameters" are then the trainable},
      "footprint_sources": {same keys: "measured"|"derived"},
      "probes": [{"batch_size", "peak_bytes", "peak_bytes_runs", "resident_bytes", "step_seconds",
                  "warmup_seconds", "status": "ok"|"oom"|"timeout"|"crashed"|"error", "message",

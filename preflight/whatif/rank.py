@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 MIN_SAVING_FRACTION = 0.02  # below this the difference is within run-to-run spread: not a recommendation
-INTRUSIVENESS = ("batch_size", "mixed_precision", "optimizer", "remat", "shrink")
+INTRUSIVENESS = ("batch_size", "mixed_precision", "optimizer", "remat", "finetune", "shrink")
 
 
 # Within "shrink": swapping Flatten for pooling keeps the data and usually the accuracy; narrower layers
@@ -112,7 +112,9 @@ def rank_recommendations(
 def unmeasured_entry(spec: dict[str, Any], status: str, message: str) -> dict[str, Any]:
     """A measured-list item for a what-if that has no peak: "not_applicable", "oom", "error" or "timeout"."""
     args = spec.get("args") or {}
-    detail = args.get("policy") or args.get("name") or args.get("change") or ""
+    detail = args.get("policy") or args.get("name") or args.get("change") or args.get("mode") or ""
+    if args.get("rank"):
+        detail += f" rank {args['rank']}"
     return {"kind": spec.get("kind"), "title": f"{spec.get('kind')} {detail}".strip(), "peak_bytes": None,
             "step_seconds": None, "params": None, "snippet": "", "tradeoff": "", "status": status,
             "message": message}

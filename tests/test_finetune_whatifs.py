@@ -84,3 +84,27 @@ def test_the_fine_tuning_what_ifs_are_measured_by_real_steps_in_their_own_childr
     # Full fine-tuning adds gradients and two Adam slots for the 0.3M frozen weights (about 3.2 MiB); the
     # rank-4 adapters add a few KiB
     assert full["peak_bytes"] - lora["peak_bytes"] > 2 * MIB
+
+
+def test_every_renderer_shows_the_fine_tuning_what_ifs_whether_they_save_or_cost():
+    import json
+
+    from preflight.render.html import render_html
+    from preflight.render.markdown import render_markdown
+    from preflight.render.terminal import render_text
+
+    document = json.loads((Path(__file__).parent / "data" / "sample_report.json").read_text(encoding="utf-8"))
+    document["recommendations"] = (document.get("recommendations") or []) + [
+        {"kind": "finetune", "title": "Full fine-tuning (every weight trains)", "peak_bytes": 8 * MIB,
+         "saving_bytes": -6 * MIB, "saving_fraction": -3.0, "fits": False, "recommended": False, "status": "ok"},
+        {"kind": "finetune", "title": "Freeze the backbone (train the head only)", "peak_bytes": None,
+         "status": "not_applicable", "message": "with the backbone <b>frozen</b> nothing is left to train"}]
+    text = " ".join(render_text(document).split())
+    assert "Fine-tuning what-ifs (measured at batch" in text
+    assert "Full fine-tuning (every weight trains): peak 8.0 MiB (+6.0 MiB against now), does not fit" in text
+    assert "Freeze the backbone (train the head only): not applicable: with the backbone" in text
+    assert "- Full fine-tuning (every weight trains): peak 8.0 MiB (+6.0 MiB against now), does not fit" in \
+        render_markdown(document)
+    html = render_html(document)
+    assert "Fine-tuning: which weights train" in html and "uses 6.0 MiB more" in html
+    assert "<b>frozen</b>" not in html and "&lt;b&gt;frozen&lt;/b&gt;" in html

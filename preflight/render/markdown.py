@@ -121,6 +121,14 @@ def render_markdown(document: dict[str, Any]) -> str:
             if row["lead"]:
                 line += " **← try this first**"
             lines.append(line)
+    if recommendations and recommendations["finetune"]:
+        lines += ["", f"**Fine-tuning what-ifs** (measured at batch {view['verdict']['batch_size']})", ""]
+        for row in recommendations["finetune"]:
+            if row["measured"]:
+                lines.append(f"- {esc(row['title'])}: peak {esc(row['peak_text'])} ({esc(row['change_bytes_text'])} "
+                             f"against now)" + (f", {esc(row['fits_text'])}" if row["fits_text"] else ""))
+            else:
+                lines.append(f"- {esc(row['title'])}: {esc(row['status'].replace('_', ' '))}: {esc(row['message'])}")
 
     search = view["search"]
     if search:

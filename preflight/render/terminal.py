@@ -168,6 +168,19 @@ def _renderables(document: dict[str, Any]) -> list[Any]:
                 line.append(" ← try this first", style="bold")
             bullets.add_row(Text("-"), line)
         parts.append(bullets)
+    if recommendations and recommendations["finetune"]:
+        parts.append(Text(f"Fine-tuning what-ifs (measured at batch {view['verdict']['batch_size']}):", style="bold"))
+        bullets = _hanging_list()
+        for row in recommendations["finetune"]:
+            line = Text(row["title"])
+            if row["measured"]:
+                line.append(f": peak {row['peak_text']} ({row['change_bytes_text']} against now)")
+                if row["fits_text"]:
+                    line.append(f", {row['fits_text']}", style="green" if row["fits"] else "red")
+            else:
+                line.append(f": {row['status'].replace('_', ' ')}: {row['message']}")
+            bullets.add_row(Text("-"), line)
+        parts.append(bullets)
 
     search = view["search"]
     if search:

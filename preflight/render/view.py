@@ -510,7 +510,11 @@ def _recommendations(document: dict[str, Any]) -> dict[str, Any] | None:
             "status": str(item.get("status") or ("ok" if measured else "not measured")),
             "message": str(item.get("message") or ""),
             "why_not_text": str(item.get("message") or (
-                "saves too little to matter (within run-to-run spread)" if measured else "not measured")),
+                f"uses {format_bytes(-item['saving_bytes'])} more" if (item.get("saving_bytes") or 0) < 0
+                else "saves too little to matter (within run-to-run spread)" if measured else "not measured")),
+            # against the measured peak at the planned batch: "+6.3 MiB" costs, "-1.2 MiB" saves
+            "change_bytes_text": ("n/a" if item.get("saving_bytes") is None else
+                                  f"{'+' if item['saving_bytes'] < 0 else '-'}{format_bytes(abs(item['saving_bytes']))}"),
             "peak_bytes": item.get("peak_bytes"),
             "peak_text": format_bytes(item.get("peak_bytes")),
             # Where no batch fits, a what-if may only fit at batch 1: say where its peak was measured.
@@ -534,6 +538,8 @@ def _recommendations(document: dict[str, Any]) -> dict[str, Any] | None:
         "any_fits": any(row["fits"] for row in rows),
         "helpful": [row for row in rows if row["recommended"]],
         "unhelpful": [row for row in rows if not row["recommended"]],
+        # Which weights train (full fine-tuning, the backbone frozen, LoRA): shown whether they save or cost
+        "finetune": [row for row in rows if row["kind"] == "finetune"],
     }
 
 

@@ -54,7 +54,7 @@ def length_section(outcome: ProbeOutcome, batch_size: int, budget: int | None,
             top = max(top, best)
     power = 1
     while power <= 2 * top and (longest is None or power <= longest):
-        if power >= min(measured) // 2:
+        if power >= min(measured):
             lengths.add(power)
         power *= 2
     section["curve"] = [{"length": row["batch_size"], "peak_bytes": row["peak_bytes"], "source": row["source"]}

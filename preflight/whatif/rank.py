@@ -112,10 +112,13 @@ def rank_recommendations(
 def unmeasured_entry(spec: dict[str, Any], status: str, message: str) -> dict[str, Any]:
     """A measured-list item for a what-if that has no peak: "not_applicable", "oom", "error" or "timeout"."""
     args = spec.get("args") or {}
-    detail = args.get("policy") or args.get("name") or args.get("change") or args.get("mode") or ""
-    if args.get("rank"):
-        detail += f" rank {args['rank']}"
-    return {"kind": spec.get("kind"), "title": f"{spec.get('kind')} {detail}".strip(), "peak_bytes": None,
+    detail = args.get("policy") or args.get("name") or args.get("change") or ""
+    title = f"{spec.get('kind')} {detail}".strip()
+    if spec.get("kind") == "finetune":
+        from preflight.whatif.variants import finetune_title
+
+        title = finetune_title(args.get("mode", ""), args.get("rank"))
+    return {"kind": spec.get("kind"), "title": title, "peak_bytes": None,
             "step_seconds": None, "params": None, "snippet": "", "tradeoff": "", "status": status,
             "message": message}
 

@@ -758,6 +758,12 @@ FINETUNE_MODES = ("full", "freeze_backbone", "lora")
 LORA_TYPES = ("Dense", "EinsumDense", "Embedding")
 
 
+def finetune_title(mode: str, rank: int | None = None) -> str:
+    """How a report names a fine-tuning what-if, measured or not."""
+    return {"full": "Full fine-tuning (every weight trains)", "freeze_backbone": "Freeze the backbone (train the head only)",
+            "lora": f"LoRA rank {rank or 4}"}.get(mode, f"finetune {mode}")
+
+
 def _flat_layers(model) -> list:
     """Every layer inside the model, nested ones included (a keras-hub backbone's attention projections)."""
     flatten = getattr(model, "_flatten_layers", None)
@@ -848,7 +854,7 @@ def finetune(model, mode: str, rank: int | None = None):
             raise VariantNotApplicable(
                 f"with the backbone ({names}) frozen nothing is left to train: the head has no weights of its own "
                 "(a causal LM's output projection is the backbone's token embedding)")
-        title = "Freeze the backbone (train the head only)"
+        title = finetune_title(mode)
         snippet = ("backbone.trainable = False  # before compile(); the head's layers keep training\n"
                    "model.compile(...)")
         tradeoff = (f"Only the head learns ({names} frozen): no gradients or optimizer state for the backbone. "
@@ -881,12 +887,12 @@ def finetune(model, mode: str, rank: int | None = None):
             snippet = (f"for layer in backbone_layers:  # the Dense/EinsumDense/Embedding layers to adapt\n"
                        f"    layer.enable_lora({rank})  # freezes the layer's own kernel\n"
                        "model.compile(...)")
-        title = f"LoRA rank {rank}"
+        title = finetune_title(mode, rank)
         tradeoff = (f"Low-rank adapters of rank {rank} train in place of the backbone's weights ({names}): "
                     "gradients and optimizer state only for the adapters and the head. Quality depends on the rank "
                     "and on which layers are adapted.")
     else:
-        title = "Full fine-tuning (every weight trains)"
+        title = finetune_title(mode)
         snippet = ("model.trainable = True  # and no enable_lora(...)\n"
                    "model.compile(...)")
         tradeoff = ("Every weight learns: gradients and optimizer state for all of them, the most memory; the "

@@ -37,7 +37,7 @@ def test_the_footprint_puts_frozen_weights_apart_from_the_trainable_ones():
     parts, sources = footprint(info, 8, 20 * MIB)
     assert parts["parameters"] == 1 * MIB and parts["frozen_parameters"] == 9 * MIB
     assert parts["gradients"] == 1 * MIB and parts["other"] == 20 * MIB - 13 * MIB
-    assert "non-trainable" in sources["frozen_parameters"]
+    assert "frozen layers" in sources["frozen_parameters"]
     every_weight_trains = ModelInfo(**{**info.__dict__, "trainable_param_bytes": 10 * MIB, "layers": []})
     assert "frozen_parameters" not in footprint(every_weight_trains, 8, 30 * MIB)[0]
 

@@ -36,7 +36,7 @@ def test_the_gpt2_length_curve_is_real_steps_and_the_footprint_shows_the_frozen_
     printed = " ".join(render_text(document).split())
     assert "Sequence length: input 'padding_mask' axis 1, input 'token_ids' axis 1; planned 64 (--seq-len)" in printed
     assert "at batch 4 the longest that fits is 128 (measured), the longest the model accepts" in printed
-    assert "Frozen parameters" in printed and "Trainable parameters" in printed
+    assert "Non-trainable parameters" in printed and "Trainable parameters" in printed
 
 
 def test_the_gpt2_fine_tuning_what_ifs_are_measured_against_rank_4_lora():

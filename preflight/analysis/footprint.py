@@ -35,7 +35,7 @@ def footprint(model: ModelInfo, batch_size: int, peak_bytes: int | None,
     }
     if frozen:
         parts["frozen_parameters"] = frozen
-        sources["frozen_parameters"] = "measured (non-trainable weights: no gradient, no optimizer state)"
+        sources["frozen_parameters"] = "measured (frozen layers, base weights under LoRA, BatchNorm statistics)"
     if peak_bytes is None:
         sources["other"] = "unknown"
         return parts, sources

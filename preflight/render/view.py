@@ -18,7 +18,7 @@ from preflight.units import format_bytes, format_count, format_quantity, format_
 # The footprint's parts in the order they stack, with the colour each keeps in every chart.
 FOOTPRINT_PARTS: tuple[tuple[str, str, str], ...] = (
     ("parameters", "Parameters", "#4c78a8"),
-    ("frozen_parameters", "Frozen parameters", "#9ecae9"),
+    ("frozen_parameters", "Non-trainable parameters", "#9ecae9"),
     ("gradients", "Gradients", "#72b7b2"),
     ("optimizer", "Optimizer state", "#f58518"),
     ("activations", "Activations", "#e45756"),

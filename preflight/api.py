@@ -184,6 +184,10 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
             document = build_document(outcome, replace(settings, batch_size=batch_size, launch=launch),
                                       model_name=_model_name(model))
             document["findings"] += _program_notes(model, outcome.fit_plan, batch_size)
+            if seq_len is not None and "length_curve" not in document and outcome.model is not None:
+                document["findings"].append({"id": "seq-len-unused", "severity": "warning", "message":
+                                             f"--seq-len {seq_len} changed nothing: no model input has an axis of "
+                                             "no fixed size besides the batch (its Input shape fixes every length)."})
             _add_peak_composition(document, outcome)
             verdict_seconds = time.monotonic() - started
             if probe_batch_sizes is None and max_batch_time > 0:

@@ -170,3 +170,17 @@ def test_without_seq_len_a_synthesized_dynamic_axis_is_named_and_the_fix_given()
     assert report.document["length_curve"]["planned_length"] == 1
     messages = {f["id"]: f["message"] for f in report.document["findings"]}
     assert "--seq-len" in messages["dynamic-axis-unset"] and "'tokens'" in messages["dynamic-axis-unset"]
+
+
+def test_seq_len_on_a_model_without_a_dynamic_axis_says_it_changed_nothing():
+    import keras
+
+    import preflight
+
+    model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(4)])
+    model.compile("sgd", "mse")
+    report = preflight.check(model, seq_len=64, budget="256MiB", steps=1, progress=False, max_batch_time=0,
+                             whatif=False, probe_batch_sizes=[8])
+    assert "length_curve" not in report.document
+    messages = {f["id"]: f["message"] for f in report.document["findings"]}
+    assert "--seq-len 64 changed nothing" in messages["seq-len-unused"]

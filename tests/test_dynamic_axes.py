@@ -184,3 +184,18 @@ def test_seq_len_on_a_model_without_a_dynamic_axis_says_it_changed_nothing():
     assert "length_curve" not in report.document
     messages = {f["id"]: f["message"] for f in report.document["findings"]}
     assert "--seq-len 64 changed nothing" in messages["seq-len-unused"]
+
+
+def test_a_one_hot_label_as_long_as_the_sequence_is_not_resized_for_a_per_sequence_output():
+    import keras
+
+    from preflight.engine.data import make_pool
+
+    tokens = keras.Input(shape=(None,), dtype="int32")
+    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(50, 4)(tokens))
+    model = keras.Model(tokens, keras.layers.Dense(6, activation="softmax")(pooled))  # one label per sequence
+    model.compile("sgd", "categorical_crossentropy")
+    x = np.zeros((2, 6), "int32")
+    y = np.eye(6, dtype="float32")[[0, 1]]  # 6 classes, as long as the sequence
+    x_at, y_at, _ = make_pool((x, y), model, 2, length=12).unpacked(2)
+    assert x_at.shape == (2, 12) and y_at.shape == (2, 6)

@@ -525,8 +525,8 @@ def _resize_axis(array: np.ndarray, axis: int, length: int) -> np.ndarray:
 
 def at_length(pool: SamplePool, model, length: int) -> SamplePool:
     """The pool with every dynamic input axis (dynamic_axes) at `length`: synthesized afresh when it was
-    synthetic, else the data cut or tiled along those axes, and a label or weight leaf whose axis 1 had
-    the inputs' old length (a token-level label) with it."""
+    synthetic, else the data cut or tiled along those axes, and, for a model with per-token outputs, a label
+    or weight leaf whose axis 1 had the inputs' old length with it."""
     if pool.kind == "synthetic":
         return synthesize(model, len(_leaves(pool.element)[0]), length=length)
     x, y, sample_weight = unpack(pool.element)
@@ -542,8 +542,13 @@ def at_length(pool: SamplePool, model, length: int) -> SamplePool:
         resized[id(array)] = new
     x = _map(lambda a: resized.get(id(a), a), x)
 
+    outputs = getattr(model, "outputs", None) or []
+    # Labels follow the length only where an output has it too (per-token logits), never a one-hot row
+    # that happens to be as long as the sequence.
+    per_token = not outputs or any(len(t.shape) > 1 and t.shape[1] is None for t in outputs)
+
     def follow(array):
-        if array.ndim >= 2 and array.shape[1] in old_lengths:
+        if per_token and array.ndim >= 2 and array.shape[1] in old_lengths:
             return _resize_axis(array, 1, length)
         return array
 

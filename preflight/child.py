@@ -173,31 +173,35 @@ def measure_lengths(job: dict, reader, model, pool, probes: list[ProbeResult], e
     longest = longest_accepted_length(model)
     events.emit("dynamic_axes", axes=axes, planned_length=planned, length_source=source, max_length=longest)
     batch_size = job["planned_batch_size"]
-    at_planned = next((p for p in probes if p.batch_size == batch_size and p.status == "ok"), None)
+    # The planned batch at the planned length: measured, or out of memory (then only shorter lengths are tried,
+    # for the longest that fits).
+    at_planned = next((p for p in probes if p.batch_size == batch_size and p.status in ("ok", "oom")), None)
     if planned is None or at_planned is None or (source == "synthesized" and planned <= 1):
         return  # no planned length to vary around (the report asks for --seq-len)
     points = [replace(at_planned, batch_size=planned)]
     limit, usable = job.get("memory_limit_bytes"), job.get("usable_bytes")
+
+    def curve():
+        return PeakModel(points, convex=True, memory_limit_bytes=limit)
+
     for length in plan.length_round(planned, longest):
-        if length > planned and limit and PeakModel(points, convex=True).predict_peak(length).peak_bytes > limit:
+        if length > planned and (at_planned.status != "ok" or (limit and curve().predict_peak(length).peak_bytes > limit)):
             break
         probe = _length_probe(job, reader, model, pool, length, events, started)
         if probe.status != "ok":
             return
         points.append(replace(probe, batch_size=length))
-    if not usable:
+    if not usable or not any(p.status == "ok" for p in points):
         return
     # As the batch's decision round: the predicted longest length that fits, measured when this machine
     # can run it, so the number the report gives rests on a step; after an out-of-memory there (the
     # extrapolation fell short), a quarter shorter, up to LENGTH_TRIES steps in all.
-    candidate = PeakModel(points, convex=True).max_batch_size(usable)
+    candidate = curve().max_batch_size(usable)
     for _ in range(LENGTH_TRIES):
-        ran = max(p.batch_size for p in points)
+        ran = max(p.batch_size for p in points if p.status == "ok")
         if not candidate or candidate <= ran or (longest is not None and candidate > longest):
             return
         probe = _length_probe(job, reader, model, pool, candidate, events, started)
-        if probe.status == "ok":
-            return
         if probe.status != "oom":
             return
         candidate = int(candidate * 0.75)

@@ -199,3 +199,16 @@ def test_a_one_hot_label_as_long_as_the_sequence_is_not_resized_for_a_per_sequen
     y = np.eye(6, dtype="float32")[[0, 1]]  # 6 classes, as long as the sequence
     x_at, y_at, _ = make_pool((x, y), model, 2, length=12).unpacked(2)
     assert x_at.shape == (2, 12) and y_at.shape == (2, 6)
+
+
+def test_a_planned_length_that_runs_out_of_memory_still_gets_the_longest_length_that_fits():
+    import preflight
+
+    report = preflight.check(str(MODELS / "sequence_attention.py"), seq_len=2048, budget="256MiB", steps=1,
+                             progress=False, max_batch_time=0, whatif=False)
+    section = report.document["length_curve"]
+    statuses = {p["length"]: p["status"] for p in section["probes"]}
+    assert statuses[2048] == "oom" and statuses[512] == "ok" and statuses[1024] == "ok"
+    assert 512 < section["max_length"] < 2048
+    assert report.document["fits"] is False
+    assert "the longest that fits is" in {f["id"]: f["message"] for f in report.document["findings"]}["length-over-budget"]

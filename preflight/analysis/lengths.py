@@ -30,14 +30,15 @@ def length_section(outcome: ProbeOutcome, batch_size: int, budget: int | None,
         "length_source": info.get("length_source"), "max_model_length": longest,
         "probes": [], "curve": [], "max_length": None, "max_length_source": None,
     }
-    at_planned = next((p for p in outcome.probes if p.batch_size == batch_size and p.status == "ok"), None)
+    at_planned = next((p for p in outcome.probes if p.batch_size == batch_size and p.status == "ok"), None) or \
+        next((p for p in outcome.probes if p.batch_size == batch_size and p.status == "oom"), None)
     probes = ([replace(at_planned, batch_size=planned)] if at_planned is not None and planned else []) + \
         [replace(item["probe"], batch_size=item["length"]) for item in outcome.length_probes]
     section["probes"] = [{"length": p.batch_size, "status": p.status, "peak_bytes": p.peak_bytes,
                           "step_seconds": p.step_seconds, "message": p.message}
                          for p in sorted(probes, key=lambda p: p.batch_size)]
     if len(probes) < 2 or not any(p.status == "ok" for p in probes):
-        return section
+        return section  # a curve needs two lengths, one of them measured
     model = PeakModel(probes, memory_limit_bytes=(outcome.device.memory_limit_bytes if outcome.device else None),
                       min_run_margin=min_run_margin, convex=True)
     measured = {p.batch_size for p in probes if p.status == "ok"}

@@ -58,8 +58,8 @@ def measure_variants(baseline_job: ProbeJob, specs: list[dict], on_progress=None
                              "details": {"floor": floor}})
             continue
         job = replace(baseline_job, batch_sizes=sizes, adaptive=False, measured_steps=VARIANT_STEPS,
-                      variant=spec, list_variants=False, profile_dir=None, prior_probes=[], readiness=False, length_curve=False,
-                      variant_from_shapes=from_shapes)
+                      variant=spec, list_variants=False, profile_dir=None, prior_probes=[], readiness=False,
+                      variant_from_shapes=from_shapes, length_curve=False)
         try:
             outcome = run_probes(job, on_progress)
         except PreflightError as exc:

@@ -119,6 +119,26 @@ def test_the_largest_batch_search_lands_within_10_percent_below_the_truth_from_e
     assert max(s for s in asked if s <= 1_500) >= 1_500 / 2
 
 
+def test_the_largest_batch_leaves_room_for_the_spread_fresh_processes_showed():
+    from preflight.whatif.recommend import NEAR_LIMIT_FILL, cross_process_spread, sizes_without_room
+
+    mib = 1 << 20
+    limit = 256 * mib
+    # The bidirectional LSTM: the planned batch read 80 and 88 MiB in two processes (10 % apart); the search
+    # ran 75 once and 94 twice, 94 at 236 MiB, which one process of model.fit then could not run.
+    document = {"probes": [{"batch_size": 32, "status": "ok", "process_peaks": [80 * mib, 88 * mib]},
+                           {"batch_size": 16, "status": "oom", "process_peaks": [1, 100]}]}
+    ran = {75: [190 * mib], 94: [236 * mib, 230 * mib]}
+    spread = cross_process_spread(document, ran)
+    assert abs(spread - 0.10) < 1e-9
+    assert sizes_without_room(ran, spread, lambda size: limit) == [94]
+    # Without a spread the same answer stands (it is under NEAR_LIMIT_FILL of the limit) ...
+    assert 236 * mib < NEAR_LIMIT_FILL * limit and sizes_without_room(ran, 0.0, lambda size: limit) == []
+    # ... and the smallest size that ran is kept even when it too lacks room: nothing smaller was run.
+    assert sizes_without_room({75: [250 * mib], 94: [255 * mib]}, spread, lambda size: limit) == [94]
+    assert cross_process_spread({"probes": []}, {94: [236 * mib]}) == 0.0
+
+
 def test_the_search_stops_when_the_processes_still_owed_would_overrun_its_time_limit():
     from preflight.whatif.recommend import SearchClock
 

@@ -399,6 +399,9 @@ def _curve(document: dict[str, Any]) -> dict[str, Any] | None:
                               f"{format_bytes(largest.get('measured_peak_bytes'))} in "
                               f"{len(largest.get('process_peaks') or [1])} fresh process(es)"
                               + (f" ({largest['method']})" if largest.get("method") else ""))
+        if (largest.get("process_spread") or 0) > 0.01:
+            confirmation_text += (f", leaving room for the {format_percent(largest['process_spread'], 1)} "
+                                  "spread seen between fresh processes")
     recommended_peak_text = format_bytes(recommended_peak) if recommended_peak is not None else "n/a"
     if confirmation.get("status") == "ok" and confirmation.get("batch_size") == recommended \
             and confirmation.get("measured_peak_bytes"):

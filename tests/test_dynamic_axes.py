@@ -212,3 +212,11 @@ def test_a_planned_length_that_runs_out_of_memory_still_gets_the_longest_length_
     assert 512 < section["max_length"] < 2048
     assert report.document["fits"] is False
     assert "the longest that fits is" in {f["id"]: f["message"] for f in report.document["findings"]}["length-over-budget"]
+
+
+def test_an_image_of_no_fixed_size_is_an_input_size_not_a_sequence_length():
+    document = sample_document()
+    document["length_curve"]["axes"] = [{"input": "image", "axes": [1, 2], "shape": [None, None, None, 3]}]
+    text = " ".join(render_text(document).split())
+    assert "Input size: input 'image' axis 1/2; planned 64" in text and "Sequence length" not in text
+    assert "<h2>Input size</h2>" in render_html(document)

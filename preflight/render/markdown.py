@@ -101,7 +101,7 @@ def render_markdown(document: dict[str, Any]) -> str:
 
     lengths = view["length_curve"]
     if lengths:
-        lines += ["", f"**Sequence length** ({esc(lengths['axes_text'])}): planned {esc(lengths['planned_text'])}; "
+        lines += ["", f"**{lengths['heading']}** ({esc(lengths['axes_text'])}): planned {esc(lengths['planned_text'])}; "
                       f"at batch {lengths['batch_size']} the longest that fits is {esc(lengths['max_length_text'])}"]
         if lengths["rows"]:
             lines += ["", "| Length | Peak | Source |", "|---:|---:|---|"]

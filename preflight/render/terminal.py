@@ -145,7 +145,7 @@ def _renderables(document: dict[str, Any]) -> list[Any]:
     lengths = view["length_curve"]
     if lengths:
         line = Text()
-        line.append("Sequence length: ", style="bold")
+        line.append(f"{lengths['heading']}: ", style="bold")
         line.append(f"{lengths['axes_text']}; planned {lengths['planned_text']}; at batch {lengths['batch_size']} the "
                     f"longest that fits is {lengths['max_length_text']}")
         parts.append(line)

@@ -457,7 +457,10 @@ def _length_curve(document: dict[str, Any]) -> dict[str, Any] | None:
     else:
         max_text = "none"
     probes = section.get("probes") or []
+    # One axis per input is a sequence; two or more (an image's height and width) are an input size.
+    several = any(len(a.get("axes") or []) > 1 for a in section.get("axes") or [])
     return {
+        "heading": "Input size" if several else "Sequence length",
         "axes_text": axes_text(section.get("axes") or []),
         "batch_size": section.get("batch_size"),
         "planned_text": f"{format_count(planned)} ({source})" if planned else "n/a",

@@ -21,6 +21,10 @@ The document (format 1) is the single source every renderer reads:
      "findings": [{"id", "severity": "info"|"warning"|"error", "message"}],
      # optional sections, added by later stages; renderers skip what is absent:
      "curve": [{"batch_size", "peak_bytes", "source"}], "max_batch_size", "recommended_batch_size",
+     "length_curve" (only when an input has an axis of no fixed size besides the batch, analysis.lengths):
+         {"axes", "batch_size", "planned_length", "length_source", "max_model_length",
+          "probes": [{"length", "status", "peak_bytes", "step_seconds", "message"}],
+          "curve": [{"length", "peak_bytes", "source"}], "max_length", "max_length_source"},
      "recommendations": [...], "peak_composition": {...}, "search": {...},
      "baseline_diff": {...} (preflight.analysis.diff), "gate": {"passed", "reasons", "failures": [{"id", "message"}]}}
 

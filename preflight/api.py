@@ -78,7 +78,7 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
           time_limit: str | float | None = None, checkpoint_dir: str | None = None, checkpoints: int | None = None,
           rebuilds: int | None = None, backend: str | None = None, max_batch_time: float | None = None,
           host_budget: str | int | None = None, calibration: str | os.PathLike | None = None,
-          custom_objects: str | None = None) -> Report:
+          custom_objects: str | None = None, seq_len: int | None = None) -> Report:
     """Dry-run real training steps of `model` and return a Report (verdict, peak, footprint, findings).
 
     model: a path to a model.py (see the README's conventions), a notebook (.ipynb: its code cells run up to
@@ -88,6 +88,9 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
     keras.utils.PyDataset or a generator of batches (read once, here). None: synthesized from the model.
     For a saved model: arrays x or (x, y), or the path of an .npz file holding arrays x and y.
     custom_objects: for a saved model, a module.py defining its custom layers, losses and models.
+    seq_len: the size of the inputs' axes of no fixed size besides the batch (a sequence length): the data is
+    synthesized at it, or cut or tiled to it. The report names such an axis and measures it like the batch:
+    the planned batch at a few lengths, a peak-vs-length curve, and the longest length that fits.
     budget: '15GiB', '16GB' or bytes; target: a device name such as 't4' (its usable memory is the budget).
     whatif: measure variants (mixed precision, remat, shrinking, optimizers); None: only when it does not
     fit and a variant could plausibly make it fit. profile: a directory for a TensorBoard profile of the
@@ -111,6 +114,8 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
     batch_size, timeout, steps, probe_batch_sizes = _checked_arguments(
         batch_size=batch_size, budget=budget, target=target, timeout=timeout, steps=steps,
         probe_batch_sizes=probe_batch_sizes, profile=profile)
+    if seq_len is not None:
+        seq_len = setting("seq_len", seq_len, "seq_len")
     if max_batch_time is None:
         environment = os.environ.get("PREFLIGHT_MAX_BATCH_TIME")
         max_batch_time = (setting("max_batch_time", environment, "PREFLIGHT_MAX_BATCH_TIME") if environment is not None
@@ -159,7 +164,7 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
                                  hint="leave custom_objects out")
             batch_size = batch_size or DEFAULT_BATCH_SIZE
             # The pool covers the planned batch twice over: later rounds may probe up to 2B.
-            source = _hand_off(model, data, 2 * max(probe_batch_sizes or [batch_size]), handoff_dir)
+            source = _hand_off(model, data, 2 * max(probe_batch_sizes or [batch_size]), handoff_dir, seq_len)
             launch = launch_section(None, os.environ, **launch_flags)
         target_kind = get_target(target).kind if target else None
         job = ProbeJob(source=source, batch_sizes=probe_batch_sizes or first_round(batch_size),
@@ -168,7 +173,8 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
                        planned_batch_size=batch_size, usable_bytes=usable,
                        list_variants=whatif is not False, target_kind=target_kind,
                        profile_dir=str(Path(profile).resolve()) if profile else None,
-                       readiness=True, rebuilds=rebuilds or 0, backend=backend)
+                       readiness=True, rebuilds=rebuilds or 0, backend=backend, seq_len=seq_len,
+                       length_curve=probe_batch_sizes is None)
         with ProgressDisplay(enabled=progress) as display:
             outcome = run_probes(job, on_progress=display)
             if probe_batch_sizes is None and not outcome.device.deterministic:
@@ -178,6 +184,10 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
             document = build_document(outcome, replace(settings, batch_size=batch_size, launch=launch),
                                       model_name=_model_name(model))
             document["findings"] += _program_notes(model, outcome.fit_plan, batch_size)
+            if seq_len is not None and "length_curve" not in document and outcome.model is not None:
+                document["findings"].append({"id": "seq-len-unused", "severity": "warning", "message":
+                                             f"--seq-len {seq_len} changed nothing: no model input has an axis of "
+                                             "no fixed size besides the batch (its Input shape fixes every length)."})
             _add_peak_composition(document, outcome)
             verdict_seconds = time.monotonic() - started
             if probe_batch_sizes is None and max_batch_time > 0:
@@ -272,7 +282,7 @@ def _model_name(model: Any) -> str:
     return str(getattr(model, "name", "model"))
 
 
-def _hand_off(model: Any, data: Any, pool_size: int, directory: str) -> dict:
+def _hand_off(model: Any, data: Any, pool_size: int, directory: str, length: int | None = None) -> dict:
     from preflight.engine.data import make_pool
     from preflight.engine.handoff import write_handoff
     from preflight.engine.loader import check_compiled
@@ -284,7 +294,7 @@ def _hand_off(model: Any, data: Any, pool_size: int, directory: str) -> dict:
     from preflight.engine.readiness import strategy_of
 
     check_compiled(model)
-    write_handoff(model, make_pool(data, model, pool_size), directory)
+    write_handoff(model, make_pool(data, model, pool_size, length), directory)
     # The .keras file does not keep the strategy the variables were created under: say it here.
     strategy, replicas = strategy_of(model)
     return {"kind": "saved", "dir": directory, "strategy": {"strategy": strategy, "replicas": replicas}}

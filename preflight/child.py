@@ -21,7 +21,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from preflight.engine import plan
-from preflight.engine.probe import EventWriter, describe_model, fit_probe, graph_slope, probe_batch_size
+from preflight.engine.data import at_length, dynamic_axes, longest_accepted_length
+from preflight.engine.probe import EventWriter, describe_model, dynamic_axis_sizes, fit_probe, graph_slope, probe_batch_size
 from preflight.engine.readers import start_reader
 from preflight.engine.step_errors import error_line, fix_for
 from preflight.errors import DataError, ModelError, PreflightError, is_out_of_memory
@@ -128,6 +129,8 @@ def run_job(job: dict, events: EventWriter) -> None:
             break
         events.emit("plan", batch_sizes=round_sizes)
     after_probes(job, model, pool, probes, device, events)
+    if job.get("length_curve"):
+        measure_lengths(job, reader, model, pool, probes, events, started)
     if job.get("readiness") and backend == "tensorflow":
         report_readiness(reader.tf, job, model, pool, events)
 
@@ -151,6 +154,70 @@ def after_probes(job: dict, model, pool, probes: list[ProbeResult], device: Devi
             events.emit("peak_composition", composition=None, message=f"{type(exc).__name__}: {error_line(exc)}")
             return
         events.emit("peak_composition", composition=composition, message="")
+
+
+def measure_lengths(job: dict, reader, model, pool, probes: list[ProbeResult], events: EventWriter,
+                    started: float) -> None:
+    """The inputs' dynamic axis (a sequence length) measured like the batch: the planned batch stepped at
+    the lengths of plan.length_round, shortest first, each a real probe, then at the longest length predicted
+    to fit the budget. A longer length is not tried once one failed, or once the curve so far
+    (analysis.predict, lengths for batch sizes) puts it over the allocator limit."""
+    from preflight.analysis.predict import PeakModel
+
+    axes = dynamic_axes(model)
+    if not axes:
+        return
+    sizes = dynamic_axis_sizes(model, pool)
+    planned = max(sizes) if sizes else None
+    source = "--seq-len" if job.get("seq_len") else ("synthesized" if pool.kind == "synthetic" else "data")
+    longest = longest_accepted_length(model)
+    events.emit("dynamic_axes", axes=axes, planned_length=planned, length_source=source, max_length=longest)
+    batch_size = job["planned_batch_size"]
+    # The planned batch at the planned length: measured, or out of memory (then only shorter lengths are tried,
+    # for the longest that fits).
+    at_planned = next((p for p in probes if p.batch_size == batch_size and p.status in ("ok", "oom")), None)
+    if planned is None or at_planned is None or (source == "synthesized" and planned <= 1):
+        return  # no planned length to vary around (the report asks for --seq-len)
+    points = [replace(at_planned, batch_size=planned)]
+    limit, usable = job.get("memory_limit_bytes"), job.get("usable_bytes")
+
+    def curve():
+        return PeakModel(points, convex=True, memory_limit_bytes=limit)
+
+    for length in plan.length_round(planned, longest):
+        if length > planned and (at_planned.status != "ok" or (limit and curve().predict_peak(length).peak_bytes > limit)):
+            break
+        probe = _length_probe(job, reader, model, pool, length, events, started)
+        if probe.status != "ok":
+            return
+        points.append(replace(probe, batch_size=length))
+    if not usable or not any(p.status == "ok" for p in points):
+        return
+    # As the batch's decision round: the predicted longest length that fits, measured when this machine
+    # can run it, so the number the report gives rests on a step; after an out-of-memory there (the
+    # extrapolation fell short), a quarter shorter, up to LENGTH_TRIES steps in all.
+    candidate = curve().max_batch_size(usable)
+    for _ in range(LENGTH_TRIES):
+        ran = max(p.batch_size for p in points if p.status == "ok")
+        if not candidate or candidate <= ran or (longest is not None and candidate > longest):
+            return
+        probe = _length_probe(job, reader, model, pool, candidate, events, started)
+        if probe.status != "oom":
+            return
+        candidate = int(candidate * 0.75)
+
+
+LENGTH_TRIES = 3
+
+
+def _length_probe(job: dict, reader, model, pool, length: int, events: EventWriter, started: float) -> ProbeResult:
+    """The planned batch stepped with the dynamic axes at `length`, reported as a length_probe event."""
+    probe = probe_batch_size(reader, model, at_length(pool, model, length), job["planned_batch_size"],
+                             int(job.get("measured_steps", 3)), events, started, first=False,
+                             source_kind=job["source"]["kind"], limit_bytes=job.get("memory_limit_bytes"))
+    events.emit("length_probe", length=length, probe=probe.to_dict())
+    gc.collect()
+    return probe
 
 
 def report_readiness(tf, job: dict, model, pool, events: EventWriter) -> None:
@@ -307,12 +374,12 @@ def _saved_shapes_only(directory: str):
     return build_floor_model(lambda: load_handoff_config(directory)), pool
 
 
-def _make_pool(data, model, size: int):
+def _make_pool(data, model, size: int, length: int | None = None):
     """The data pool (preflight.engine.data); an error raised by the user's generator or pipeline is a DataError."""
     from preflight.engine.data import make_pool
 
     try:
-        return make_pool(data, model, size)
+        return make_pool(data, model, size, length)
     except PreflightError:
         raise
     except Exception as exc:  # noqa: BLE001 - the user's generator or pipeline may raise anything
@@ -333,7 +400,7 @@ def _pool_apart_from_pipeline(reader, loaded: LoadedJob, model, size: int, job: 
     """
     measure = getattr(reader, "backend", None) == "tensorflow"
     before = reader.start_window() if measure else None
-    pool = _make_pool(loaded.data, model, size)
+    pool = _make_pool(loaded.data, model, size, job.get("seq_len"))
     if pool.pipeline is None or job["source"]["kind"] != "file":
         return pool  # a handed-over pool was read in the caller's process: only its estimates travel
     from preflight.engine.data import pipeline_call_lines
@@ -380,7 +447,7 @@ def _over(floor: dict, job: dict) -> bool:
 def report_floor_only(job: dict, loaded: LoadedJob, device: DeviceInfo, events: EventWriter) -> None:
     """The floor alone is over budget: describe the shape-only model, list the what-ifs with their own
     floors (which of them bring the floor under the budget), and stop before allocating anything."""
-    pool = _make_pool(loaded.data, loaded.model, _largest_batch(job))
+    pool = _make_pool(loaded.data, loaded.model, _largest_batch(job), job.get("seq_len"))
     events.emit("floor", floor=loaded.floor)
     events.emit("model", model=describe_model(loaded.model, pool).to_dict(), device=device.to_dict(),
                 data={"kind": pool.kind, "host_bytes": pool.host_bytes, "pipeline": pool.pipeline})

@@ -41,6 +41,8 @@ def _check_parser() -> argparse.ArgumentParser:
                                        "(default: synthesized from the model)")
     parser.add_argument("--batch-size", type=int, help="planned batch size (default: the file's batch_size, else 32)")
     parser.add_argument("--budget", help="memory the run may use, e.g. 15GiB, 512MiB, 16GB")
+    parser.add_argument("--seq-len", type=int, help="the planned size of the inputs' axes of no fixed size besides the "
+                                                    "batch (a sequence length); the report adds a peak-vs-length curve")
     parser.add_argument("--target", help="a device to fit, e.g. t4, a100-40gb, tpu-v3, cpu (see `targets`)")
     parser.add_argument("--host-budget", help="host RAM the input pipeline may use beside a GPU/TPU target, e.g. "
                                               "12GiB, or colab, kaggle (default: this host's available memory); "
@@ -164,7 +166,8 @@ def _check(argv: list[str]) -> int:
         finally:  # an unknown key next to a bad value: both are worth knowing
             for warning in caught:
                 print(f"preflight: warning: {warning.message}", file=sys.stderr)
-    for name in ("host_budget", "time_limit", "epochs", "steps_per_epoch", "checkpoint_dir", "checkpoints", "rebuilds"):
+    for name in ("host_budget", "time_limit", "epochs", "steps_per_epoch", "checkpoint_dir", "checkpoints", "rebuilds",
+                 "seq_len"):
         if getattr(args, name) is not None:
             setting(name, getattr(args, name), "--" + name.replace("_", "-"))
     # Keras reads KERAS_BACKEND once, at import: set before anything here imports it (a search file is
@@ -213,7 +216,8 @@ def _check_one(model_file: str, name: str, args, settings, json_path: str | None
                        profile=settings.profile, progress=not args.quiet, epochs=args.epochs,
                        steps_per_epoch=args.steps_per_epoch, time_limit=args.time_limit,
                        checkpoint_dir=args.checkpoint_dir, checkpoints=args.checkpoints, rebuilds=args.rebuilds,
-                       host_budget=args.host_budget, custom_objects=args.custom_objects, data=args.data)
+                       host_budget=args.host_budget, custom_objects=args.custom_objects, data=args.data,
+                       seq_len=args.seq_len)
     if baseline is not None:
         report.document["baseline_diff"] = compare_reports(baseline, report.document)
     gate = evaluate_gate(report.document, thresholds)

@@ -135,3 +135,6 @@ class ProbeOutcome:
     load_oom: str | None = None             # out of memory while building the model: what was being allocated
     readiness: dict | None = None           # preflight.engine.readiness.readiness_record, when the job asked for it
     fit_plan: dict | None = None            # the fit(...) call a model.py or notebook stopped at (engine.fit_plan)
+    # The inputs' None axes besides the batch: {"axes", "planned_length", "length_source", "max_length"}
+    dynamic_axes: dict | None = None
+    length_probes: list[dict] = field(default_factory=list)  # {"length", "probe": ProbeResult} at the planned batch

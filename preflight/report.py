@@ -10,7 +10,8 @@ The document (format 1) is the single source every renderer reads:
      "target": {"name": str, "usable_bytes": int, "description": str} | null,
      "batch_size": int, "peak_bytes": int|null,
      "peak_source": "measured"|"predicted"|"shapes" (a search with no measured configuration),
-     "footprint": {"parameters", "gradients", "optimizer", "activations", "inputs", "other": int},
+     "footprint": {"parameters", "gradients", "optimizer", "activations", "inputs", "other": int;
+                   "frozen_parameters" too when some weights are not trainable: "parameters" are then the trainable},
      "footprint_sources": {same keys: "measured"|"derived"},
      "probes": [{"batch_size", "peak_bytes", "peak_bytes_runs", "resident_bytes", "step_seconds",
                  "warmup_seconds", "status": "ok"|"oom"|"timeout"|"crashed"|"error", "message",
@@ -20,6 +21,10 @@ The document (format 1) is the single source every renderer reads:
      "findings": [{"id", "severity": "info"|"warning"|"error", "message"}],
      # optional sections, added by later stages; renderers skip what is absent:
      "curve": [{"batch_size", "peak_bytes", "source"}], "max_batch_size", "recommended_batch_size",
+     "length_curve" (only when an input has an axis of no fixed size besides the batch, analysis.lengths):
+         {"axes", "batch_size", "planned_length", "length_source", "max_model_length",
+          "probes": [{"length", "status", "peak_bytes", "step_seconds", "message"}],
+          "curve": [{"length", "peak_bytes", "source"}], "max_length", "max_length_source"},
      "recommendations": [...], "peak_composition": {...}, "search": {...},
      "baseline_diff": {...} (preflight.analysis.diff), "gate": {"passed", "reasons", "failures": [{"id", "message"}]}}
 

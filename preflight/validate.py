@@ -221,6 +221,7 @@ RULES: dict[str, Callable[[Any, str], Any]] = {
     "batch_size": _int_in_range(1, MAX_BATCH_SIZE, "a batch size such as 32"),
     "steps": _int_in_range(1, MAX_STEPS, "a value such as 3"),
     "epochs": _int_in_range(1, 10**6, "a value such as 20"),
+    "seq_len": _int_in_range(1, 10**7, "a sequence length such as 512"),
     "steps_per_epoch": _int_in_range(1, 10**9, "a value such as 1000"),
     "checkpoints": _int_in_range(1, 10**6, "a value such as 1"),
     "rebuilds": _int_in_range(2, 100, "a value such as 6 (each rebuild calls build_model() twice)"),

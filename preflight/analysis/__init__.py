@@ -3,6 +3,7 @@
 - `document`: the report document (`build_document`, `search_document`, `FORMAT_VERSION`).
 - `footprint`: the peak split into parameters, gradients, optimizer state, activations, inputs.
 - `predict`: the peak-vs-batch model, its margin, projection to targets. `devices`: the target catalogue.
+- `lengths`: the same curve over an input's dynamic axis (a sequence length) at the planned batch.
 - `checks`: the findings, one small function each, in a registry. `diff`: a report against its baseline.
 - `comparison`: one model's reports under several Keras backends, side by side (`compare`).
 - `fingerprint`: a model's hash, the same in every process; `run_watch`: the rules a training run is

@@ -259,6 +259,32 @@ def other_holds_much_of_the_peak(ctx: CheckContext) -> Finding | None:
                       "(tensorboard --logdir DIR); the report then lists what holds memory at the peak."))
 
 
+def axes_text(axes: list[dict]) -> str:
+    """"input 'token_ids' axis 1, input 'padding_mask' axis 1": the dynamic axes a report names."""
+    return ", ".join(f"input {a['input']!r} axis {'/'.join(str(x) for x in a['axes'])}" for a in axes)
+
+
+@check
+def dynamic_axis(ctx: CheckContext) -> Finding | None:
+    """An input axis of no fixed size besides the batch: name it, and its planned length or its absence."""
+    section = ctx.document.get("length_curve")
+    if not section:
+        return None
+    named = axes_text(section["axes"])
+    planned = section.get("planned_length")
+    if section.get("length_source") == "synthesized" and (planned or 1) <= 1:
+        return Finding("dynamic-axis-unset", "warning",
+                       f"The model's inputs have an axis of no fixed size besides the batch ({named}); with no data "
+                       f"and no --seq-len it was synthesized at length {planned or 1}, which says little about a real "
+                       "run. Pass --seq-len N (seq_len=N in preflight.check) with the length you will train at.")
+    longest = section.get("max_length")
+    if longest is not None and planned and longest < planned:
+        return Finding("length-over-budget", "error",
+                       f"At batch {section['batch_size']} the planned length {planned} ({named}) does not fit; the "
+                       f"longest that fits is {longest}.")
+    return None
+
+
 @check
 def loss_not_finite(ctx: CheckContext) -> Finding | None:
     for probe in ctx.document["probes"]:

@@ -15,8 +15,9 @@ from typing import Any
 from preflight.version import __version__
 from preflight.analysis.checks import CheckContext, run_checks
 from preflight.analysis.devices import get_target
-from preflight.analysis.footprint import PARTS, footprint
+from preflight.analysis.footprint import OPTIONAL_PARTS, PARTS, footprint
 from preflight.analysis.host import host_section
+from preflight.analysis.lengths import length_section
 from preflight.analysis.predict import PeakModel, project_to_target, run_margin_floor
 from preflight.measurements import ModelInfo, ProbeOutcome
 
@@ -136,7 +137,7 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
         document["target"] = get_target(settings.target_name).to_dict()
 
     parts, sources = footprint(model, batch_size, document["peak_bytes"], document["peak_source"])
-    document["footprint"] = {part: int(parts[part]) for part in PARTS}
+    document["footprint"] = {part: int(parts[part]) for part in PARTS + OPTIONAL_PARTS if part in parts}
     if outcome.floor and outcome.model and not outcome.probes:
         # Nothing was allocated: the model was sized from a shape-only build.
         sources.update(parameters="static (shapes)", optimizer="static (shapes)")
@@ -153,6 +154,10 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
     if budget is not None and (document["fits_at_no_batch"] or document["floor"]["total_bytes"] > budget
                                or outcome.load_oom):
         document["fits"] = False
+    lengths = length_section(outcome, batch_size, _step_budget(budget, pipeline_on_host),
+                             run_margin_floor(model.jit_compile or outcome.device.deterministic, outcome.probes))
+    if lengths is not None:
+        document["length_curve"] = lengths
     document["findings"] = run_checks(CheckContext(document, settings.host_available_bytes))
     return document
 

@@ -77,11 +77,14 @@ class PeakModel:
       flat small-batch curve from promising that huge batches fit.
     graph_estimates: {batch_size: graph_estimate peak_bytes}; the slope between the two largest is
       taken as another lower bound on the per-sample slope.
+    convex: past the largest probe, growth the last three probes show to be quadratic stays quadratic (a
+      sequence length: attention scores grow with its square; analysis.lengths); the batch axis is linear.
     """
 
     def __init__(self, probes: Iterable[ProbeResult], *, min_bytes_per_sample: float = 0.0,
                  graph_estimates: dict[int, int] | None = None,
-                 memory_limit_bytes: int | None = None, min_run_margin: float = MIN_RUN_MARGIN):
+                 memory_limit_bytes: int | None = None, min_run_margin: float = MIN_RUN_MARGIN,
+                 convex: bool = False):
         probes = list(probes)
         if graph_estimates and len(graph_estimates) >= 2:
             # The liveness estimate misses fragmentation and scratch, so its slope is a lower bound.
@@ -108,6 +111,7 @@ class PeakModel:
             running = max(running, point.peak_bytes)
             self.envelope.append(running)
         self.slope_bytes_per_sample, self.slope_method = self._extrapolation_slope(min_bytes_per_sample)
+        self.curvature = self._curvature() if convex else 0.0
         oom_sizes = [p.batch_size for p in probes if p.status == "oom"]
         self.oom_batch_size = min(oom_sizes) if oom_sizes and memory_limit_bytes else None
         self.memory_limit_bytes = memory_limit_bytes
@@ -127,6 +131,22 @@ class PeakModel:
         slope, method = max(candidates, key=lambda item: item[0])
         return slope, method
 
+    def _curvature(self) -> float:
+        """Bytes per sample squared: the second divided difference of the last three envelope points
+        (0 when they do not bend upward), with the slope at the last point raised to the quadratic's."""
+        if len(self.points) < 3:
+            return 0.0
+        (x1, x2, x3), (y1, y2, y3) = [p.batch_size for p in self.points[-3:]], self.envelope[-3:]
+        last_slope = (y3 - y2) / (x3 - x2)
+        curvature = (last_slope - (y2 - y1) / (x2 - x1)) / (x3 - x1)
+        if curvature <= 0:
+            return 0.0
+        tangent = last_slope + curvature * (x3 - x2)
+        if tangent > self.slope_bytes_per_sample:
+            self.slope_bytes_per_sample = tangent
+            self.slope_method = f"the quadratic through the last three probes ({x1}, {x2}, {x3})"
+        return curvature
+
     def _envelope_at(self, batch_size: int) -> tuple[float, str, int | None]:
         """(envelope bytes without margin, how, measured bytes if probed)."""
         sizes = [point.batch_size for point in self.points]
@@ -136,10 +156,13 @@ class PeakModel:
         if batch_size < sizes[0]:
             return (float(self.envelope[0]), f"at most the peak of the smallest probe (batch {sizes[0]})", None)
         if batch_size > sizes[-1]:
-            extra = self.slope_bytes_per_sample * (batch_size - sizes[-1])
+            beyond = batch_size - sizes[-1]
+            extra = self.slope_bytes_per_sample * beyond + self.curvature * beyond ** 2
             return (self.envelope[-1] + extra,
                     f"extrapolated from batch {sizes[-1]} at {format_bytes(self.slope_bytes_per_sample)}/sample "
-                    f"({self.slope_method})", None)
+                    f"({self.slope_method})"
+                    + (f", growing with the square of the distance ({self.curvature:.0f} bytes/sample²)"
+                       if self.curvature else ""), None)
         upper = next(i for i, b in enumerate(sizes) if b > batch_size)
         b0, b1 = sizes[upper - 1], sizes[upper]
         p0, p1 = self.envelope[upper - 1], self.envelope[upper]

@@ -118,14 +118,17 @@ def _to_numpy(structure):
     return array
 
 
-def make_pool(data: Any, model: Any, pool_size: int) -> SamplePool:
-    """Collect `pool_size` samples from `data` (or synthesize them) and check them against the model."""
+def make_pool(data: Any, model: Any, pool_size: int, length: int | None = None) -> SamplePool:
+    """Collect `pool_size` samples from `data` (or synthesize them) and check them against the model.
+
+    `length`: the size of the inputs' `None` axes besides the batch (a sequence length, --seq-len):
+    synthesized at it, or the data cut or tiled to it (at_length)."""
     import keras
 
     if isinstance(data, SamplePool):
         pool = data
     elif data is None:
-        pool = synthesize(model, pool_size)
+        pool = synthesize(model, pool_size, length=length)
     elif _is_tf_dataset(data):
         pool = _reading(lambda: _pool_from_dataset(data, model, pool_size), "tf.data.Dataset")
     elif isinstance(data, keras.utils.PyDataset):
@@ -140,6 +143,8 @@ def make_pool(data: Any, model: Any, pool_size: int) -> SamplePool:
             hint="give what model.fit takes: arrays x, a tuple (x, y) or (x, y, sample_weight), a "
                  "tf.data.Dataset, a keras.utils.PyDataset or a Python generator of batches",
         )
+    if length is not None and pool.kind != "synthetic":
+        pool = at_length(pool, model, length)
     check_shapes(pool, model)
     return pool
 
@@ -486,8 +491,76 @@ def check_shapes(pool: SamplePool, model) -> None:
 
 # --- synthetic data -------------------------------------------------------------------------------
 
-def synthesize(model, count: int, seed: int = 0) -> SamplePool:
-    """Inputs from the model's input specs (by name for dict inputs), one label per head for its loss."""
+def dynamic_axes(model) -> list[dict[str, Any]]:
+    """The model inputs' `None` axes besides the batch (a sequence length, an image size), in input order:
+    [{"input": "token_ids", "axes": [1], "shape": [None, None]}]; [] for a model without symbolic inputs."""
+    inputs = getattr(model, "inputs", None) or []
+    found = []
+    for tensor in inputs:
+        axes = [axis for axis, d in enumerate(tensor.shape) if axis > 0 and d is None]
+        if axes:
+            found.append({"input": str(tensor.name), "axes": axes, "shape": list(tensor.shape)})
+    return found
+
+
+def longest_accepted_length(model) -> int | None:
+    """The longest sequence the model accepts, where a layer says (a keras-hub backbone's
+    `max_sequence_length`, a PositionEmbedding's `sequence_length`); None when nothing says."""
+    flatten = getattr(model, "_flatten_layers", None)
+    layers = list(flatten(include_self=True, recursive=True)) if flatten else [model, *_all_layers(model)]
+    limits = [getattr(layer, name) for layer in layers for name in ("max_sequence_length", "sequence_length")
+              if isinstance(getattr(layer, name, None), int) and getattr(layer, name) > 0]
+    return min(limits) if limits else None
+
+
+def _resize_axis(array: np.ndarray, axis: int, length: int) -> np.ndarray:
+    """`array` cut to `length` along `axis`, or tiled up to it."""
+    size = array.shape[axis]
+    if size >= length:
+        return np.take(array, range(length), axis=axis)
+    reps = [1] * array.ndim
+    reps[axis] = math.ceil(length / max(1, size))
+    return np.take(np.tile(array, reps), range(length), axis=axis)
+
+
+def at_length(pool: SamplePool, model, length: int) -> SamplePool:
+    """The pool with every dynamic input axis (dynamic_axes) at `length`: synthesized afresh when it was
+    synthetic, else the data cut or tiled along those axes, and, for a model with per-token outputs, a label
+    or weight leaf whose axis 1 had the inputs' old length with it."""
+    if pool.kind == "synthetic":
+        return synthesize(model, len(_leaves(pool.element)[0]), length=length)
+    x, y, sample_weight = unpack(pool.element)
+    pairs = _pair_with_inputs(x, model) or []
+    old_lengths = set()
+    resized = {}
+    for name, tensor, array in pairs:
+        new = array
+        for axis, d in enumerate(tensor.shape):
+            if axis > 0 and d is None and axis < array.ndim:
+                old_lengths.add(array.shape[axis])
+                new = _resize_axis(new, axis, length)
+        resized[id(array)] = new
+    x = _map(lambda a: resized.get(id(a), a), x)
+
+    outputs = getattr(model, "outputs", None) or []
+    # Labels follow the length only where an output has it too (per-token logits), never a one-hot row
+    # that happens to be as long as the sequence.
+    per_token = not outputs or any(len(t.shape) > 1 and t.shape[1] is None for t in outputs)
+
+    def follow(array):
+        if per_token and array.ndim >= 2 and array.shape[1] in old_lengths:
+            return _resize_axis(array, 1, length)
+        return array
+
+    element = pack(x, _map(follow, y), _map(follow, sample_weight))
+    if isinstance(pool.element, tuple) and not isinstance(element, tuple):
+        element = (element,)
+    return SamplePool(element, pool.kind, pool.host_bytes, pool.pipeline)
+
+
+def synthesize(model, count: int, seed: int = 0, length: int | None = None) -> SamplePool:
+    """Inputs from the model's input specs (by name for dict inputs), one label per head for its loss.
+    A `None` axis besides the batch (inputs and labels alike) gets `length`, else 1."""
     structure = _input_structure(model)
     if structure is None:
         raise DataError(
@@ -497,12 +570,13 @@ def synthesize(model, count: int, seed: int = 0) -> SamplePool:
         )
     rng = np.random.default_rng(seed)
     vocab = _smallest_vocabulary(model)
-    x = _map(lambda tensor: _random_array(tensor, count, rng, vocab), structure)
-    return SamplePool(pack(x, _labels(model, count, rng)), "synthetic")
+    fill = length or 1
+    x = _map(lambda tensor: _random_array(tensor, count, rng, vocab, fill), structure)
+    return SamplePool(pack(x, _labels(model, count, rng, fill)), "synthetic")
 
 
-def _random_array(tensor, count: int, rng, vocab: int | None) -> np.ndarray:
-    shape = (count,) + tuple(d if d is not None else 1 for d in tensor.shape[1:])
+def _random_array(tensor, count: int, rng, vocab: int | None, fill: int = 1) -> np.ndarray:
+    shape = (count,) + tuple(d if d is not None else fill for d in tensor.shape[1:])
     dtype = np.dtype(str(tensor.dtype)) if str(tensor.dtype) != "bfloat16" else np.float32
     if np.issubdtype(dtype, np.integer):
         # Integer inputs usually index an Embedding: stay inside the smallest vocabulary.
@@ -528,7 +602,7 @@ def _all_layers(model) -> list:
     return found
 
 
-def _labels(model, count: int, rng):
+def _labels(model, count: int, rng, fill: int = 1):
     """y in the structure the compiled loss reads: None without a loss (a custom train_step, add_loss).
 
     Dict outputs get a dict with one label per head that has a loss (Keras rejects labels for the
@@ -549,8 +623,8 @@ def _labels(model, count: int, rng):
         heads = list(zip(model.output_names, outputs))
     else:
         only = next(iter(loss.values())) if isinstance(loss, dict) else loss[0] if isinstance(loss, list) else loss
-        return _label_for(outputs, only, count, rng)
-    labels = {name: _label_for(tensor, _head_loss(loss, name, index), count, rng)
+        return _label_for(outputs, only, count, rng, fill)
+    labels = {name: _label_for(tensor, _head_loss(loss, name, index), count, rng, fill)
               for index, (name, tensor) in enumerate(heads)}
     if isinstance(outputs, dict):
         return {name: label for name, label in labels.items() if label is not None}
@@ -576,11 +650,11 @@ def _loss_name(loss) -> str:
     return str(name).lower()
 
 
-def _label_for(output, loss, count: int, rng) -> np.ndarray | None:
+def _label_for(output, loss, count: int, rng, fill: int = 1) -> np.ndarray | None:
     if loss is None:
         return None
     name = _loss_name(loss)
-    shape = tuple(d if d is not None else 1 for d in output.shape[1:])
+    shape = tuple(d if d is not None else fill for d in output.shape[1:])
     classes = shape[-1] if shape else 1
     if "sparse" in name:
         return rng.integers(0, max(classes, 2), size=(count,) + shape[:-1]).astype(np.int32)

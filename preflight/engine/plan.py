@@ -25,6 +25,15 @@ def first_round(planned_batch_size: int) -> list[int]:
     return sorted(next_probe_batch_sizes(planned_batch_size), reverse=True)
 
 
+def length_round(planned_length: int, max_length: int | None = None) -> list[int]:
+    """The lengths of a dynamic axis (a sequence length) measured at the planned batch, beside the planned
+    length the batch probes already ran: a quarter, a half, twice and four times it, shortest first, none
+    past the longest the model accepts (a position embedding's size)."""
+    planned = max(1, int(planned_length))
+    wanted = {max(1, planned // 4), max(1, planned // 2), 2 * planned, 4 * planned}
+    return sorted(n for n in wanted if n != planned and (max_length is None or n <= max_length))
+
+
 def shrink_round(planned_batch_size: int, probes: Sequence[ProbeResult]) -> list[int]:
     """Smaller batches after everything so far ran out of memory; [] once batch 1 was tried."""
     if any(p.status not in ("ok", "oom") for p in probes):

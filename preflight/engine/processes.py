@@ -29,7 +29,8 @@ def repeat_planned_batch(job: ProbeJob, outcome: ProbeOutcome, on_progress=None,
         return
     for _ in range(processes - 1):
         repeat = replace(job, batch_sizes=[planned], adaptive=False, measured_steps=REPEAT_STEPS,
-                         list_variants=False, profile_dir=None, prior_probes=[], readiness=False)
+                         list_variants=False, profile_dir=None, prior_probes=[], readiness=False,
+                         length_curve=False)
         try:
             probe = next((p for p in run_probes(repeat, on_progress).probes if p.batch_size == planned), None)
         except PreflightError:

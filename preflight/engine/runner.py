@@ -61,6 +61,8 @@ class ProbeJob:
     readiness: bool = False            # record strategy and XLA after the probes (preflight.engine.readiness)
     rebuilds: int = 0                  # with readiness: RSS over this many build_model() calls
     as_fit: bool = False               # measured_steps of model.fit itself per batch (engine.probe.fit_probe)
+    seq_len: int | None = None         # the size of the inputs' None axes besides the batch (--seq-len)
+    length_curve: bool = False         # after the probes, measure the planned batch at other lengths of that axis
     # The Keras backend the steps run under (preflight.engine.backends): the caller's own by default.
     backend: str = field(default_factory=default_backend)
 
@@ -213,6 +215,12 @@ class _ChildRun:
                 outcome.readiness = event["readiness"]
             elif kind == "fit_plan":
                 outcome.fit_plan = event["plan"]
+            elif kind == "dynamic_axes":
+                outcome.dynamic_axes = {k: v for k, v in event.items() if k != "event"}
+            elif kind == "length_probe":
+                outcome.length_probes.append({"length": int(event["length"]),
+                                              "probe": ProbeResult.from_dict(event["probe"])})
+                deadline = time.monotonic() + self.job.timeout_seconds
             elif kind == "plan":
                 pending[:] = event["batch_sizes"]  # the child finished its previous round
             elif kind == "probe":

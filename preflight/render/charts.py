@@ -152,8 +152,9 @@ def _limit_line(axes, limit_bytes: int | None, limit_label: str, unit_size: int)
 
 def curve_chart(measured: Sequence[tuple[int, int]], predicted: Sequence[tuple[int, int]],
                 limit_bytes: int | None = None, limit_label: str = "budget",
-                recommended: tuple[int, int] | None = None) -> str:
-    """Peak vs batch size: measured points, the predicted line, the limit and the recommendation."""
+                recommended: tuple[int, int] | None = None, x_label: str = "batch size") -> str:
+    """Peak vs batch size (or `x_label`: a sequence length): measured points, the predicted line, the limit
+    and the recommendation."""
     all_points = list(measured) + list(predicted) + ([recommended] if recommended else [])
     largest = max([peak for _, peak in all_points] + [limit_bytes or 0] + [1])
     unit_name, unit_size = _unit_for(largest)
@@ -175,7 +176,7 @@ def curve_chart(measured: Sequence[tuple[int, int]], predicted: Sequence[tuple[i
     if batches and min(batches) > 0 and max(batches) / min(batches) >= 16:
         axes.set_xscale("log", base=2)
         axes.xaxis.set_major_formatter(_int_formatter())
-    axes.set_xlabel("batch size", color=INK)
+    axes.set_xlabel(x_label, color=INK)
     axes.set_ylabel(f"peak ({unit_name})", color=INK)
     axes.set_ylim(0, _headroom(axes))
     _legend_above(axes)

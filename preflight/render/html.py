@@ -74,6 +74,7 @@ def build_charts(view: dict[str, Any]) -> dict[str, Any]:
     built: dict[str, Any] = {
         "footprint": Markup(charts.footprint_bar([(r["label"], r["bytes"], r["color"]) for r in footprint_rows])),
         "curve": None,
+        "length_curve": None,
         "recommendations": None,
         "timeline": None,
         "search": None,
@@ -85,6 +86,10 @@ def build_charts(view: dict[str, Any]) -> dict[str, Any]:
             recommended = (curve["recommended_batch_size"], curve["recommended_peak_bytes"])
         built["curve"] = Markup(charts.curve_chart(curve["measured"], curve["predicted"], limit_bytes,
                                                    limit_label, recommended))
+    lengths = view["length_curve"]
+    if lengths and (lengths["measured"] or lengths["predicted"]):
+        built["length_curve"] = Markup(charts.curve_chart(lengths["measured"], lengths["predicted"], limit_bytes,
+                                                          limit_label, x_label="sequence length"))
     recommendations = view["recommendations"]
     if recommendations:
         bars = []

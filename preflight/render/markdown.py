@@ -99,6 +99,14 @@ def render_markdown(document: dict[str, Any]) -> str:
         lines += ["", f"**Batch size:** largest that fits {esc(curve['max_batch_text'])}, "
                       f"recommended {esc(curve['recommended_batch_text'])} (peak {esc(curve['recommended_peak_text'])})"]
 
+    lengths = view["length_curve"]
+    if lengths:
+        lines += ["", f"**{lengths['heading']}** ({esc(lengths['axes_text'])}): planned {esc(lengths['planned_text'])}; "
+                      f"at batch {lengths['batch_size']} the longest that fits is {esc(lengths['max_length_text'])}"]
+        if lengths["rows"]:
+            lines += ["", "| Length | Peak | Source |", "|---:|---:|---|"]
+            lines += [f"| {row['length']} | {esc(row['peak_text'])} | {esc(row['source'])} |" for row in lengths["rows"]]
+
     recommendations = view["recommendations"]
     if recommendations and recommendations["helpful"]:
         header = "To make it fit" if recommendations["any_fits"] or view["verdict"]["state"] != "does-not-fit" \
@@ -113,6 +121,14 @@ def render_markdown(document: dict[str, Any]) -> str:
             if row["lead"]:
                 line += " **← try this first**"
             lines.append(line)
+    if recommendations and recommendations["finetune"]:
+        lines += ["", f"**Fine-tuning what-ifs** (measured at batch {view['verdict']['batch_size']})", ""]
+        for row in recommendations["finetune"]:
+            if row["measured"]:
+                lines.append(f"- {esc(row['title'])}: peak {esc(row['peak_text'])} ({esc(row['change_bytes_text'])} "
+                             f"against now)" + (f", {esc(row['fits_text'])}" if row["fits_text"] else ""))
+            else:
+                lines.append(f"- {esc(row['title'])}: {esc(row['status'].replace('_', ' '))}: {esc(row['message'])}")
 
     search = view["search"]
     if search:

@@ -142,6 +142,15 @@ def _renderables(document: dict[str, Any]) -> list[Any]:
         parts.append(line)
         if curve["timing_text"]:
             parts.append(Text(f"Time: {curve['timing_text']}", style="dim"))
+    lengths = view["length_curve"]
+    if lengths:
+        line = Text()
+        line.append(f"{lengths['heading']}: ", style="bold")
+        line.append(f"{lengths['axes_text']}; planned {lengths['planned_text']}; at batch {lengths['batch_size']} the "
+                    f"longest that fits is {lengths['max_length_text']}")
+        parts.append(line)
+        if lengths["probes_text"]:
+            parts.append(Text(f"  peak by length: {lengths['probes_text']}", style="dim"))
 
     recommendations = view["recommendations"]
     if recommendations and recommendations["helpful"]:
@@ -157,6 +166,19 @@ def _renderables(document: dict[str, Any]) -> list[Any]:
                 line.append(f" ({row['fits_text']})", style="green" if row["fits"] else "red")
             if row["lead"]:
                 line.append(" ← try this first", style="bold")
+            bullets.add_row(Text("-"), line)
+        parts.append(bullets)
+    if recommendations and recommendations["finetune"]:
+        parts.append(Text(f"Fine-tuning what-ifs (measured at batch {view['verdict']['batch_size']}):", style="bold"))
+        bullets = _hanging_list()
+        for row in recommendations["finetune"]:
+            line = Text(row["title"])
+            if row["measured"]:
+                line.append(f": peak {row['peak_text']} ({row['change_bytes_text']} against now)")
+                if row["fits_text"]:
+                    line.append(f", {row['fits_text']}", style="green" if row["fits"] else "red")
+            else:
+                line.append(f": {row['status'].replace('_', ' ')}: {row['message']}")
             bullets.add_row(Text("-"), line)
         parts.append(bullets)
 

@@ -3,7 +3,7 @@
 Renderers (HTML templates, terminal, Markdown) only lay out what `build_view` returns: formatted
 sizes, percentages, labels and CSS classes are decided here, once, so the templates hold no logic
 beyond loops and ifs. Raw numbers stay next to their text (`*_bytes`) for the chart builders.
-Optional sections (`curve`, `recommendations`, `peak_composition`, `search`) come back as None
+Optional sections (`curve`, `length_curve`, `recommendations`, `peak_composition`, `search`) come back as None
 when the document lacks them, and missing fields inside them are tolerated.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from preflight.units import format_bytes, format_count, format_quantity, format_
 # The footprint's parts in the order they stack, with the colour each keeps in every chart.
 FOOTPRINT_PARTS: tuple[tuple[str, str, str], ...] = (
     ("parameters", "Parameters", "#4c78a8"),
+    ("frozen_parameters", "Non-trainable parameters", "#9ecae9"),
     ("gradients", "Gradients", "#72b7b2"),
     ("optimizer", "Optimizer state", "#f58518"),
     ("activations", "Activations", "#e45756"),
@@ -284,6 +285,8 @@ def _footprint(document: dict[str, Any]) -> dict[str, Any]:
     for key, label, color in known + extra:
         size = int(footprint[key] or 0)
         share = size / total_bytes if total_bytes else None
+        if key == "parameters" and "frozen_parameters" in footprint:
+            label = "Trainable parameters"
         rows.append({
             "key": key,
             "label": label,
@@ -426,6 +429,56 @@ def _curve(document: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def _length_curve(document: dict[str, Any]) -> dict[str, Any] | None:
+    """The dynamic axis (analysis.lengths): which inputs, the planned length, the curve, the longest that fits."""
+    from preflight.analysis.checks import axes_text
+
+    section = document.get("length_curve")
+    if not section:
+        return None
+    points = section.get("curve") or []
+    measured = sorted((p["length"], p["peak_bytes"]) for p in points
+                      if p.get("source") == "measured" and p.get("peak_bytes") is not None)
+    predicted = sorted((p["length"], p["peak_bytes"]) for p in points
+                       if p.get("source") != "measured" and p.get("peak_bytes") is not None)
+    planned = section.get("planned_length")
+    source = {"--seq-len": "--seq-len", "data": "the data", "synthesized": "synthesized; pass --seq-len"}.get(
+        section.get("length_source"), str(section.get("length_source")))
+    longest = section.get("max_length")
+    model_limit = section.get("max_model_length")
+    if longest is not None:
+        max_text = f"{format_count(longest)} ({section.get('max_length_source') or 'predicted'})"
+        if model_limit is not None and longest == model_limit:
+            max_text += ", the longest the model accepts"
+    elif document.get("budget_bytes") is None:
+        max_text = "n/a (no budget)"
+    elif len(measured) + len(predicted) == 0:
+        max_text = "n/a (not measured)"
+    else:
+        max_text = "none"
+    probes = section.get("probes") or []
+    # One axis per input is a sequence; two or more (an image's height and width) are an input size.
+    several = any(len(a.get("axes") or []) > 1 for a in section.get("axes") or [])
+    return {
+        "heading": "Input size" if several else "Sequence length",
+        "axes_text": axes_text(section.get("axes") or []),
+        "batch_size": section.get("batch_size"),
+        "planned_text": f"{format_count(planned)} ({source})" if planned else "n/a",
+        "max_length": longest,
+        "max_length_text": max_text,
+        "model_limit_text": format_count(model_limit) if model_limit is not None else "none known",
+        "measured": measured,
+        "predicted": predicted,
+        "probes_text": ", ".join(f"{p['length']}: {format_bytes(p['peak_bytes']) if p.get('peak_bytes') else p['status']}"
+                                 for p in probes),
+        "rows": [{"length": p.get("length"), "peak_text": format_bytes(p.get("peak_bytes")),
+                  "source": p.get("source", "predicted"), "planned": p.get("length") == planned}
+                 for p in sorted(points, key=lambda p: p.get("length") or 0)],
+        "failed": [{"length": p["length"], "status": p["status"], "message": p.get("message") or ""}
+                   for p in probes if p.get("status") != "ok"],
+    }
+
+
 def _timing_text(timing: dict[str, Any] | None) -> str:
     """'verdict in 41 s; largest-batch search 95 s': the two parts of a check's time."""
     if not timing:
@@ -463,7 +516,11 @@ def _recommendations(document: dict[str, Any]) -> dict[str, Any] | None:
             "status": str(item.get("status") or ("ok" if measured else "not measured")),
             "message": str(item.get("message") or ""),
             "why_not_text": str(item.get("message") or (
-                "saves too little to matter (within run-to-run spread)" if measured else "not measured")),
+                f"uses {format_bytes(-item['saving_bytes'])} more" if (item.get("saving_bytes") or 0) < 0
+                else "saves too little to matter (within run-to-run spread)" if measured else "not measured")),
+            # against the measured peak at the planned batch: "+6.3 MiB" costs, "-1.2 MiB" saves
+            "change_bytes_text": ("n/a" if item.get("saving_bytes") is None else
+                                  f"{'+' if item['saving_bytes'] < 0 else '-'}{format_bytes(abs(item['saving_bytes']))}"),
             "peak_bytes": item.get("peak_bytes"),
             "peak_text": format_bytes(item.get("peak_bytes")),
             # Where no batch fits, a what-if may only fit at batch 1: say where its peak was measured.
@@ -487,6 +544,8 @@ def _recommendations(document: dict[str, Any]) -> dict[str, Any] | None:
         "any_fits": any(row["fits"] for row in rows),
         "helpful": [row for row in rows if row["recommended"]],
         "unhelpful": [row for row in rows if not row["recommended"]],
+        # Which weights train (full fine-tuning, the backbone frozen, LoRA): shown whether they save or cost
+        "finetune": [row for row in rows if row["kind"] == "finetune"],
     }
 
 
@@ -728,6 +787,7 @@ def build_view(document: dict[str, Any]) -> dict[str, Any]:
         "baseline_diff": _baseline_diff(document),
         "layers": _layers(document),
         "curve": _curve(document),
+        "length_curve": _length_curve(document),
         "recommendations": _recommendations(document),
         "peak_composition": _peak_composition(document),
         "search": _search(document),

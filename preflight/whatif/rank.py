@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 MIN_SAVING_FRACTION = 0.02  # below this the difference is within run-to-run spread: not a recommendation
-INTRUSIVENESS = ("batch_size", "mixed_precision", "optimizer", "remat", "shrink")
+INTRUSIVENESS = ("batch_size", "mixed_precision", "optimizer", "remat", "finetune", "shrink")
 
 
 # Within "shrink": swapping Flatten for pooling keeps the data and usually the accuracy; narrower layers
@@ -113,7 +113,12 @@ def unmeasured_entry(spec: dict[str, Any], status: str, message: str) -> dict[st
     """A measured-list item for a what-if that has no peak: "not_applicable", "oom", "error" or "timeout"."""
     args = spec.get("args") or {}
     detail = args.get("policy") or args.get("name") or args.get("change") or ""
-    return {"kind": spec.get("kind"), "title": f"{spec.get('kind')} {detail}".strip(), "peak_bytes": None,
+    title = f"{spec.get('kind')} {detail}".strip()
+    if spec.get("kind") == "finetune":
+        from preflight.whatif.variants import finetune_title
+
+        title = finetune_title(args.get("mode", ""), args.get("rank"))
+    return {"kind": spec.get("kind"), "title": title, "peak_bytes": None,
             "step_seconds": None, "params": None, "snippet": "", "tradeoff": "", "status": status,
             "message": message}
 

@@ -59,7 +59,7 @@ def measure_variants(baseline_job: ProbeJob, specs: list[dict], on_progress=None
             continue
         job = replace(baseline_job, batch_sizes=sizes, adaptive=False, measured_steps=VARIANT_STEPS,
                       variant=spec, list_variants=False, profile_dir=None, prior_probes=[], readiness=False,
-                      variant_from_shapes=from_shapes)
+                      variant_from_shapes=from_shapes, length_curve=False)
         try:
             outcome = run_probes(job, on_progress)
         except PreflightError as exc:
@@ -328,7 +328,7 @@ def _run_in_fresh_processes(baseline_job: ProbeJob, batch: int, budget: int, on_
         job = replace(baseline_job, batch_sizes=[batch], adaptive=False,
                       measured_steps=FIT_STEPS if as_fit else VARIANT_STEPS, as_fit=as_fit,
                       memory_limit_bytes=limit, list_variants=False, profile_dir=None, prior_probes=[],
-                      readiness=False)
+                      readiness=False, length_curve=False)
         try:
             probe = next(p for p in run_probes(job, on_progress).probes if p.batch_size == batch)
         except (PreflightError, StopIteration):

@@ -22,7 +22,7 @@ from preflight.units import tensor_bytes
 
 VariantSpec = dict  # {"kind": str, "args": dict}: JSON-able, crosses the process boundary
 
-KINDS = ("mixed_precision", "optimizer", "remat", "shrink")
+KINDS = ("mixed_precision", "optimizer", "remat", "shrink", "finetune")
 LIGHT_OPTIMIZERS = ("sgd", "adafactor", "lion")
 _MERGE_LAYERS = {"Add", "Concatenate", "Multiply", "Subtract", "Average", "Maximum", "Minimum", "Dot"}
 # Layers that keep the channel count of their input, so a filter change flows through them.
@@ -752,6 +752,162 @@ def shrink(model, change: str, layer: str | None = None):
 
 
 # ----------------------------------------------------------------------------------------------
+# Fine-tuning: which weights train (frozen layers, LoRA)
+
+FINETUNE_MODES = ("full", "freeze_backbone", "lora")
+LORA_TYPES = ("Dense", "EinsumDense", "Embedding")
+
+
+def finetune_title(mode: str, rank: int | None = None) -> str:
+    """How a report names a fine-tuning what-if, measured or not."""
+    return {"full": "Full fine-tuning (every weight trains)", "freeze_backbone": "Freeze the backbone (train the head only)",
+            "lora": f"LoRA rank {rank or 4}"}.get(mode, f"finetune {mode}")
+
+
+def _flat_layers(model) -> list:
+    """Every layer inside the model, nested ones included (a keras-hub backbone's attention projections)."""
+    flatten = getattr(model, "_flatten_layers", None)
+    return list(flatten(include_self=False, recursive=True)) if flatten else list(model.layers)
+
+
+def _lora_layers(model) -> list:
+    return [layer for layer in _flat_layers(model) if getattr(layer, "lora_enabled", False)]
+
+
+def _lora_variables(layer) -> list:
+    return [v for v in layer.weights if "lora_" in v.path.rsplit("/", 1)[-1]]
+
+
+def fine_tuning_state(model) -> dict[str, Any] | None:
+    """How the model fine-tunes: {"lora_rank", "lora_layers", "frozen_layers"}; None when every layer
+    trains and none has LoRA (then the fine-tuning what-ifs have nothing to compare)."""
+    lora = _lora_layers(model)
+    frozen = [layer for layer in _flat_layers(model) if layer.weights and not layer.trainable
+              and not getattr(layer, "lora_enabled", False)]
+    if not lora and not frozen:
+        return None
+    ranks = sorted({int(getattr(layer, "lora_rank", 0) or 0) for layer in lora})
+    return {"lora_rank": ranks[-1] if ranks else None, "lora_layers": len(lora), "frozen_layers": len(frozen)}
+
+
+def _backbone(model):
+    """The part a fine-tune keeps frozen: a keras-hub task's `backbone`, else the largest nested model, else
+    every top-level layer with weights except those that make the outputs (the head)."""
+    keras = _keras()
+    backbone = getattr(model, "backbone", None)
+    if isinstance(backbone, keras.layers.Layer):
+        return [backbone]
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if nested:
+        return [max(nested, key=lambda layer: layer.count_params())]
+    outputs = {t._keras_history[0].name for t in model.outputs} if getattr(model, "outputs", None) else set()
+    return [layer for layer in model.layers if layer.weights and layer.name not in outputs]
+
+
+def _drop_lora(model) -> list:
+    """Switch every LoRA adapter off (the layer computes with its base weights again) and freeze the
+    adapter's variables; returns them. Keras has no disable_lora: the variables stay, unused."""
+    dropped = []
+    for layer in _lora_layers(model):
+        layer.lora_enabled = False
+        for variable in _lora_variables(layer):
+            variable.trainable = False
+            dropped.append(variable)
+    return dropped
+
+
+def _set_all_trainable(model, dropped: list) -> None:
+    model.trainable = True
+    for layer in _flat_layers(model):
+        layer.trainable = True
+    for variable in dropped:  # `trainable = True` turned the unused adapters back on
+        variable.trainable = False
+
+
+def _trainable_bytes_of(model) -> int:
+    return _trainable_bytes(model.trainable_weights)
+
+
+def finetune(model, mode: str, rank: int | None = None):
+    """The same model training a different set of weights: "full" (every weight trains, LoRA off),
+    "freeze_backbone" (only the head trains) or "lora" (LoRA of `rank` on the backbone's Dense, EinsumDense
+    and Embedding layers, through a keras-hub backbone's own `enable_lora` where it has one).
+
+    Changed in place and compiled again with a fresh optimizer: the dry-run child loads its own copy of the
+    model for each what-if, so nothing of the user's is touched.
+    """
+    keras = _keras()
+    if mode not in FINETUNE_MODES:
+        raise VariantNotApplicable(f"unknown fine-tuning mode {mode!r}; one of {', '.join(FINETUNE_MODES)}")
+    state = fine_tuning_state(model) or {}
+    before = _trainable_bytes_of(model)
+    dropped = _drop_lora(model)
+    _set_all_trainable(model, dropped)
+    backbone = _backbone(model)
+    if not backbone:
+        raise VariantNotApplicable("no backbone to tell apart from the head: the model has one layer with weights")
+    names = ", ".join(repr(layer.name) for layer in backbone[:3]) + (" ..." if len(backbone) > 3 else "")
+    if mode == "freeze_backbone":
+        for layer in backbone:
+            layer.trainable = False
+        if not model.trainable_weights:
+            raise VariantNotApplicable(
+                f"with the backbone ({names}) frozen nothing is left to train: the head has no weights of its own "
+                "(a causal LM's output projection is the backbone's token embedding)")
+        title = finetune_title(mode)
+        snippet = ("backbone.trainable = False  # before compile(); the head's layers keep training\n"
+                   "model.compile(...)")
+        tradeoff = (f"Only the head learns ({names} frozen): no gradients or optimizer state for the backbone. "
+                    "The features cannot adapt to your data, which usually costs accuracy against fine-tuning.")
+    elif mode == "lora":
+        rank = int(rank or 4)
+        hub_backbone = next((layer for layer in backbone if hasattr(layer, "enable_lora")
+                             and hasattr(layer, "default_lora_layer_names")), None)
+        if hub_backbone is not None:
+            hub_backbone.enable_lora(rank)
+            for variable in dropped:  # enable_lora set whole layers trainable again
+                variable.trainable = False
+            snippet = f"backbone.enable_lora(rank={rank})  # before compile()\nmodel.compile(...)"
+        else:
+            targets = [layer for part in backbone for layer in ([part] + _flat_layers(part) if hasattr(part, "layers")
+                                                                else [part])
+                       if type(layer).__name__ in LORA_TYPES and layer.built]
+            if not targets:
+                raise VariantNotApplicable("the backbone has no Dense, EinsumDense or Embedding layer to adapt")
+            for layer in backbone:
+                layer.trainable = False
+            for layer in targets:
+                layer.trainable = True
+                try:
+                    layer.enable_lora(rank)
+                except (ValueError, NotImplementedError) as exc:
+                    raise VariantNotApplicable(f"LoRA on layer {layer.name!r}: {exc}") from exc
+                for variable in dropped:
+                    variable.trainable = False
+            snippet = (f"for layer in backbone_layers:  # the Dense/EinsumDense/Embedding layers to adapt\n"
+                       f"    layer.enable_lora({rank})  # freezes the layer's own kernel\n"
+                       "model.compile(...)")
+        title = finetune_title(mode, rank)
+        tradeoff = (f"Low-rank adapters of rank {rank} train in place of the backbone's weights ({names}): "
+                    "gradients and optimizer state only for the adapters and the head. Quality depends on the rank "
+                    "and on which layers are adapted.")
+    else:
+        title = finetune_title(mode)
+        snippet = ("model.trainable = True  # and no enable_lora(...)\n"
+                   "model.compile(...)")
+        tradeoff = ("Every weight learns: gradients and optimizer state for all of them, the most memory; the "
+                    "most capacity to adapt, and the easiest to overfit a small data set.")
+    _compile_like(model, model)  # a fresh optimizer, built by the first step for the new trainable set
+    after = _trainable_bytes_of(model)
+    from preflight.units import format_bytes
+
+    tradeoff += (f" Trainable weights {format_bytes(before)} -> {format_bytes(after)}"
+                 + (f" (now: LoRA rank {state['lora_rank']})." if state.get("lora_rank") else "."))
+    return model, _describe("finetune", title, snippet, tradeoff, model, mode=mode, rank=rank,
+                            trainable_bytes=int(after), baseline_trainable_bytes=int(before))
+
+
+# ----------------------------------------------------------------------------------------------
 # Listing and applying specs
 
 
@@ -765,6 +921,11 @@ def list_variants(model, target_kind: str = "CPU") -> list[VariantSpec]:
         raise ValueError(f"target_kind must be CPU, GPU or TPU, not {target_kind!r}")
     specs: list[VariantSpec] = []
     rebuildable = isinstance(model, (Functional, keras.Sequential))
+    if rebuildable:
+        try:  # a keras-hub task is a Functional whose config holds its backbone, not a layer list
+            _rebuildable_config(model)
+        except (VariantNotApplicable, NotImplementedError, TypeError):
+            rebuildable = False
     policy = getattr(model.dtype_policy, "name", "float32")
     if not policy.startswith("mixed"):
         specs.append({"kind": "mixed_precision",
@@ -788,13 +949,28 @@ def list_variants(model, target_kind: str = "CPU") -> list[VariantSpec]:
         # Listed anyway so the report says why they were not measured.
         specs.append({"kind": "remat", "args": {}})
         specs.append({"kind": "shrink", "args": {}})
+    specs += finetune_specs(model)
     return specs
+
+
+def finetune_specs(model) -> list[VariantSpec]:
+    """For a model that fine-tunes (frozen layers or LoRA): full fine-tuning, the backbone frozen, and LoRA
+    (rank 4, or twice the rank it has)."""
+    state = fine_tuning_state(model)
+    if state is None:
+        return []
+    rank = 2 * state["lora_rank"] if state["lora_rank"] else 4
+    specs = [{"kind": "finetune", "args": {"mode": "full"}}]
+    if state["lora_rank"] or any(layer.trainable_weights for layer in _backbone(model)):
+        specs.append({"kind": "finetune", "args": {"mode": "freeze_backbone"}})  # not frozen already
+    return specs + [{"kind": "finetune", "args": {"mode": "lora", "rank": rank}}]
 
 
 def apply_variant(model, spec: VariantSpec):
     """Build the variant a spec names: `(new compiled model, description)`; VariantNotApplicable if it can't."""
     kind, args = spec.get("kind"), dict(spec.get("args") or {})
-    builders = {"mixed_precision": mixed_precision, "optimizer": optimizer, "remat": remat, "shrink": shrink}
+    builders = {"mixed_precision": mixed_precision, "optimizer": optimizer, "remat": remat, "shrink": shrink,
+                "finetune": finetune}
     if kind not in builders:
         raise VariantNotApplicable(f"unknown what-if kind {kind!r}; one of {', '.join(KINDS)}")
     if "not_applicable" in args:
@@ -808,11 +984,14 @@ def spec_label(spec: VariantSpec) -> str:
     """A short stable label for logs and JSON keys, e.g. 'optimizer:sgd'."""
     args = spec.get("args") or {}
     detail = args.get("policy") or args.get("name") or (f"{args.get('change')}:{args.get('layer')}" if "change" in args else "")
+    if "mode" in args:
+        detail = f"{args['mode']}:{args['rank']}" if args.get("rank") else args["mode"]
     return f"{spec.get('kind')}:{detail}" if detail else str(spec.get("kind"))
 
 
 __all__ = [
-    "VariantNotApplicable", "VariantSpec", "apply_variant", "list_variants", "mixed_precision", "optimizer",
+    "VariantNotApplicable", "VariantSpec", "apply_variant", "finetune", "finetune_specs", "fine_tuning_state",
+    "list_variants", "mixed_precision", "optimizer",
     "remat", "remat_blocks", "remat_cut_points", "shrink", "shrink_candidates", "spec_label",
 ]
 

@@ -32,7 +32,10 @@ class TensorFlowReader:
             tf.config.threading.set_intra_op_parallelism_threads(1)
         gpus = tf.config.list_physical_devices("GPU")  # lists without initializing the devices
         self._limit = job.get("memory_limit_bytes")
-        self._watch = _DeviceSetupWatch(tf, gpus[0] if gpus and self._limit else None, self._limit)
+        # Only a dry-run child (a job with a source) watches the file's setup; a callback in the user's
+        # own process (preflight.engine.run_sampler) leaves tf.config as it is.
+        self._watch = _DeviceSetupWatch(tf, gpus[0] if gpus and self._limit else None, self._limit,
+                                        patch=bool(job.get("source")))
         self._device: DeviceInfo | None = None
         self._name = "GPU:0" if gpus else "CPU:0"
 
@@ -113,21 +116,22 @@ class _DeviceSetupWatch:
     keeps its devices, each capped at the budget; its `set_memory_growth` is left out while a limit is set
     (TensorFlow refuses both on one GPU). CPU devices are left as the file sets them."""
 
-    def __init__(self, tf, gpu, limit_bytes: int | None):
+    def __init__(self, tf, gpu, limit_bytes: int | None, patch: bool = True):
         self._tf, self._gpu, self._limit = tf, gpu, limit_bytes
         self._notes: list[str] = []
-        self.cpu_logical_requested = 0
         if gpu is not None:
             tf.config.set_logical_device_configuration(
                 gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=int(limit_bytes) // MIB)])
+        if patch:
+            self._patch(tf)
+
+    def _patch(self, tf) -> None:
         original_logical = tf.config.set_logical_device_configuration
         original_growth = tf.config.experimental.set_memory_growth
 
         def set_logical_device_configuration(device, logical_devices):
             if device == self._gpu and logical_devices:
                 logical_devices = [self._capped(d) for d in logical_devices]
-            elif getattr(device, "device_type", "") == "CPU":
-                self.cpu_logical_requested = len(logical_devices or [])
             return original_logical(device, logical_devices)
 
         def set_memory_growth(device, enable):

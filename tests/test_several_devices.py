@@ -8,7 +8,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from preflight.analysis.checks import CheckContext, device_setup, per_device
-from preflight.analysis.per_device import REPLICA_MARGIN, per_device_prediction, per_device_section, shares_one_allocator
+from preflight.analysis.per_device import (REPLICA_MARGIN, one_device_measured, per_device_prediction, per_device_section,
+                                          shares_one_allocator)
 from preflight.analysis.predict import Prediction
 from preflight.cli import main
 from preflight.measurements import DeviceInfo
@@ -44,6 +45,16 @@ def test_only_logical_cpus_of_one_allocator_are_divided():
     assert shares_one_allocator(_cpu(2), 2)
     assert not shares_one_allocator(_cpu(1), 1)
     assert not shares_one_allocator(DeviceInfo("GPU", "T4", "BFC (GPU)", logical_devices=2, replicas=2), 2)
+    jax_cpus = DeviceInfo("CPU", "CPU:0", "XLA", backend="jax", logical_devices=2, replicas=2)
+    assert not shares_one_allocator(jax_cpus, 2) and one_device_measured(jax_cpus)
+
+
+def test_a_jax_spmd_figure_is_one_devices_as_measured():
+    one = Prediction(64, 100 * MIB, "measured", 0.02, "XLA buffer assignment")
+    jax_cpus = DeviceInfo("CPU", "CPU:0", "XLA", backend="jax", logical_devices=2, replicas=2)
+    section = per_device_section(one, jax_cpus, 2, "DataParallel", 100 * MIB)
+    assert section["peak_bytes"] == 100 * MIB and section["total_peak_bytes"] is None and section["fits"] is True
+    assert "one device of 2" in per_device(CheckContext({"per_device": section}, None)).message
 
 
 class _FakeConfig:
@@ -94,3 +105,17 @@ def test_a_file_that_sets_up_two_logical_cpus_and_a_mirrored_strategy_is_measure
     assert section["total_peak_bytes"] / 2 < section["peak_bytes"] <= section["total_peak_bytes"]
     ids = {f["id"] for f in document["findings"]}
     assert {"per-device", "device-setup"} <= ids
+
+
+def test_keras_data_parallel_under_jax_on_two_host_devices_is_measured_per_device(tmp_path):
+    report = tmp_path / "r.json"
+    code = main([str(MODELS / "data_parallel_jax.py"), "--backend", "jax", "--steps", "1", "--batch-size", "64",
+                 "--budget", "1GiB", "--no-whatif", "--json", str(report), "--html", "none", "--quiet"])
+    assert code == 0  # the file's XLA_FLAGS came before JAX started its backend
+    document = json.loads(report.read_text())
+    assert document["device"]["logical_devices"] == 2 and document["device"]["strategy"] == "DataParallel"
+    section = document["per_device"]
+    assert section["per_replica_batch_size"] == 32 and section["budget_bytes"] == 2**30 and section["fits"]
+    # XLA's analysis of one device's program: weights, slots and half the batch (x: 32 x 64 float32).
+    params = 64 * 256 + 256 + 256 * 10 + 10
+    assert 3 * 4 * params < section["peak_bytes"] < 3 * 4 * params + 2 * 64 * 64 * 4 + 600_000

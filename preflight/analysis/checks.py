@@ -355,12 +355,15 @@ def per_device(ctx: CheckContext) -> Finding | None:
     verdict = ("" if budget is None else
                f"; against {format_bytes(budget)} per device it {'fits' if section['fits'] else 'does not fit'}")
     severity = "error" if section.get("fits") is False else "info"
+    if section.get("total_peak_bytes") is None:  # one device's figure, measured as it is
+        origin = section["source"].removeprefix("measured: ")
+    else:
+        origin = (f"from the measured total of {format_bytes(section['total_peak_bytes'])} / {section['devices']} + "
+                  f"{section['margin_fraction']:.0%} (the logical devices share one allocator)")
     return Finding("per-device", severity,
-                   f"Per device ({section['devices']} {section['device_kind']} replicas under "
+                   f"Per device ({section['devices']} {section['device_kind']} devices under "
                    f"{section['strategy'] or 'a strategy'}, batch {section['per_replica_batch_size']} each): "
-                   f"{format_bytes(section['peak_bytes'])}, from the measured total of "
-                   f"{format_bytes(section['total_peak_bytes'])} / {section['devices']} + "
-                   f"{section['margin_fraction']:.0%} (the logical devices share one allocator){verdict}.")
+                   f"{format_bytes(section['peak_bytes'])}, {origin}{verdict}.")
 
 
 @check

@@ -17,7 +17,8 @@ from preflight.analysis.checks import CheckContext, run_checks
 from preflight.analysis.devices import get_target
 from preflight.analysis.footprint import PARTS, footprint
 from preflight.analysis.host import host_section
-from preflight.analysis.per_device import per_device_prediction, per_device_section, shares_one_allocator
+from preflight.analysis.per_device import (one_device_measured, per_device_prediction, per_device_section,
+                                          shares_one_allocator)
 from preflight.analysis.predict import PeakModel, project_to_target, run_margin_floor
 from preflight.measurements import ModelInfo, ProbeOutcome
 
@@ -128,11 +129,12 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
         document["peak_method"] = prediction.method
         verdict_bytes = prediction.peak_bytes
         shared = shares_one_allocator(outcome.device, replicas)
-        if shared:
-            # The replicas ran on logical devices of one allocator: the total is measured, each device's
-            # share is derived from it (preflight.analysis.per_device).
+        if shared or one_device_measured(outcome.device):
+            # Several devices stepped at once (preflight.analysis.per_device): on logical devices of one
+            # allocator the total is measured and each device's share derived from it (the budget is their
+            # total); a JAX SPMD step's figure is one device's (the budget is each device's).
             device_budget = (get_target(settings.target_name).usable_bytes if settings.target_name
-                             else None if budget is None else budget // replicas)
+                             else None if budget is None else budget // replicas if shared else budget)
             document["per_device"] = per_device_section(prediction, outcome.device, replicas,
                                                         outcome.device.strategy, device_budget)
         if settings.target_name:

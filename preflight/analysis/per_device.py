@@ -6,7 +6,9 @@ total over the replicas. One device holds at least total / N at the moment the t
 holds a copy of the weights and optimizer state and a slice of the activations) and at most the total; the
 per-device figure is total / N plus `REPLICA_MARGIN` for replicas whose peaks do not coincide and the
 all-reduce buffers, never above the total. A GPU or TPU device has its own allocator: its figure is already
-one device's, and no section is made.
+one device's, and no section is made. Under JAX with a keras.distribution (DataParallel, ModelParallel) the
+step is one SPMD program and XLA's buffer assignment of it is one device's, exactly: the section states
+that figure as it is (`one_device_measured`).
 
 May import: preflight.analysis.predict, preflight.measurements, preflight.units (pure; no TensorFlow).
 """
@@ -26,7 +28,7 @@ REPLICA_MARGIN = 0.10
 
 def shares_one_allocator(device: DeviceInfo, replicas: int) -> bool:
     """The replicas ran on logical devices whose memory the allocator reports as one total."""
-    return device.kind == "CPU" and device.logical_devices > 1 and replicas > 1
+    return device.backend == "tensorflow" and device.kind == "CPU" and device.logical_devices > 1 and replicas > 1
 
 
 def per_device_prediction(total: Prediction, replicas: int) -> Prediction:
@@ -39,9 +41,21 @@ def per_device_prediction(total: Prediction, replicas: int) -> Prediction:
                           f"(replicas share one allocator)")
 
 
+def one_device_measured(device: DeviceInfo) -> bool:
+    """The figure is already one device's of several: XLA's analysis of a JAX SPMD step."""
+    return device.backend == "jax" and device.replicas > 1
+
+
 def per_device_section(total: Prediction, device: DeviceInfo, replicas: int, strategy: str,
                        device_budget_bytes: int | None) -> dict[str, Any]:
     """The report's `per_device` section: each device's figure and its verdict against its own budget."""
+    if one_device_measured(device):
+        return {"devices": replicas, "strategy": strategy, "device_kind": device.kind,
+                "per_replica_batch_size": -(-total.batch_size // replicas), "total_peak_bytes": None,
+                "peak_bytes": total.peak_bytes, "margin_fraction": total.margin_fraction,
+                "source": f"measured: XLA's buffer assignment of the SPMD train step, one device of {replicas}",
+                "budget_bytes": device_budget_bytes,
+                "fits": None if device_budget_bytes is None else total.peak_bytes <= device_budget_bytes}
     one = per_device_prediction(total, replicas)
     return {
         "devices": replicas,

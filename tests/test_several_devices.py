@@ -45,13 +45,15 @@ def test_only_logical_cpus_of_one_allocator_are_divided():
     assert shares_one_allocator(_cpu(2), 2)
     assert not shares_one_allocator(_cpu(1), 1)
     assert not shares_one_allocator(DeviceInfo("GPU", "T4", "BFC (GPU)", logical_devices=2, replicas=2), 2)
-    jax_cpus = DeviceInfo("CPU", "CPU:0", "XLA", backend="jax", logical_devices=2, replicas=2)
+    jax_cpus = DeviceInfo("CPU", "CPU:0", "XLA", backend="jax", logical_devices=2, replicas=2,
+                          strategy="DataParallel")
     assert not shares_one_allocator(jax_cpus, 2) and one_device_measured(jax_cpus)
 
 
 def test_a_jax_spmd_figure_is_one_devices_as_measured():
     one = Prediction(64, 100 * MIB, "measured", 0.02, "XLA buffer assignment")
-    jax_cpus = DeviceInfo("CPU", "CPU:0", "XLA", backend="jax", logical_devices=2, replicas=2)
+    jax_cpus = DeviceInfo("CPU", "CPU:0", "XLA", backend="jax", logical_devices=2, replicas=2,
+                          strategy="DataParallel")
     section = per_device_section(one, jax_cpus, 2, "DataParallel", 100 * MIB)
     assert section["peak_bytes"] == 100 * MIB and section["total_peak_bytes"] is None and section["fits"] is True
     assert "one device of 2" in per_device(CheckContext({"per_device": section}, None)).message
@@ -119,3 +121,15 @@ def test_keras_data_parallel_under_jax_on_two_host_devices_is_measured_per_devic
     # XLA's analysis of one device's program: weights, slots and half the batch (x: 32 x 64 float32).
     params = 64 * 256 + 256 + 256 * 10 + 10
     assert 3 * 4 * params < section["peak_bytes"] < 3 * 4 * params + 2 * 64 * 64 * 4 + 600_000
+
+
+def test_keras_model_parallel_under_jax_gets_a_per_device_figure(tmp_path):
+    report = tmp_path / "r.json"
+    code = main([str(MODELS / "model_parallel_jax.py"), "--backend", "jax", "--steps", "1", "--batch-size", "64",
+                 "--budget", "1GiB", "--no-whatif", "--json", str(report), "--html", "none", "--quiet"])
+    assert code == 0
+    document = json.loads(report.read_text())
+    section = document["per_device"]
+    assert section["strategy"] == "ModelParallel" and section["devices"] == 2 and section["fits"]
+    assert section["per_replica_batch_size"] == 64  # the batch axis has one device: no split
+    assert section["peak_bytes"] > 3 * 4 * 64 * 1024 // 2  # at least half the big kernel and its Adam slots

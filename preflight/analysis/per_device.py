@@ -43,17 +43,18 @@ def per_device_prediction(total: Prediction, replicas: int) -> Prediction:
 
 def one_device_measured(device: DeviceInfo) -> bool:
     """The figure is already one device's of several: XLA's analysis of a JAX SPMD step."""
-    return device.backend == "jax" and device.replicas > 1
+    return device.backend == "jax" and bool(device.strategy) and device.logical_devices > 1
 
 
 def per_device_section(total: Prediction, device: DeviceInfo, replicas: int, strategy: str,
                        device_budget_bytes: int | None) -> dict[str, Any]:
     """The report's `per_device` section: each device's figure and its verdict against its own budget."""
     if one_device_measured(device):
-        return {"devices": replicas, "strategy": strategy, "device_kind": device.kind,
-                "per_replica_batch_size": -(-total.batch_size // replicas), "total_peak_bytes": None,
+        devices = device.logical_devices
+        return {"devices": devices, "strategy": strategy, "device_kind": device.kind,
+                "per_replica_batch_size": -(-total.batch_size // max(1, device.replicas)), "total_peak_bytes": None,
                 "peak_bytes": total.peak_bytes, "margin_fraction": total.margin_fraction,
-                "source": f"measured: XLA's buffer assignment of the SPMD train step, one device of {replicas}",
+                "source": f"measured: XLA's buffer assignment of the SPMD train step, one device of {devices}",
                 "budget_bytes": device_budget_bytes,
                 "fits": None if device_budget_bytes is None else total.peak_bytes <= device_budget_bytes}
     one = per_device_prediction(total, replicas)

@@ -42,11 +42,17 @@ class JaxReader:
         allocator = "XLA buffer assignment (no allocator statistics on CPU)" if self.static else \
             f"XLA {kind} allocator (peak since start, no reset)"
         distribution = keras.distribution.distribution()
-        spanned = len(distribution.device_mesh.devices.flatten()) if distribution is not None else 1
+        devices, replicas = len(jax.devices(self._device.platform)), 1
+        if distribution is not None:
+            # The step spans the mesh's devices; the batch is split over its batch axis only.
+            mesh = distribution.device_mesh
+            devices = int(mesh.devices.size)
+            batch_axis = getattr(distribution, "batch_dim_name", None)
+            replicas = int(mesh.shape[mesh.axis_names.index(batch_axis)]) if batch_axis in mesh.axis_names else 1
         self._info = DeviceInfo(kind, name, allocator, self._limit, self.backend, deterministic=self.static,
-                                logical_devices=len(jax.devices(self._device.platform)),
+                                logical_devices=devices,
                                 strategy=type(distribution).__name__ if distribution is not None else "",
-                                replicas=spanned)
+                                replicas=replicas)
         self._method = STATIC_METHOD if self.static else \
             "peak_bytes_in_use of the device allocator, first step (compilation, autotuning) included"
 

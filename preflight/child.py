@@ -50,10 +50,11 @@ def run_job(job: dict, events: EventWriter) -> None:
     events.emit("progress", stage=f"starting {BACKEND_DISPLAY_NAMES.get(backend, backend)}", elapsed=0.0)
     reader = start_reader(job)
     events.emit("progress", stage="loading model", elapsed=time.monotonic() - started)
-    device = replace(reader.device, method=reader.method)
-    events.emit("device", device=device.to_dict())
     try:
+        # The file's own device setup (logical devices, memory growth) runs first; the reader's device is
+        # read after it, since reading it initializes TensorFlow's devices (issue 25).
         loaded = load_model_and_data(job)
+        device = _device(reader, events, loaded.model)
         if loaded.fit_plan is not None:
             events.emit("fit_plan", plan=loaded.fit_plan)
         model = loaded.model  # the data stays in `loaded`: dropped once the pool is read (_pool_apart_from_pipeline)
@@ -78,7 +79,7 @@ def run_job(job: dict, events: EventWriter) -> None:
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
-        report_load_oom(job, exc, device, events)
+        report_load_oom(job, exc, _device(reader, events), events)
         return
     events.emit("model", model=describe_model(model, pool).to_dict(), device=device.to_dict(),
                 data={"kind": pool.kind, "host_bytes": pool.host_bytes, "pipeline": pool.pipeline})
@@ -133,6 +134,19 @@ def run_job(job: dict, events: EventWriter) -> None:
         measure_lengths(job, reader, model, pool, probes, events, started)
     if job.get("readiness") and backend == "tensorflow":
         report_readiness(reader.tf, job, model, pool, events)
+
+
+def _device(reader, events: EventWriter, model=None) -> DeviceInfo:
+    """The measured device, read once the user's file has set up its devices, with the strategy the model
+    was built under (its probes' batches are global, split over the replicas); emitted to the parent."""
+    device = replace(reader.device, method=reader.method)
+    if model is not None and reader.backend == "tensorflow":
+        from preflight.engine.readiness import strategy_of
+
+        strategy, replicas = strategy_of(model)
+        device = replace(device, strategy=strategy or "", replicas=replicas)
+    events.emit("device", device=device.to_dict())
+    return device
 
 
 def after_probes(job: dict, model, pool, probes: list[ProbeResult], device: DeviceInfo, events: EventWriter) -> None:

@@ -74,6 +74,10 @@ class DeviceInfo:
     backend: str = "tensorflow"  # the Keras backend the steps ran under (preflight.engine.backends)
     method: str = ""             # how the peak was read (preflight.engine.readers)
     deterministic: bool = False  # the figure is the same in every process (XLA's static buffer assignment)
+    logical_devices: int = 1     # devices of this kind the user's file set up (issue 25: per-device figures)
+    strategy: str = ""           # the tf.distribute strategy the model was built under ("" none)
+    replicas: int = 1            # its replicas: the probes' batches are global, split over them
+    setup_notes: list = field(default_factory=list)  # where the file's device setup met the budget
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -365,6 +365,34 @@ def distributed_batch(ctx: CheckContext) -> Finding | None:
 
 
 @check
+def device_setup(ctx: CheckContext) -> list[Finding]:
+    """Where the file's own device setup (logical devices, memory growth) met the budget (issue 25)."""
+    notes = (ctx.document.get("device") or {}).get("setup_notes") or []
+    return [Finding("device-setup", "warning" if "GPU" in note else "info", note) for note in notes]
+
+
+@check
+def per_device(ctx: CheckContext) -> Finding | None:
+    """Several replicas measured at once: each device's figure and its verdict against its own budget."""
+    section = ctx.document.get("per_device")
+    if not section:
+        return None
+    budget = section.get("budget_bytes")
+    verdict = ("" if budget is None else
+               f"; against {format_bytes(budget)} per device it {'fits' if section['fits'] else 'does not fit'}")
+    severity = "error" if section.get("fits") is False else "info"
+    if section.get("total_peak_bytes") is None:  # one device's figure, measured as it is
+        origin = section["source"].removeprefix("measured: ")
+    else:
+        origin = (f"from the measured total of {format_bytes(section['total_peak_bytes'])} / {section['devices']} + "
+                  f"{section['margin_fraction']:.0%} (the logical devices share one allocator)")
+    return Finding("per-device", severity,
+                   f"Per device ({section['devices']} {section['device_kind']} devices under "
+                   f"{section['strategy'] or 'a strategy'}, batch {section['per_replica_batch_size']} each): "
+                   f"{format_bytes(section['peak_bytes'])}, {origin}{verdict}.")
+
+
+@check
 def xla_incompatible(ctx: CheckContext) -> Finding | None:
     """The train step does not compile under XLA: it fails on a TPU and under Keras's default on a GPU."""
     xla = _readiness(ctx, "xla")

@@ -18,6 +18,8 @@ from preflight.analysis.devices import get_target
 from preflight.analysis.footprint import OPTIONAL_PARTS, PARTS, footprint
 from preflight.analysis.host import host_section
 from preflight.analysis.lengths import length_section
+from preflight.analysis.per_device import (one_device_measured, per_device_prediction, per_device_section,
+                                          shares_one_allocator)
 from preflight.analysis.predict import PeakModel, project_to_target, run_margin_floor
 from preflight.measurements import ModelInfo, ProbeOutcome
 
@@ -61,7 +63,8 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
     budget = usable_bytes(settings)
     readiness = outcome.readiness or {}
     # A model built under a strategy: its replicas share the planned (global) batch.
-    replicas = max(settings.replicas, (readiness.get("distribution") or {}).get("replicas", 1))
+    replicas = max(settings.replicas, (readiness.get("distribution") or {}).get("replicas", 1),
+                   outcome.device.replicas)
     probe_limit = outcome.device.memory_limit_bytes
     planned = next((p for p in outcome.probes if p.batch_size == batch_size and p.status == "ok"), None)
     peak_model = None
@@ -126,9 +129,19 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
         document["peak_upper_bytes"] = prediction.peak_bytes
         document["peak_method"] = prediction.method
         verdict_bytes = prediction.peak_bytes
+        shared = shares_one_allocator(outcome.device, replicas)
+        if shared or one_device_measured(outcome.device):
+            # Several devices stepped at once (preflight.analysis.per_device): on logical devices of one
+            # allocator the total is measured and each device's share derived from it (the budget is their
+            # total); a JAX SPMD step's figure is one device's (the budget is each device's).
+            device_budget = (get_target(settings.target_name).usable_bytes if settings.target_name
+                             else None if budget is None else budget // replicas if shared else budget)
+            document["per_device"] = per_device_section(prediction, outcome.device, replicas,
+                                                        outcome.device.strategy, device_budget)
         if settings.target_name:
             target = get_target(settings.target_name)
-            projection = project_to_target(prediction, target, outcome.device.kind, replicas=replicas)
+            one_device = per_device_prediction(prediction, replicas) if shared else prediction
+            projection = project_to_target(one_device, target, outcome.device.kind, replicas=replicas)
             document["target"] = {**target.to_dict(), "projection": projection.to_dict()}
             verdict_bytes = projection.peak_bytes
         document.update(_batch_recommendation(peak_model, batch_size, _step_budget(budget, pipeline_on_host),

@@ -8,6 +8,14 @@ Owns `SearchGuard` and `guard(tuner, ...)`. Installed on a tuner, the guard:
 - between trials clears the Keras session, collects garbage, and records host RSS, warning with the
   numbers when RSS keeps growing trial after trial.
 Everything it did is on the object: `skipped`, `rss_per_trial`, `warnings()`, `to_dict()`.
+
+In keras-tuner's distributed mode (KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP, KERASTUNER_ORACLE_PORT) the
+chief's oracle proposes and each worker runs trials (issue 25). Installed on a worker, the guard checks
+every trial the chief hands it against the worker's own budget; one that does not fit is not run: it ends
+FAILED (keras-tuner does not retry it, and the worker goes on to its next trial) with the reason put in its
+hyperparameter values under `SKIP_REASON_KEY`, since a trial's message does not cross keras-tuner's gRPC
+link. Installed on the chief, the guard resamples as on one machine (under the chief's budget, if any) and
+turns that value back into the failed trial's message, recording the skip in `skipped`.
 """
 from __future__ import annotations
 
@@ -22,6 +30,7 @@ MiB = 1024**2
 DEFAULT_RSS_GROWTH_WARN_BYTES = 24 * MiB   # per trial, sustained
 DEFAULT_RSS_MIN_TRIALS = 3                 # consecutive growing trials before warning
 DEFAULT_MAX_RESAMPLE = 100                 # proposals tried per trial before giving up
+SKIP_REASON_KEY = "preflight/skipped"      # a worker's reason for a skipped trial, carried to the chief
 
 
 class SearchGuard:
@@ -56,7 +65,7 @@ class SearchGuard:
         """Predicted peak bytes (with the predictor's margin) of one configuration; None if it cannot be built."""
         from preflight.tuner.predict import PeakPredictor, config_batch_size
 
-        clean = {k: v for k, v in values.items() if not k.startswith("tuner/")}
+        clean = {k: v for k, v in values.items() if not k.startswith(("tuner/", "preflight/"))}
         if not isinstance(self.predictor, PeakPredictor):
             return int(self.predictor(clean))
         try:
@@ -80,21 +89,70 @@ class SearchGuard:
         })
 
     # ------------------------------------------------------------ oracle hooks
+    @property
+    def role(self) -> str:
+        """"worker" or "chief" of a distributed search, else "single"."""
+        import os
+
+        tuner_id = os.environ.get("KERASTUNER_TUNER_ID")
+        if not (tuner_id and os.environ.get("KERASTUNER_ORACLE_IP") and os.environ.get("KERASTUNER_ORACLE_PORT")):
+            return "single"
+        return "chief" if "chief" in tuner_id else "worker"
+
     def _install(self) -> None:
+        if self.role == "worker":
+            self._install_on_worker()
+            return
         oracle = self.tuner.oracle
         self._originals = {"_random_values": oracle._random_values, "populate_space": oracle.populate_space,
-                           "on_trial_end": self.tuner.on_trial_end, "on_search_begin": self.tuner.on_search_begin}
+                           "on_trial_end": self.tuner.on_trial_end, "on_search_begin": self.tuner.on_search_begin,
+                           "end_trial": oracle.end_trial}
+        if self.role == "chief":
+            oracle.end_trial = self._chief_end_trial
         oracle._random_values = self._random_values
         oracle.populate_space = self._populate_space
         self.tuner.on_trial_end = self._on_trial_end
         self.tuner.on_search_begin = self._on_search_begin
 
+    def _install_on_worker(self) -> None:
+        """The chief's oracle proposes (it is out of reach here): each trial is checked as it arrives."""
+        self._originals = {"_try_run_and_update_trial": self.tuner._try_run_and_update_trial,
+                           "on_trial_end": self.tuner.on_trial_end, "on_search_begin": self.tuner.on_search_begin}
+        self.tuner._try_run_and_update_trial = self._run_or_skip
+        self.tuner.on_trial_end = self._on_trial_end
+        self.tuner.on_search_begin = self._on_search_begin
+
+    def _run_or_skip(self, trial: Any, *fit_args: Any, **fit_kwargs: Any) -> None:
+        values = trial.hyperparameters.values
+        if self.fits(values):
+            self._originals["_try_run_and_update_trial"](trial, *fit_args, **fit_kwargs)
+            return
+        worker = getattr(self.tuner, "tuner_id", None) or "worker"
+        self._skip(values, f"skipped on {worker}")
+        reason = f"{self.skipped[-1]['reason']} on {worker}"
+        # FAILED, not INVALID: keras-tuner does not hand it out again, to this worker or another.
+        trial.status = "FAILED"
+        trial.message = reason
+        values[SKIP_REASON_KEY] = reason
+
+    def _chief_end_trial(self, trial: Any) -> None:
+        """The chief's oracle ends a trial a worker reported: a skip's reason becomes the trial's message."""
+        reason = trial.hyperparameters.values.pop(SKIP_REASON_KEY, None)
+        if reason is not None:
+            trial.message = reason
+            self.skipped.append({"values": {k: v for k, v in trial.hyperparameters.values.items()
+                                            if not k.startswith("tuner/")},
+                                 "predicted_peak_bytes": None, "budget_bytes": None,
+                                 "action": "skipped on a worker", "reason": reason})
+        self._originals["end_trial"](trial)
+
     def remove(self) -> None:
         """Restore the tuner and oracle methods the guard wrapped."""
         oracle = self.tuner.oracle
-        for name in ("_random_values", "populate_space"):
-            oracle.__dict__.pop(name, None)
-        for name in ("on_trial_end", "on_search_begin"):
+        if self.role != "worker":
+            for name in ("_random_values", "populate_space", "end_trial"):
+                oracle.__dict__.pop(name, None)
+        for name in ("on_trial_end", "on_search_begin", "_try_run_and_update_trial"):
             self.tuner.__dict__.pop(name, None)
 
     def _random_values(self) -> dict[str, Any] | None:
@@ -189,7 +247,7 @@ class SearchGuard:
     def to_dict(self) -> dict[str, Any]:
         """The guard's record for the report's "search" section."""
         return {
-            "budget_bytes": self.budget_bytes, "batch_size": self.batch_size,
+            "budget_bytes": self.budget_bytes, "batch_size": self.batch_size, "role": self.role,
             "trials_seen": self.trials_seen, "trials": list(self.trials), "skipped": list(self.skipped), "skipped_count": len(self.skipped),
             "rss_at_start_bytes": self.rss_at_start, "rss_per_trial": list(self.rss_per_trial),
             "rss_growth": self.rss_growth(), "warnings": self.warnings(),

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from preflight.analysis.lengths import length_section
 from preflight.analysis.predict import PeakModel

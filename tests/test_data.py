@@ -411,7 +411,8 @@ def test_issue_models_exit_0_with_a_measured_peak(models_dir, tmp_path, fixture,
     assert code == 0
     document = json.loads((tmp_path / "r.json").read_text())
     assert document["data"]["kind"] == kind and document["peak_bytes"] > 0
-    assert all(probe["status"] == "ok" for probe in document["probes"])
+    assert all(probe["status"] == "ok" for probe in document["probes"]), \
+        [(p["batch_size"], p["status"], p.get("message")) for p in document["probes"]]
 
 
 def test_notebook_model_with_its_own_train_step_measures_a_generator():

@@ -22,6 +22,18 @@ os.environ.setdefault("PREFLIGHT_MAX_BATCH_TIME", "0")
 os.environ.setdefault("PREFLIGHT_CALIBRATION", "none")
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Each test leaves os.environ as it found it. The CLI sets KERAS_BACKEND (and a file's device setup may
+    set XLA_FLAGS) in its own process for its children; a test calling main(["--backend", "jax", ...]) in
+    this process would otherwise hand JAX to every later test's children in the same worker."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture
 def models_dir() -> Path:
     return MODELS

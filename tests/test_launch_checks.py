@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import preflight
-from preflight.analysis.checks import CheckContext, accelerator_unused, gpu_memory_settings as gpu_check
+from preflight.analysis.checks import CheckContext, accelerator_unused, gpu_memory_settings as gpu_check, rebuild_ram_growth
 from preflight.engine.launch import checkpoints_kept, file_facts, gpu_memory_settings
 from preflight.engine.versions import installed_versions, version_problems
 
@@ -146,6 +146,24 @@ def test_findings_name_cause_numbers_and_fix(cli_reports):
     leak = _finding(cli_reports["rebuild-leak"][1], "rebuild-ram-leak")
     assert "even with keras.backend.clear_session()" in leak
     assert "gc.collect() before each build_model()" in _finding(cli_reports["rebuild-growth"][1], "rebuild-ram-growth")
+
+
+MIB = 2**20
+
+
+def _rebuild_finding(as_written: list[int], cleared: list[int]):
+    rebuilds = {"count": len(as_written), "rss_as_written": as_written, "rss_cleared": cleared}
+    return rebuild_ram_growth(CheckContext({"readiness": {"rebuilds": rebuilds}}, None))
+
+
+def test_rebuild_growth_counts_builds_that_grew_before_a_collection_freed_them():
+    flat = [500 * MIB] * 6
+    lingering = [500 * MIB + step * MIB for step in (0, 0, 4, 8, 12, 11)]  # three builds grew, then gc ran
+    finding = _rebuild_finding(lingering, flat)
+    assert finding.id == "rebuild-ram-growth" and "4.0 MiB per build_model() call over 3 of 6" in finding.message
+    assert _rebuild_finding([500 * MIB + step * MIB for step in (0, 4, 3, 7, 6, 10)], flat) is None  # never 3 in a row
+    leaking = [500 * MIB + step * 4 * MIB for step in range(6)]
+    assert _rebuild_finding(lingering, leaking).id == "rebuild-ram-leak"
 
 
 def test_clean_fixture_records_its_strategy_and_per_replica_batch(cli_reports, api_reports):

@@ -33,7 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks import ground_truth, zoo  # noqa: E402
-from preflight.measurements import ProbeResult  # noqa: E402
+from preflight.common.measurements import ProbeResult  # noqa: E402
 from preflight.analysis.predict import PeakModel  # noqa: E402
 
 RESULTS_DIR = ground_truth.RESULTS_DIR

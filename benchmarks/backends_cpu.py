@@ -1,7 +1,7 @@
 """The same zoo models under each installed Keras backend on this CPU: peak, step time, method, time taken.
 
 For each zoo model a generated model.py goes through `python -m preflight compare`'s engine
-(`preflight.compare.compare_backends`: one check per backend at the planned batch, each its own child, no
+(`preflight.cli.compare.compare_backends`: one check per backend at the planned batch, each its own child, no
 budget, no what-ifs). The peaks are read by different methods (TensorFlow: BFC allocator; JAX: XLA's
 buffer assignment of the compiled step; PyTorch: live tensor storages through the dispatcher), which the
 table names; they are what each backend would hold for that step on this CPU, not one truth measured
@@ -25,9 +25,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks import zoo  # noqa: E402
-from preflight.compare import compare_backends  # noqa: E402
+from preflight.cli.compare import compare_backends  # noqa: E402
 from preflight.engine.backends import installed_backends  # noqa: E402
-from preflight.units import format_bytes  # noqa: E402
+from preflight.common.units import format_bytes  # noqa: E402
 
 RESULTS_PATH = REPO_ROOT / "benchmarks" / "results" / "backends_cpu.json"
 DEFAULT_MODELS = ["mlp", "cnn", "lstm", "gru", "transformer", "unet", "recommender", "autoencoder"]

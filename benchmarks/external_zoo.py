@@ -57,7 +57,7 @@ def truth_sizes(document: dict) -> list[int]:
 
 def measure_case(case: str, processes: int) -> dict:
     from preflight.api import check
-    from preflight.units import parse_size
+    from preflight.common.units import parse_size
 
     model_file, budget = case.rsplit(":", 1)
     budget_bytes = parse_size(budget)

@@ -50,7 +50,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks import zoo  # noqa: E402
 from benchmarks.capped_fit import is_out_of_memory  # noqa: E402
-from preflight.units import parse_size  # noqa: E402
+from preflight.common.units import parse_size  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CPU_REFERENCE_PATH = RESULTS_DIR / "gpu_backends_cpu.json"

@@ -25,7 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks import accuracy, ground_truth  # noqa: E402
-from preflight.units import format_bytes, parse_size  # noqa: E402
+from preflight.common.units import format_bytes, parse_size  # noqa: E402
 
 MAX_BATCH_PATH = ground_truth.RESULTS_DIR / "max_batch.json"
 DEFAULT_CASES = ("cnn:256MiB", "cnn:512MiB", "mlp:256MiB", "lstm:256MiB")

@@ -95,7 +95,7 @@ def runs_everywhere(model_file: str, batch_size: int, budget_bytes: int, process
 
 def measure_case(case: str, processes: int) -> dict:
     from preflight.api import check
-    from preflight.units import parse_size
+    from preflight.common.units import parse_size
 
     model_file, budget = case.rsplit(":", 1)
     budget_bytes = parse_size(budget)

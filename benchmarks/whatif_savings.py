@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import zoo  # noqa: E402
-from preflight.units import format_bytes  # noqa: E402
+from preflight.common.units import format_bytes  # noqa: E402
 from preflight.whatif.measure import list_variants_in_child, measure_variant  # noqa: E402
 from preflight.whatif.rank import rank_recommendations  # noqa: E402
 

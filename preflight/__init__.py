@@ -4,7 +4,7 @@
 """
 from __future__ import annotations
 
-from preflight.version import __version__
+from preflight.common.version import __version__
 __all__ = ["check", "check_search", "guard", "Report", "MemoryCallback", "__version__"]
 
 
@@ -22,7 +22,7 @@ def __getattr__(name: str):
 
         return MemoryCallback
     if name == "Report":
-        from preflight.report import Report
+        from preflight.render.report import Report
 
         return Report
     raise AttributeError(f"module 'preflight' has no attribute {name!r}")

@@ -17,8 +17,8 @@ from typing import Any
 
 from preflight.analysis.document import RunSettings, build_document, usable_bytes
 from preflight.analysis.devices import get_target
-from preflight.calibration import calibrate_check
-from preflight.config import Settings
+from preflight.analysis.calibration_store import calibrate_check
+from preflight.settings.config import Settings
 from preflight.errors import UsageError
 from preflight.engine.backends import resolve_backend
 from preflight.engine.launch import file_facts, launch_section, plan_with_fit_call
@@ -28,11 +28,11 @@ from preflight.engine.saved_model import is_saved_model, saved_model_source
 from preflight.engine.plan import first_round
 from preflight.engine.processes import repeat_planned_batch
 from preflight.whatif.recommend import confirm_batch_sizes
-from preflight.progress import ProgressDisplay
-from preflight.report import Report
+from preflight.render.progress import ProgressDisplay
+from preflight.render.report import Report
 from preflight.engine.runner import ProbeJob, run_probes
-from preflight.units import parse_duration, parse_host_budget, parse_size
-from preflight.validate import batch_sizes, model_file, setting
+from preflight.common.units import parse_duration, parse_host_budget, parse_size
+from preflight.settings.validate import batch_sizes, model_file, setting
 
 DEFAULT_BATCH_SIZE = 32
 HOST_SHARE_FOR_PROBES = 0.75  # never let a probe take more of the host's free memory than this
@@ -204,7 +204,7 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
 
 
 def _checked_arguments(*, batch_size, budget, target, timeout, steps, probe_batch_sizes, profile):
-    """check()'s arguments against the same ranges as the flags (preflight.validate), before any work."""
+    """check()'s arguments against the same ranges as the flags (preflight.settings.validate), before any work."""
     for name, value in (("budget", budget), ("target", target), ("profile", profile)):
         if value is not None:
             setting(name, value, name)

@@ -14,7 +14,7 @@ would turn it off); benchmarks/callback_cost.py measures what is left.
 During training (preflight.analysis.run_watch) it warns, once each, with `preflight.errors.RunWarning`:
 memory within 5 % of the limit, host RSS or the device memory held between epochs growing epoch after epoch,
 a run that would overrun `time_limit`. After training it appends a "run" record to the calibration store
-(preflight.calibration) and, when preflight checked the same model (by fingerprint) before, prints the
+(preflight.analysis.calibration_store) and, when preflight checked the same model (by fingerprint) before, prints the
 prediction next to the truth.
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ class MemoryCallback(keras.callbacks.Callback):
                  first_steps: int = FIRST_STEPS, verbose: bool = True):
         super().__init__()
         from preflight.analysis.devices import get_target
-        from preflight.units import parse_duration, parse_size
+        from preflight.common.units import parse_duration, parse_size
 
         self._limit: tuple[int, str] | None = None
         if budget is not None:
@@ -128,8 +128,8 @@ class MemoryCallback(keras.callbacks.Callback):
             self._close_step(time.perf_counter())
         self._sampler.stop_measuring()
         self.record = self._run_record()
-        from preflight.calibration import append_record, read_records
-        from preflight.units import format_bytes
+        from preflight.analysis.calibration_store import append_record, read_records
+        from preflight.common.units import format_bytes
 
         written = append_record(self.record, self.store)
         self.comparison = self._compare(read_records(self.store))
@@ -218,7 +218,7 @@ class MemoryCallback(keras.callbacks.Callback):
 
     def _run_record(self) -> dict[str, Any]:
         from preflight.analysis.document import backend_record
-        from preflight.version import __version__
+        from preflight.common.version import __version__
 
         sampler = self._sampler
         epoch_peaks = [e["peak_bytes"] for e in self._epochs if e["peak_bytes"] is not None]

@@ -67,7 +67,7 @@ def test_an_uninstalled_backend_is_exit_2_naming_the_extra(tmp_path):
 
 
 def test_a_backend_in_pyproject_is_checked_like_the_flag(tmp_path):
-    from preflight.config import load_settings
+    from preflight.settings.config import load_settings
     from preflight.errors import ConfigError
 
     pyproject = tmp_path / "pyproject.toml"

@@ -182,7 +182,7 @@ def test_pyproject_section_that_is_not_a_table_exits_2(tmp_path, monkeypatch, ea
 
 
 def test_a_bad_pyproject_value_overridden_by_a_flag_does_not_stop_the_run(tmp_path):
-    from preflight.config import load_settings
+    from preflight.settings.config import load_settings
 
     (tmp_path / "pyproject.toml").write_text("[tool.preflight]\nsteps = 0\n")
     assert load_settings({"steps": 2}, pyproject=tmp_path / "pyproject.toml", environ={}).steps == 2
@@ -460,7 +460,7 @@ def test_check_twice_in_one_process(tmp_path):
 def test_report_load_refuses_what_preflight_did_not_write(tmp_path):
     """Report.load validates what it reads (issue 22): the CLI's --baseline and render use it."""
     from preflight.errors import ConfigError
-    from preflight.report import Report
+    from preflight.render.report import Report
 
     assert Report.load(SAMPLE_REPORT).fits is not None
     cases = {"cut.json": SAMPLE_REPORT.read_text()[:200], "other.json": '{"peak": 1}',

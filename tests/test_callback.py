@@ -13,7 +13,7 @@ import pytest
 
 from preflight.analysis import calibration, run_watch
 from preflight.analysis.fingerprint import document_fingerprint, fingerprint
-from preflight.calibration import append_record, read_records, store_path
+from preflight.analysis.calibration_store import append_record, read_records, store_path
 from preflight.cli import main
 from preflight.engine.runner import child_environment
 
@@ -263,7 +263,7 @@ def test_fit_records_a_peak_consistent_with_preflights_measurement(checked_and_f
 
 
 def preflight_bytes(value: int) -> str:
-    from preflight.units import format_bytes
+    from preflight.common.units import format_bytes
 
     return format_bytes(value)
 

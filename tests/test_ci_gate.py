@@ -14,10 +14,10 @@ import pytest
 
 from preflight.analysis.checks import CheckContext, loss_not_finite, weights_unchanged
 from preflight.cli import main
-from preflight.config import load_settings
+from preflight.settings.config import load_settings
 from preflight.analysis.diff import compare_reports
 from preflight.errors import ConfigError
-from preflight.gate import GateThresholds, evaluate_gate
+from preflight.analysis.gate import GateThresholds, evaluate_gate
 from preflight.render.html import render_html
 from preflight.render.markdown import render_markdown
 from preflight.render.terminal import render_text

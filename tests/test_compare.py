@@ -16,7 +16,7 @@ import pytest
 from preflight import errors
 from preflight.analysis.comparison import backend_row, build_comparison, error_row
 from preflight.cli import main
-from preflight.compare import backends_to_compare, comparison_exit_code
+from preflight.cli.compare import backends_to_compare, comparison_exit_code
 from preflight.engine.backends import installed_backends
 from preflight.render.comparison import (comparison_view, render_comparison_html, render_comparison_markdown,
                                          render_comparison_text)

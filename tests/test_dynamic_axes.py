@@ -12,7 +12,7 @@ import numpy as np
 from preflight.analysis.lengths import length_section
 from preflight.analysis.predict import PeakModel
 from preflight.engine.plan import length_round
-from preflight.measurements import DeviceInfo, ProbeOutcome, ProbeResult
+from preflight.common.measurements import DeviceInfo, ProbeOutcome, ProbeResult
 from preflight.render.html import render_html
 from preflight.render.markdown import render_markdown
 from preflight.render.terminal import render_text

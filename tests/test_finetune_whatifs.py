@@ -11,7 +11,7 @@ import pytest
 
 from preflight.analysis.footprint import footprint
 from preflight.engine.runner import ProbeJob
-from preflight.measurements import ModelInfo
+from preflight.common.measurements import ModelInfo
 from preflight.whatif.recommend import measure_variants
 
 MODELS = Path(__file__).parent / "models"

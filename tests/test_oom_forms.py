@@ -155,7 +155,7 @@ def test_the_search_stops_when_the_processes_still_owed_would_overrun_its_time_l
 
 def test_a_steps_fixed_cost_does_not_make_a_large_batch_look_too_slow_to_confirm():
     from preflight.engine.plan import estimated_step_seconds
-    from preflight.measurements import ProbeResult
+    from preflight.common.measurements import ProbeResult
 
     # A recommender whose optimizer updates a 200,000-row table every step: 0.20 s at 512, 0.21 s at 1,024.
     probes = [ProbeResult(512, "ok", peak_bytes=1, step_seconds=0.20), ProbeResult(1024, "ok", peak_bytes=1,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from preflight.analysis.devices import get_target
-from preflight.measurements import ProbeResult
+from preflight.common.measurements import ProbeResult
 from preflight.analysis.predict import (
     MIN_RUN_MARGIN,
     STATIC_BUFFERS_RUN_MARGIN,

@@ -18,7 +18,7 @@ from preflight.render import html as html_render
 from preflight.render.html import (build_charts, embedded_json, environment, render_html,
                                    render_notebook_html, render_view)
 from preflight.render.view import build_view
-from preflight.units import format_bytes
+from preflight.common.units import format_bytes
 
 SAMPLE = Path(__file__).parent / "data" / "sample_report.json"
 OPTIONAL_SECTIONS = {"curve": "curve", "recommendations": "recommendations",

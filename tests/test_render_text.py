@@ -15,7 +15,7 @@ from preflight.render.markdown import escape_markdown, render_markdown
 from preflight.render.terminal import WIDTH, print_summary, render_text
 from preflight.render.view import (build_view, format_bytes_series, format_percent, format_seconds,
                                    format_shape, memory_driver)
-from preflight.units import format_bytes
+from preflight.common.units import format_bytes
 
 SAMPLE = Path(__file__).parent / "data" / "sample_report.json"
 ANSI = re.compile(r"\x1b\[")

@@ -12,7 +12,7 @@ from preflight.analysis.per_device import (REPLICA_MARGIN, one_device_measured, 
                                           shares_one_allocator)
 from preflight.analysis.predict import Prediction
 from preflight.cli import main
-from preflight.measurements import DeviceInfo
+from preflight.common.measurements import DeviceInfo
 
 MODELS = Path(__file__).parent / "models"
 MIB = 2**20

@@ -5,14 +5,14 @@ import textwrap
 
 import pytest
 
-from preflight.config import load_settings
+from preflight.settings.config import load_settings
 from preflight.errors import ConfigError, UsageError
 from preflight.analysis.footprint import footprint
 from preflight.analysis.diff import compare_reports
-from preflight.gate import GateThresholds, evaluate_gate
-from preflight.validate import fraction
-from preflight.measurements import LayerInfo, ModelInfo, ProbeResult
-from preflight.units import format_bytes, parse_duration, parse_size
+from preflight.analysis.gate import GateThresholds, evaluate_gate
+from preflight.settings.validate import fraction
+from preflight.common.measurements import LayerInfo, ModelInfo, ProbeResult
+from preflight.common.units import format_bytes, parse_duration, parse_size
 
 
 @pytest.mark.parametrize("text,expected", [

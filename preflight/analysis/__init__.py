@@ -1,4 +1,4 @@
-"""Analysis: pure functions from measurements (preflight.measurements) to the report document.
+"""Analysis: pure functions from measurements (preflight.common.measurements) to the report document.
 
 - `document`: the report document (`build_document`, `search_document`, `FORMAT_VERSION`).
 - `footprint`: the peak split into parameters, gradients, optimizer state, activations, inputs.
@@ -7,8 +7,10 @@
 - `checks`: the findings, one small function each, in a registry. `diff`: a report against its baseline.
 - `comparison`: one model's reports under several Keras backends, side by side (`compare`).
 - `fingerprint`: a model's hash, the same in every process; `run_watch`: the rules a training run is
-  watched by; `calibration`: the store's records, a run against its check, a check's earlier runs.
+  watched by; `calibration`: the store's records, a run against its check, a check's earlier runs;
+  `calibration_store`: the store itself (JSON lines on disk).
+- `gate`: the CI gate's thresholds applied to a document (and its baseline diff).
 
-May import: `preflight.errors`, `units`, `measurements`, and each other. Nothing here runs a child,
-renders, or imports TensorFlow.
+May import: `preflight.errors`, `preflight.common`, and each other. Nothing here runs a child, renders, or
+imports TensorFlow.
 """

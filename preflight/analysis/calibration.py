@@ -1,6 +1,6 @@
 """Prediction against truth: the records the calibration store keeps, and what is said about them.
 
-Two kinds of record share the store (JSON lines, read and written by preflight.calibration):
+Two kinds of record share the store (JSON lines, read and written by preflight.analysis.calibration_store):
 
 - "check": what a check predicted (`prediction_record`, from its report document): the peak at the
   planned batch on the device it measured, the curve over batch sizes, and the projection to a target;
@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from preflight.analysis.fingerprint import document_fingerprint
-from preflight.measurements import BACKEND_DISPLAY_NAMES
-from preflight.units import format_bytes
+from preflight.common.measurements import BACKEND_DISPLAY_NAMES
+from preflight.common.units import format_bytes
 
 RECORD_FORMAT = 1
 HELD_SHARE = 0.05  # memory held before training worth naming in a comparison: 5 % of the run's peak

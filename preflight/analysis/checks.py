@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import math
 
-from preflight.units import format_bytes
+from preflight.common.units import format_bytes
 
 # A search's finding (preflight.tuner.plan) that the renderers and the CLI's exit code (3) look for.
 CONFIGURATION_FAILED = "search-configuration-failed"

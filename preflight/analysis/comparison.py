@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from preflight.version import __version__
-from preflight.units import format_bytes
+from preflight.common.version import __version__
+from preflight.common.units import format_bytes
 
 COMPARISON_FORMAT = 1
 COMPARISON_KIND = "backend-comparison"

@@ -1,7 +1,7 @@
 """From measurements to the report document: peak, verdict, footprint, curve, recommendation, findings.
 
 Pure: takes what the dry run measured (a ProbeOutcome) and the run's settings, returns the format-1
-document described in preflight.report. No TensorFlow here.
+document described in preflight.render.report. No TensorFlow here.
 
 The verdict uses an upper bound: the measured max (or the prediction) plus the margin preflight.analysis.predict
 states (run-to-run spread, extrapolation), carried to the target device when one is named.
@@ -12,7 +12,7 @@ import datetime as _dt
 from dataclasses import dataclass
 from typing import Any
 
-from preflight.version import __version__
+from preflight.common.version import __version__
 from preflight.analysis.checks import CheckContext, run_checks
 from preflight.analysis.devices import get_target
 from preflight.analysis.footprint import OPTIONAL_PARTS, PARTS, footprint
@@ -21,9 +21,9 @@ from preflight.analysis.lengths import length_section
 from preflight.analysis.per_device import (one_device_measured, per_device_prediction, per_device_section,
                                           shares_one_allocator)
 from preflight.analysis.predict import PeakModel, project_to_target, run_margin_floor
-from preflight.measurements import ModelInfo, ProbeOutcome
+from preflight.common.measurements import ModelInfo, ProbeOutcome
 
-FORMAT_VERSION = 1  # of the document; a saved report of another format is refused (preflight.report)
+FORMAT_VERSION = 1  # of the document; a saved report of another format is refused (preflight.render.report)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ them apart: "parameters" are then the trainable weights, "frozen_parameters" the
 """
 from __future__ import annotations
 
-from preflight.measurements import ModelInfo
+from preflight.common.measurements import ModelInfo
 
 PARTS = ("parameters", "gradients", "optimizer", "activations", "inputs", "other")
 OPTIONAL_PARTS = ("frozen_parameters",)  # present only when non-zero

@@ -6,7 +6,7 @@ records the pipeline apart (preflight.child `_pool_apart_from_pipeline`, preflig
 first batch was read. Here those become the report's "host" section. On a CPU run the step and the
 pipeline share one memory, so both count against the budget; with a GPU or TPU target the step is device
 memory and the pipeline host RAM, checked against `--host-budget` (bytes, or a preset: colab, kaggle),
-(preflight.units.HOST_RAM_PRESETS), else the memory available on this host (psutil, read by the caller). Pure; no TensorFlow.
+(preflight.common.units.HOST_RAM_PRESETS), else the memory available on this host (psutil, read by the caller). Pure; no TensorFlow.
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from preflight.analysis.predict import PeakModel
-from preflight.measurements import ProbeOutcome
+from preflight.common.measurements import ProbeOutcome
 
 
 def length_section(outcome: ProbeOutcome, batch_size: int, budget: int | None,

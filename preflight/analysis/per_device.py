@@ -10,7 +10,7 @@ one device's, and no section is made. Under JAX with a keras.distribution (DataP
 step is one SPMD program and XLA's buffer assignment of it is one device's, exactly: the section states
 that figure as it is (`one_device_measured`).
 
-May import: preflight.analysis.predict, preflight.measurements, preflight.units (pure; no TensorFlow).
+May import: preflight.analysis.predict, preflight.common.measurements, preflight.common.units (pure; no TensorFlow).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from preflight.analysis.predict import Prediction
-from preflight.measurements import DeviceInfo
+from preflight.common.measurements import DeviceInfo
 
 # Over total / N: on the logical CPUs of this machine a MirroredStrategy step's replicas peak within a few
 # percent of each other (benchmarks/distributed_peak.py); the margin covers that and the all-reduce buffers.

@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Sequence
 
 from preflight.analysis.devices import Target
-from preflight.measurements import ProbeResult
-from preflight.units import format_bytes
+from preflight.common.measurements import ProbeResult
+from preflight.common.units import format_bytes
 
 MIN_RUN_MARGIN = 0.10                    # floor for the cross-process spread one process cannot see (zoo: up to 20 %)
 # An XLA-compiled step (jit_compile=True, or the JAX backend) has its buffers assigned statically: the same

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from preflight.units import format_bytes, format_seconds
+from preflight.common.units import format_bytes, format_seconds
 
 NEAR_LIMIT_FRACTION = 0.05
 LEAK_INCREASES = 3

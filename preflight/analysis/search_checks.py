@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from preflight.analysis.checks import CONFIGURATION_FAILED, Finding
-from preflight.units import format_bytes
+from preflight.common.units import format_bytes
 
 KERAS_TUNER_ABORT = "keras-tuner stops the search after 3 failed trials in a row"
 

@@ -12,7 +12,7 @@
 - `launch`, `versions`: facts about the launch read without running anything (source, environment).
 - `run_sampler`: the readers and host RSS inside the user's own training process (preflight.keras).
 
-May import: `preflight.errors`, `units`, `measurements`, and `preflight.analysis` (the plan predicts the
+May import: `preflight.errors`, `preflight.common`, and `preflight.analysis` (the plan predicts the
 next batch sizes with its peak model). Never the features (tuner, whatif), the renderers or the doors:
 the child program (`preflight.child`) is where the engine meets the what-ifs and search spaces.
 Importing this package imports no TensorFlow.

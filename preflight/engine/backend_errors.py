@@ -13,7 +13,7 @@ import traceback
 
 from preflight.engine.step_errors import error_line
 from preflight.errors import ModelError
-from preflight.measurements import BACKEND_DISPLAY_NAMES
+from preflight.common.measurements import BACKEND_DISPLAY_NAMES
 
 BACKEND_PACKAGES = {"tensorflow": {"tensorflow"}, "jax": {"jax", "jaxlib"}, "torch": {"torch"}}
 PACKAGE_BACKENDS = {package: backend for backend, packages in BACKEND_PACKAGES.items() for package in packages}

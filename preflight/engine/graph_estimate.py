@@ -23,7 +23,7 @@ import os
 import re
 from typing import Any
 
-from preflight.units import tensor_bytes
+from preflight.common.units import tensor_bytes
 
 # Ops whose output is a view of (or the same buffer as) their first input: no new allocation.
 _ALIAS_OPS = frozenset({

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from preflight.measurements import ProbeResult
+from preflight.common.measurements import ProbeResult
 from preflight.analysis.predict import PeakModel, next_probe_batch_sizes
 
 MAX_SHRINK_ROUNDS = 5

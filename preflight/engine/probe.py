@@ -19,7 +19,7 @@ from typing import Any
 from preflight.engine.step_errors import error_line, fix_for, loss_name
 from preflight.engine.training_signal import loss_value, snapshot_weights, weights_changed
 from preflight.errors import DataError, ModelError, is_out_of_memory
-from preflight.measurements import LayerInfo, ModelInfo, ProbeResult
+from preflight.common.measurements import LayerInfo, ModelInfo, ProbeResult
 
 MIN_MEASURED_STEPS = 2
 SLOW_PROBE_SECONDS = 20.0
@@ -341,7 +341,7 @@ def describe_layers(model, prefix: str = "", dynamic_sizes: list[int] | None = N
     every such axis at 0 bytes a GPT-2's activations read "0 B" (issue 21)."""
     import numpy as np
 
-    from preflight.units import dtype_size
+    from preflight.common.units import dtype_size
 
     rows: list[LayerInfo] = []
     for layer in model.layers:

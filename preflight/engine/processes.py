@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from preflight.errors import PreflightError
-from preflight.measurements import ProbeResult
+from preflight.common.measurements import ProbeResult
 from preflight.engine.runner import ProbeJob, ProbeOutcome, run_probes
 
 PLANNED_BATCH_PROCESSES = 2   # fresh processes that measure the planned batch (the first is the probe child)

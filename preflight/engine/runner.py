@@ -23,7 +23,7 @@ from typing import Callable
 from preflight import errors
 from preflight.engine.backends import default_backend
 from preflight.engine.launch import gpu_total_bytes
-from preflight.measurements import DeviceInfo, ModelInfo, ProbeOutcome, ProbeResult
+from preflight.common.measurements import DeviceInfo, ModelInfo, ProbeOutcome, ProbeResult
 
 MIB = 2**20
 # Lines the allocator or the OS leave when memory ran out; a crash with one of these is an OOM.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator
 
-from preflight.units import tensor_bytes
+from preflight.common.units import tensor_bytes
 
 LARGEST_LAYERS = 3
 

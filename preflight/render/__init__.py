@@ -1,4 +1,4 @@
-"""Renderers: pure functions from the report document (a dict, see `preflight.report`) to text.
+"""Renderers: pure functions from the report document (a dict, see `preflight.render.report`) to text.
 
 - `html.render_html`: the self-contained report page; `html.render_notebook_html`: the notebook view.
 - `terminal.render_text` / `terminal.print_summary`: the short summary, plain or coloured.
@@ -6,8 +6,10 @@
 - `view.build_view`: the view model all of them lay out; `charts`: inline SVG for the page.
 - `comparison`: the backend comparison (`python -m preflight compare`) as text, Markdown and a page.
 - `calibration`: the calibration store (`python -m preflight calibration`) as a table.
+- `report.Report`: a check's result (the document) with its renderers, its file form and its notebook display.
+- Live display while a check runs: `progress` (the progress line or notebook widget), `notebook` (kernel facts).
 
-May import analysis (finding ids) and the shared modules (errors, units); never the engine, the
+May import analysis (finding ids), preflight.common and preflight.errors; never the engine, the
 features or the doors. None of them imports TensorFlow; each submodule is imported only when its
 renderer is asked for.
 """

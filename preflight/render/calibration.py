@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from preflight.analysis.calibration import change, percent, prediction_for_run
-from preflight.measurements import BACKEND_DISPLAY_NAMES
-from preflight.units import format_bytes
+from preflight.common.measurements import BACKEND_DISPLAY_NAMES
+from preflight.common.units import format_bytes
 
 COLUMNS = ("when", "kind", "model", "fingerprint", "backend", "device", "batch", "peak", "against the check")
 

@@ -12,7 +12,7 @@ import io
 import re
 from typing import Sequence
 
-from preflight.units import format_bytes
+from preflight.common.units import format_bytes
 
 INK = "#1f2933"
 MUTED = "#6b7785"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from preflight.render.view import format_percent, format_seconds
-from preflight.units import format_bytes
+from preflight.common.units import format_bytes
 
 COMPARE_TEMPLATE = "compare.html.j2"
 

@@ -12,8 +12,8 @@ import math
 from typing import Any
 
 from preflight.analysis.verdict import verdict_state
-from preflight.measurements import BACKEND_DISPLAY_NAMES
-from preflight.units import format_bytes, format_count, format_quantity, format_seconds
+from preflight.common.measurements import BACKEND_DISPLAY_NAMES
+from preflight.common.units import format_bytes, format_count, format_quantity, format_seconds
 
 # The footprint's parts in the order they stack, with the colour each keeps in every chart.
 FOOTPRINT_PARTS: tuple[tuple[str, str, str], ...] = (

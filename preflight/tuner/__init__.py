@@ -9,7 +9,7 @@
 - `plan`: `check_search(...)`, the report's `"search"` section.
 - `cli_support`: `check_search_file(path)`, a tune.py loaded without starting its search.
 
-May import the engine, analysis and the shared modules (errors, units, measurements); never the
+May import the engine, analysis and the shared modules (preflight.errors, preflight.common); never the
 what-ifs, the renderers or the doors. Nothing here imports TensorFlow or keras-tuner at import time.
 """
 from __future__ import annotations

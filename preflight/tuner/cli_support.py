@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from preflight.engine.fit_plan import PlanReached
 from preflight.errors import TargetLoadError
-from preflight.units import parse_size
+from preflight.common.units import parse_size
 
 
 def looks_like_search_file(path: str | os.PathLike) -> bool:

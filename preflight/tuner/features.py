@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from preflight.units import dtype_size
+from preflight.common.units import dtype_size
 
 # Optimizer variables per trainable weight, by class name (Keras 3 built-ins).
 _SLOTS_BY_OPTIMIZER = {

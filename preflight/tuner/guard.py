@@ -24,7 +24,7 @@ import time
 from typing import Any, Callable
 
 from preflight.analysis.checks import sustained_growth
-from preflight.units import format_bytes, parse_size
+from preflight.common.units import format_bytes, parse_size
 
 MiB = 1024**2
 DEFAULT_RSS_GROWTH_WARN_BYTES = 24 * MiB   # per trial, sustained

@@ -34,7 +34,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from preflight.analysis.search_checks import bounds_sentence, run_search_checks
-from preflight.units import parse_duration, parse_size
+from preflight.common.units import parse_duration, parse_size
 
 
 def _num_samples(data: Any) -> int | None:

@@ -70,7 +70,7 @@ def measure_variants(baseline_job: ProbeJob, specs: list[dict], on_progress=None
 
 
 def _floor_message(floor: dict[str, Any], budget: int) -> str:
-    from preflight.units import format_bytes
+    from preflight.common.units import format_bytes
 
     return (f"does not fit either: its static floor (parameters {format_bytes(floor['parameter_bytes'])} + "
             f"gradients {format_bytes(floor['gradient_bytes'])} + optimizer state "
@@ -156,7 +156,7 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
     one and the answer's second) would not end by `deadline` at the last process's pace: the time limit is
     the whole search's, not only its start's.
     """
-    from preflight.measurements import ProbeResult
+    from preflight.common.measurements import ProbeResult
     from preflight.engine.plan import estimated_step_seconds
 
     budget = document.get("budget_bytes")

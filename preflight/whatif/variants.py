@@ -18,7 +18,7 @@ import copy
 from typing import Any
 
 from preflight.errors import ModelError
-from preflight.units import tensor_bytes
+from preflight.common.units import tensor_bytes
 
 VariantSpec = dict  # {"kind": str, "args": dict}: JSON-able, crosses the process boundary
 
@@ -392,7 +392,7 @@ def optimizer(model, name: str):
     state_bytes = _optimizer_state_bytes(_OPTIMIZER_FACTORY[name](keras), new_model)
     new_optimizer = _OPTIMIZER_FACTORY[name](keras)
     _compile_like(new_model, model, optimizer=new_optimizer)
-    from preflight.units import format_bytes
+    from preflight.common.units import format_bytes
 
     tradeoff = (
         f"Optimizer state {format_bytes(baseline_bytes)} ({model.optimizer.__class__.__name__}) -> "
@@ -899,7 +899,7 @@ def finetune(model, mode: str, rank: int | None = None):
                     "most capacity to adapt, and the easiest to overfit a small data set.")
     _compile_like(model, model)  # a fresh optimizer, built by the first step for the new trainable set
     after = _trainable_bytes_of(model)
-    from preflight.units import format_bytes
+    from preflight.common.units import format_bytes
 
     tradeoff += (f" Trainable weights {format_bytes(before)} -> {format_bytes(after)}"
                  + (f" (now: LoRA rank {state['lora_rank']})." if state.get("lora_rank") else "."))

@@ -13,7 +13,7 @@ compiled train step.
 from __future__ import annotations
 
 from preflight.engine.cpu import cpu_description
-from preflight.measurements import DeviceInfo
+from preflight.common.measurements import DeviceInfo
 
 STATIC_METHOD = "XLA buffer assignment of the compiled train step (arguments + temporaries + outputs - aliased)"
 

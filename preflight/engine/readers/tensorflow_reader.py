@@ -13,8 +13,8 @@ import os
 from dataclasses import replace
 
 from preflight.engine.cpu import cpu_description
-from preflight.measurements import DeviceInfo
-from preflight.units import format_bytes
+from preflight.common.measurements import DeviceInfo
+from preflight.common.units import format_bytes
 
 MIB = 2**20
 

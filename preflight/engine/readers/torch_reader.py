@@ -10,7 +10,7 @@ import weakref
 from torch.utils._python_dispatch import TorchDispatchMode  # this module is imported under torch only
 
 from preflight.engine.cpu import cpu_description
-from preflight.measurements import DeviceInfo
+from preflight.common.measurements import DeviceInfo
 
 CPU_METHOD = ("live tensor storages followed through PyTorch's dispatcher during the step, "
               "plus the tensors resident before it")

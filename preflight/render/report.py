@@ -154,7 +154,7 @@ class Report:
 
     def shown_live(self) -> dict[str, str]:
         """The bundle check() puts in its progress display when done; the cell then shows no second copy."""
-        from preflight.notebook import current_cell
+        from preflight.render.notebook import current_cell
 
         self._shown_in_cell = current_cell()
         return self.mimebundle()
@@ -162,7 +162,7 @@ class Report:
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        from preflight.notebook import current_cell
+        from preflight.render.notebook import current_cell
 
         if self._shown_in_cell is not None and self._shown_in_cell == current_cell():
             self._shown_in_cell = None  # `preflight.check(...)` as the cell's last line: already on screen

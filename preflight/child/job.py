@@ -1,6 +1,6 @@
 """The dry-run child's program: a fresh process that runs real training steps and reports what the allocator saw.
 
-It is the child process's door, as cli.py is the parent's: it loads what the job names (a model.py or a
+It is the child process's door, as preflight.cli is the parent's: it loads what the job names (a model.py or a
 notebook, a saved .keras/.h5 file, a handed-over model, a search configuration, a what-if variant of either) and has preflight.engine.probe
 measure its steps with the job's backend's memory reader (preflight.engine.readers). The parent
 (preflight.engine.runner) starts `python -m preflight.child JOB.json` with KERAS_BACKEND and the allocator
@@ -26,7 +26,7 @@ from preflight.engine.probe import EventWriter, describe_model, dynamic_axis_siz
 from preflight.engine.readers import start_reader
 from preflight.engine.step_errors import error_line, fix_for
 from preflight.errors import DataError, ModelError, PreflightError, is_out_of_memory
-from preflight.measurements import BACKEND_DISPLAY_NAMES, DeviceInfo, ProbeResult
+from preflight.common.measurements import BACKEND_DISPLAY_NAMES, DeviceInfo, ProbeResult
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -511,6 +511,3 @@ def _load_shapes_only(job: dict) -> LoadedJob:
     initialize_optimizer_scalars(model.optimizer)
     return LoadedJob(model, data, static_floor(model), floor_over_budget=True)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

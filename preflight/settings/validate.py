@@ -57,7 +57,7 @@ def timeout_seconds(value: Any, origin: str) -> float:
 
 def host_budget(value: Any, origin: str) -> int:
     """Host RAM for the input pipeline: a size, or a preset (colab, kaggle)."""
-    from preflight.units import HOST_RAM_PRESETS
+    from preflight.common.units import HOST_RAM_PRESETS
 
     if str(value).strip().lower() in HOST_RAM_PRESETS:
         return HOST_RAM_PRESETS[str(value).strip().lower()][0]
@@ -80,7 +80,7 @@ def search_seconds(value: Any, origin: str) -> float:
 
 def budget_bytes(value: Any, origin: str) -> int:
     """The budget in bytes; it must be more than 0 (a zero budget is a typo, not a run that fails)."""
-    from preflight.units import parse_size
+    from preflight.common.units import parse_size
 
     try:
         size = parse_size(value)
@@ -115,7 +115,7 @@ def fraction(value: Any, origin: str) -> float:
 
 
 def duration_seconds(value: Any, origin: str) -> float:
-    from preflight.units import parse_duration
+    from preflight.common.units import parse_duration
 
     try:
         seconds = parse_duration(value) if not isinstance(value, bool) else math.nan

@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from preflight.units import format_bytes, format_quantity
-from preflight.validate import fraction
+from preflight.common.units import format_bytes, format_quantity
 
 # Findings that fail the gate on their own: a run that cannot train, or that overruns the time limit or
 # the disk the user named, is not a run that fits.
@@ -25,14 +24,6 @@ class GateThresholds:
     params: float | None = None
     optimizer: float | None = None
     step_time: float | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> "GateThresholds":
-        def read(text: str | None) -> float | None:
-            return fraction(text, "threshold") if text else None
-
-        return cls(peak=read(settings.max_increase), params=read(settings.max_params_increase),
-                   optimizer=read(settings.max_optimizer_increase), step_time=read(settings.max_step_time_increase))
 
     def any(self) -> bool:
         return any(v is not None for v in (self.peak, self.params, self.optimizer, self.step_time))

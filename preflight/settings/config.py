@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from preflight import validate
+from preflight.settings import validate
 from preflight.errors import ConfigError, UsageError
 
 if sys.version_info >= (3, 11):
@@ -159,7 +159,7 @@ def load_settings(flags: dict[str, Any], pyproject: Path | None = None,
     """Flags whose value is None are 'not given' and do not override lower layers.
 
     Only the value that wins is checked (a bad pyproject value overridden by a flag does not stop a
-    run); a bad one raises UsageError naming its origin and the allowed range (preflight.validate).
+    run); a bad one raises UsageError naming its origin and the allowed range (preflight.settings.validate).
     """
     merged: dict[str, tuple[Any, str]] = {}
     merged.update(from_pyproject(pyproject if pyproject is not None else find_pyproject()))
@@ -176,3 +176,15 @@ def _checked(name: str, value: Any, origin: str) -> Any:
         if origin.startswith("--"):
             raise
         raise ConfigError(exc.message, hint=exc.hint) from None
+
+
+def gate_thresholds(settings: Settings):
+    """The CI gate's thresholds (preflight.analysis.gate) from the settings' max_*_increase values."""
+    from preflight.analysis.gate import GateThresholds
+
+    def read(text: str | None) -> float | None:
+        return validate.fraction(text, "threshold") if text else None
+
+    return GateThresholds(peak=read(settings.max_increase), params=read(settings.max_params_increase),
+                          optimizer=read(settings.max_optimizer_increase),
+                          step_time=read(settings.max_step_time_increase))

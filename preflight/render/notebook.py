@@ -1,6 +1,6 @@
 """Jupyter support: is this an IPython kernel, and which cell is running.
 
-Used by the live progress display (preflight.progress) and by Report's own display, so a check's result
+Used by the live progress display (preflight.render.progress) and by Report's own display, so a check's result
 appears once per cell. Imports IPython only when a kernel is already running in this process.
 """
 from __future__ import annotations

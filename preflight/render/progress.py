@@ -10,8 +10,8 @@ import html
 import sys
 import time
 
-from preflight.notebook import in_kernel
-from preflight.units import format_bytes
+from preflight.render.notebook import in_kernel
+from preflight.common.units import format_bytes
 
 NOTEBOOK_UPDATE_SECONDS = 0.5  # at most two updates a second: each one is a message to the front end
 

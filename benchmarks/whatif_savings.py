@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import zoo  # noqa: E402
 from preflight.common.units import format_bytes  # noqa: E402
 from preflight.whatif.measure import list_variants_in_child, measure_variant  # noqa: E402
-from preflight.whatif.rank import rank_recommendations  # noqa: E402
+from preflight.analysis.recommendations import rank_recommendations  # noqa: E402
 
 MiB = 2**20
 # name -> (model file or zoo name, batch size, budget used for the "fits" column)

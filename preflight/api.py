@@ -15,9 +15,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from preflight.analysis.document import RunSettings, build_document, usable_bytes
+from preflight.analysis.assemble import CheckFacts, SearchFacts, assemble_check, assemble_search
+from preflight.analysis.calibration import prediction_record
+from preflight.analysis.calibration_store import append_record, read_records
+from preflight.analysis.document import RunSettings, usable_bytes
 from preflight.analysis.devices import get_target
-from preflight.analysis.calibration_store import calibrate_check
 from preflight.settings.config import Settings
 from preflight.errors import UsageError
 from preflight.engine.backends import resolve_backend
@@ -78,7 +80,8 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
           time_limit: str | float | None = None, checkpoint_dir: str | None = None, checkpoints: int | None = None,
           rebuilds: int | None = None, backend: str | None = None, max_batch_time: float | None = None,
           host_budget: str | int | None = None, calibration: str | os.PathLike | None = None,
-          custom_objects: str | None = None, seq_len: int | None = None) -> Report:
+          custom_objects: str | None = None, seq_len: int | None = None,
+          baseline: str | os.PathLike | dict | None = None, gate: dict[str, Any] | None = None) -> Report:
     """Dry-run real training steps of `model` and return a Report (verdict, peak, footprint, findings).
 
     model: a path to a model.py (see the README's conventions), a notebook (.ipynb: its code cells run up to
@@ -109,6 +112,9 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
     calibration: the calibration store (README "After the run"): the check reports earlier real runs of the
     same model recorded there and records its own prediction; None: PREFLIGHT_CALIBRATION, else
     ~/.cache/preflight/calibration.jsonl; 'none' turns it off.
+    baseline: an earlier report (its JSON path, or its document) to compare with: the report's "Against the
+    baseline". gate: the CI gate's thresholds over it, the --max-*-increase flags' keys, e.g.
+    {"max_increase": "10%", "max_params_increase": "5%"}; the report's "gate" says whether it passed.
     """
     started = time.monotonic()
     batch_size, timeout, steps, probe_batch_sizes = _checked_arguments(
@@ -116,6 +122,7 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
         probe_batch_sizes=probe_batch_sizes, profile=profile)
     if seq_len is not None:
         seq_len = setting("seq_len", seq_len, "seq_len")
+    baseline_document, thresholds = _baseline_document(baseline), _gate_thresholds(gate)
     if max_batch_time is None:
         environment = os.environ.get("PREFLIGHT_MAX_BATCH_TIME")
         max_batch_time = (setting("max_batch_time", environment, "PREFLIGHT_MAX_BATCH_TIME") if environment is not None
@@ -175,32 +182,47 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
                        profile_dir=str(Path(profile).resolve()) if profile else None,
                        readiness=True, rebuilds=rebuilds or 0, backend=backend, seq_len=seq_len,
                        length_curve=probe_batch_sizes is None)
+        notebook_skipped = read_program(model).skipped if (
+            isinstance(model, (str, os.PathLike)) and is_notebook(model)) else []
         with ProgressDisplay(enabled=progress) as display:
             outcome = run_probes(job, on_progress=display)
             if probe_batch_sizes is None and not outcome.device.deterministic:
                 repeat_planned_batch(job, outcome, display)  # the verdict's peak: max over fresh processes
             if outcome.fit_plan is not None:  # the fit(...) call the code stopped at: its numbers plan the run
                 launch = {**launch, "plan": plan_with_fit_call(str(model), outcome.fit_plan, batch_size, **launch_flags)}
-            document = build_document(outcome, replace(settings, batch_size=batch_size, launch=launch),
-                                      model_name=_model_name(model))
-            document["findings"] += _program_notes(model, outcome.fit_plan, batch_size)
-            if seq_len is not None and "length_curve" not in document and outcome.model is not None:
-                document["findings"].append({"id": "seq-len-unused", "severity": "warning", "message":
-                                             f"--seq-len {seq_len} changed nothing: no model input has an axis of "
-                                             "no fixed size besides the batch (its Input shape fixes every length)."})
-            _add_peak_composition(document, outcome)
+            facts = CheckFacts(outcome, replace(settings, batch_size=batch_size, launch=launch), _model_name(model),
+                               notebook_skipped=notebook_skipped, seq_len=seq_len, whatif=whatif,
+                               baseline=baseline_document, thresholds=thresholds)
             verdict_seconds = time.monotonic() - started
             if probe_batch_sizes is None and max_batch_time > 0:
                 display({"event": "stage", "text": "largest batch: model.fit under the budget in fresh processes "
                                                    f"(at most {max_batch_time:.0f} s, --max-batch-time)"})
-                confirm_batch_sizes(document, job, limit, display, deadline=time.monotonic() + max_batch_time)
-            document["timing"] = {"verdict_seconds": round(verdict_seconds, 1),
-                                  "max_batch_seconds": round(time.monotonic() - started - verdict_seconds, 1)}
-            _add_recommendations(document, job, outcome, whatif, display)
-            calibrate_check(document, calibration)
-            report = Report(document)
+                facts.confirmations = confirm_batch_sizes(assemble_check(facts), job, limit, display,
+                                                          deadline=time.monotonic() + max_batch_time)
+            facts.timing = {"verdict_seconds": round(verdict_seconds, 1),
+                            "max_batch_seconds": round(time.monotonic() - started - verdict_seconds, 1)}
+            facts.whatifs_measured = _measured_whatifs(assemble_check(facts), job, outcome, whatif, display)
+            prediction = prediction_record(assemble_check(facts))  # the check's own figures, before earlier runs'
+            facts.calibration_records = read_records(calibration)
+            report = Report(assemble_check(facts))
+            if prediction is not None:
+                append_record(prediction, calibration)
             display.show_result(report)
     return report
+
+
+def _baseline_document(baseline: str | os.PathLike | dict | None) -> dict | None:
+    """An earlier report to compare with: its document, or the path of its JSON (validated as it loads)."""
+    if baseline is None or isinstance(baseline, dict):
+        return baseline
+    return Report.load(str(baseline)).document
+
+
+def _gate_thresholds(gate: dict[str, Any] | None):
+    """The CI gate's thresholds from {"max_increase": "10%", ...} (the keys of the --max-*-increase flags)."""
+    from preflight.settings.config import gate_thresholds_from
+
+    return gate_thresholds_from(gate or {}, origin="gate")
 
 
 def _checked_arguments(*, batch_size, budget, target, timeout, steps, probe_batch_sizes, profile):
@@ -222,58 +244,14 @@ def _checked_launch_arguments(**arguments: Any) -> dict[str, Any]:
     return checked
 
 
-def _add_peak_composition(document: dict, outcome) -> None:
-    if outcome.peak_composition is None:
-        return
-    if outcome.peak_composition["composition"] is not None:
-        document["peak_composition"] = outcome.peak_composition["composition"]
-    else:
-        document["findings"].append({"id": "profile-failed", "severity": "warning", "message":
-                                     f"The memory profile could not be read: {outcome.peak_composition['message']}"})
+def _measured_whatifs(document: dict, job: ProbeJob, outcome, whatif: bool | None, display) -> list[dict] | None:
+    """The what-ifs measured, each in its own children, when asked (--whatif) or when it does not fit and one
+    could make it fit; None when none was measured."""
+    from preflight.whatif.recommend import measure_variants, should_measure_whatifs
 
-
-def _add_recommendations(document: dict, job: ProbeJob, outcome, whatif: bool | None, display) -> None:
-    from preflight.whatif.recommend import measure_variants, recommendations, should_measure_whatifs
-
-    measure = bool(outcome.variant_specs) and (whatif is True or (whatif is None and should_measure_whatifs(document)))
-    measured = measure_variants(job, outcome.variant_specs, display, document, outcome.variant_floors) if measure else []
-    if measure or document.get("fits") is False:
-        document["recommendations"] = recommendations(document, measured)
-    if measure and document.get("fits_at_no_batch") and not any(r.get("fits") for r in document["recommendations"]):
-        document["findings"].append({"id": "no-whatif-fits", "severity": "warning", "message":
-                                     "None of the measured what-ifs fits the budget on its own, even at batch 1: "
-                                     "combine them (the smallest peaks are listed first), or plan for a device "
-                                     "with more memory."})
-    if (document.get("host") or {}).get("pipeline_is_cause"):
-        document["recommendations"] = []  # the input pipeline is the cause: no model change is the remedy
-        return
-    if whatif is None and not measure and document.get("fits") is False:
-        why = ("the peak is more than twice the budget, beyond what one of them saves" if document.get("peak_bytes")
-               else "no training step finished, so there is no peak to measure them against")
-        document["findings"].append({"id": "whatifs-skipped", "severity": "info", "message":
-                                     "What-ifs (mixed precision, remat, shrinking) were not measured: " + why
-                                     + ("; a smaller batch is the change that fits" if document.get(
-                                         "recommended_batch_size") else "")
-                                     + ". Pass --whatif to measure them anyway."})
-
-
-def _program_notes(model: Any, fit_call: dict | None, batch_size: int) -> list[dict]:
-    """What the report says about running the user's program: the notebook's skipped shell lines and
-    magics; a batch size the fit(...) call computed that the check did not measure."""
-    notes: list[dict] = []
-    if isinstance(model, (str, os.PathLike)) and is_notebook(model):
-        skipped = read_program(model).skipped
-        if skipped:
-            notes.append({"id": "notebook-skipped", "severity": "info", "message":
-                          f"Not run in the dry run ({len(skipped)} shell line(s) and magic(s) of the notebook): "
-                          + "; ".join(skipped) + "."})
-    if fit_call is not None:  # the plan itself is in the report's launch section (render.view shows it)
-        if fit_call.get("batch_size") and fit_call["batch_size"] != batch_size:
-            notes.append({"id": "fit-batch-differs", "severity": "warning", "message":
-                          f"The fit(...) call at {fit_call['where']} trains at batch {fit_call['batch_size']}; this "
-                          f"check measured batch {batch_size} (--batch-size, or a value the source read gave). "
-                          f"Pass --batch-size {fit_call['batch_size']} to measure the call's own batch."})
-    return notes
+    if not outcome.variant_specs or not (whatif is True or (whatif is None and should_measure_whatifs(document))):
+        return None
+    return measure_variants(job, outcome.variant_specs, display, document, outcome.variant_floors)
 
 
 def _model_name(model: Any) -> str:
@@ -302,48 +280,46 @@ def _hand_off(model: Any, data: Any, pool_size: int, directory: str, length: int
 
 def check_search(hypermodel_or_tuner: Any, data: Any = None, *, batch_size: int = 32, budget: str | int | None = None,
                  target: str | None = None, time_limit: str | float | None = None, epochs: int | None = None,
-                 **options: Any) -> Report:
+                 baseline: str | os.PathLike | dict | None = None, gate: dict[str, Any] | None = None,
+                 name: str | None = None, **options: Any) -> Report:
     """Check a keras-tuner search before it starts: worst case, share that fits, bounds, time and disk.
 
     `hypermodel_or_tuner`: a tuner (not searched), a `kt.HyperModel` or a `build_model(hp)` function.
     A few configurations are dry-run in child processes; the rest are predicted from their shapes.
+    baseline and gate: as for check(). name: the report's name (default: the hypermodel's or function's).
     """
     from preflight.tuner.plan import check_search as plan_search
 
     _check_search_arguments(batch_size=batch_size, budget=budget, target=target, time_limit=time_limit,
                             epochs=epochs)
+    baseline_document, thresholds = _baseline_document(baseline), _gate_thresholds(gate)
     section = plan_search(hypermodel_or_tuner, data, batch_size=batch_size,
                           budget_bytes=parse_size(budget) if budget is not None else None,
                           target=target, time_limit=time_limit, epochs=epochs, **options)
-    name = getattr(getattr(hypermodel_or_tuner, "hypermodel", None), "name", None) \
+    name = name or getattr(getattr(hypermodel_or_tuner, "hypermodel", None), "name", None) \
         or getattr(hypermodel_or_tuner, "__name__", None) or type(hypermodel_or_tuner).__name__
-    if hasattr(hypermodel_or_tuner, "oracle") and _search_backend_name() == "tensorflow":
-        from preflight.tuner.cli_support import tuner_distribution
+    from preflight.tuner.cli_support import tuner_distribution
 
-        section["distribution"] = tuner_distribution(hypermodel_or_tuner)
-    return search_report(section, str(name))
+    section["distribution"] = tuner_distribution(hypermodel_or_tuner if hasattr(hypermodel_or_tuner, "oracle")
+                                                 else None)
+    return search_report(section, str(name), baseline=baseline_document, thresholds=thresholds)
 
 
-def search_report(section: dict, name: str, source_file: str | None = None) -> Report:
+def search_report(section: dict, name: str, source_file: str | None = None, *, baseline: dict | None = None,
+                  thresholds: Any = None) -> Report:
     """A search's one document, whichever way in (`python -m preflight tune.py` or check_search in a
-    notebook): the search section, the backend its configurations were measured under, the launch checks
-    (versions: keras-tuner needs tensorboard; a tuner without distribution_strategy= beside a TPU or GPUs)."""
-    from preflight.analysis.checks import CheckContext, accelerator_unused, version_problems
-    from preflight.analysis.document import search_document
+    notebook): the facts the assembly needs besides the search section, the backend its configurations
+    were measured under and the launch checks (versions: keras-tuner needs tensorboard; a tuner without
+    distribution_strategy= beside a TPU or GPUs)."""
     from preflight.engine.backends import installed_version
 
-    document = search_document(section, name)
     backend = _search_backend_name()
     sources = [m.get("source") for m in section.get("measurements") or [] if m.get("status") == "ok"]
-    document["backend"] = {"name": backend, "version": installed_version(backend),
-                           "method": sources[0] if sources else "no configuration measured"}
-    document["launch"] = launch_section(source_file, os.environ)
-    document["readiness"] = {"distribution": section.get("distribution") or {}}
-    context = CheckContext(document, None)
-    document["findings"] += [f.to_dict() for f in version_problems(context)]
-    if (unused := accelerator_unused(context)) is not None:
-        document["findings"].append(unused.to_dict())
-    return Report(document)
+    facts = SearchFacts(section, name, backend={"name": backend, "version": installed_version(backend),
+                                                "method": sources[0] if sources else "no configuration measured"},
+                        launch=launch_section(source_file, os.environ), baseline=baseline,
+                        thresholds=thresholds if thresholds is not None else _gate_thresholds(None))
+    return Report(assemble_search(facts))
 
 
 def _search_backend_name() -> str:

@@ -10,7 +10,7 @@ import pytest
 
 from preflight.cli import main
 from preflight.errors import is_out_of_memory
-from preflight.whatif.rank import rank_recommendations
+from preflight.analysis.recommendations import rank_recommendations
 
 GIB, MIB = 2**30, 2**20
 

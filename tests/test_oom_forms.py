@@ -76,18 +76,15 @@ def test_a_failure_that_is_not_memory_after_an_out_of_memory_keeps_the_models_ow
 
 
 def test_without_a_measured_peak_the_what_ifs_are_not_said_to_be_out_of_reach():
-    from preflight.api import _add_recommendations
+    from preflight.analysis.assemble import CheckFacts, _whatif_findings
 
-    class Outcome:
-        variant_specs = None
-
+    facts = CheckFacts(outcome=None, settings=None, model_name="m")  # no what-if measured, --whatif not given
     document = {"fits": False, "peak_bytes": None, "budget_bytes": 2**30, "findings": []}
-    _add_recommendations(document, None, Outcome(), None, None)
-    message = next(f["message"] for f in document["findings"] if f["id"] == "whatifs-skipped")
-    assert "twice the budget" not in message and "no training step finished" in message
+    [skipped] = _whatif_findings(document, facts)
+    assert skipped["id"] == "whatifs-skipped"
+    assert "twice the budget" not in skipped["message"] and "no training step finished" in skipped["message"]
     document = {"fits": False, "peak_bytes": 3 * 2**30, "budget_bytes": 2**30, "findings": []}
-    _add_recommendations(document, None, Outcome(), None, None)
-    assert "twice the budget" in document["findings"][0]["message"]
+    assert "twice the budget" in _whatif_findings(document, facts)[0]["message"]
 
 
 def _attempts_against(true_max: int):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from preflight.whatif.rank import MIN_SAVING_FRACTION, rank_recommendations
+from preflight.analysis.recommendations import MIN_SAVING_FRACTION, rank_recommendations
 
 MiB = 2**20
 
@@ -72,7 +72,7 @@ def test_rejects_a_missing_baseline():
 def test_batch_size_and_unmeasured_entries_rank_like_measured_ones():
     import ast
 
-    from preflight.whatif.rank import batch_size_entry, unmeasured_entry
+    from preflight.analysis.recommendations import batch_size_entry, unmeasured_entry
 
     smaller = batch_size_entry(64, 16, 250 * MiB, 1000, source="predicted")
     ast.parse(smaller["snippet"])

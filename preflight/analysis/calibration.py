@@ -333,3 +333,20 @@ def narrow_margin(document: dict[str, Any], record: dict[str, Any], figure: int,
              f"{narrowed_text}, within the budget of {format_bytes(budget)}: fits by the runs on record, though "
              f"the figure with preflight's own margin ({format_bytes(figure)}) is over it. This rests on "
              f"{record['runs']} run(s); a run of this model with preflight.keras.MemoryCallback settles it."}]
+
+
+def apply_calibration(document: dict[str, Any], records: list[dict[str, Any]]) -> None:
+    """What earlier real runs in the store (`records`) say about this check: runs of the same model decide
+    where it used more (the document's "calibration", a finding, the recorded truth applied); else what
+    other models' runs showed scales the figure. Called by the assembly (preflight.analysis.assemble)."""
+    section = calibration_section(document, records)
+    if section is not None:
+        document["calibration"] = section
+        document.setdefault("findings", []).append(calibration_finding(section))
+        truth = recorded_truth(document, section)
+        if truth is not None:
+            section["recorded_truth"] = truth
+            document["findings"] += apply_recorded_truth(document, truth)
+    elif (others := other_models_record(document, records)) is not None:
+        document["calibration"] = {"runs": 0, "other_models": others}
+        document.setdefault("findings", []).extend(apply_other_models(document, others))

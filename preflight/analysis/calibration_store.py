@@ -70,27 +70,3 @@ def read_records(path: str | os.PathLike | None = None) -> list[dict[str, Any]]:
         if isinstance(record, dict) and record.get("kind") in ("check", "run"):
             records.append(record)
     return records
-
-
-def calibrate_check(document: dict[str, Any], path: str | os.PathLike | None = None) -> None:
-    """A finished check: say what earlier real runs of the same model used (the document's "calibration"
-    and a finding), then record this check's prediction for the runs to come."""
-    from preflight.analysis.calibration import (apply_other_models, apply_recorded_truth, calibration_finding,
-                                                calibration_section, other_models_record, prediction_record,
-                                                recorded_truth)
-
-    record = prediction_record(document)  # the check's own figures, before a recorded run changes them
-    records = read_records(path)
-    section = calibration_section(document, records)
-    if section is not None:  # runs of this very model: the latest decides where it used more
-        document["calibration"] = section
-        document.setdefault("findings", []).append(calibration_finding(section))
-        truth = recorded_truth(document, section)
-        if truth is not None:
-            section["recorded_truth"] = truth
-            document["findings"] += apply_recorded_truth(document, truth)
-    elif (others := other_models_record(document, records)) is not None:  # else what other models' runs showed
-        document["calibration"] = {"runs": 0, "other_models": others}
-        document.setdefault("findings", []).extend(apply_other_models(document, others))
-    if record is not None:
-        append_record(record, path)

@@ -19,3 +19,13 @@ def verdict_state(document: dict[str, Any]) -> str:
         return "no-budget"
     fits = document.get("fits")
     return "fits" if fits is True else "does-not-fit" if fits is False else "unknown"
+
+
+def exit_code(document: dict[str, Any]) -> int:
+    """The exit code of a checked report: 3 when a search's dry-run configurations failed for the user's
+    reason, else the gate's 0 (passed) or 1 (does not fit, or a threshold over the baseline failed)."""
+    from preflight import errors
+
+    if verdict_state(document) == "trials-fail":
+        return errors.EXIT_USER_CODE
+    return errors.EXIT_OK if document["gate"]["passed"] else errors.EXIT_GATE_FAILED

@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 from preflight import errors
+from preflight.analysis.verdict import exit_code as verdict_exit_code
 from preflight.cli.files import read_report, write_report
 
 
@@ -124,7 +125,7 @@ def run(argv: list[str]) -> int:
         from preflight.render.markdown import render_markdown
 
         write_report(settings.markdown, render_markdown(report.document))
-    return exit_code(report.document)
+    return verdict_exit_code(report.document)
 
 
 def baseline_path(baseline: str | None, name: str) -> str | None:
@@ -138,16 +139,14 @@ def baseline_path(baseline: str | None, name: str) -> str | None:
 def check_one(model_file: str, name: str, args, settings, json_path: str | None, html_path: str | None):
     """Check one model file, apply the gate, write its reports; the Report (its document has "gate")."""
     from preflight.api import check
-    from preflight.analysis.diff import compare_reports
-    from preflight.analysis.gate import evaluate_gate
-    from preflight.settings.config import gate_thresholds
+    from preflight.settings.config import GATE_KEYS
     from preflight.render.terminal import print_summary
     from preflight.tuner.cli_support import looks_like_search_file
 
     baseline = read_report(baseline_path(settings.baseline, name))
-    thresholds = gate_thresholds(settings)
+    gate = {key: getattr(settings, key) for key in GATE_KEYS}
     if looks_like_search_file(model_file):
-        report = check_search_file(model_file, args, settings)
+        report = check_search_file(model_file, args, settings, baseline, gate)
     else:
         report = check(model_file, batch_size=settings.batch_size, budget=settings.budget,
                        target=settings.target, timeout=settings.timeout, steps=settings.steps,
@@ -157,11 +156,7 @@ def check_one(model_file: str, name: str, args, settings, json_path: str | None,
                        steps_per_epoch=args.steps_per_epoch, time_limit=args.time_limit,
                        checkpoint_dir=args.checkpoint_dir, checkpoints=args.checkpoints, rebuilds=args.rebuilds,
                        host_budget=args.host_budget, custom_objects=args.custom_objects, data=args.data,
-                       seq_len=args.seq_len)
-    if baseline is not None:
-        report.document["baseline_diff"] = compare_reports(baseline, report.document)
-    gate = evaluate_gate(report.document, thresholds)
-    report.document["gate"] = gate.to_dict()
+                       seq_len=args.seq_len, baseline=baseline, gate=gate)
     if json_path:
         write_report(json_path, report.to_json() + "\n")
     if html_path:
@@ -170,7 +165,7 @@ def check_one(model_file: str, name: str, args, settings, json_path: str | None,
         write_report(html_path, render_html(report.document))
     if not args.quiet:
         print_summary(report.document)
-        for reason in gate.reasons:
+        for reason in report.document["gate"]["reasons"]:
             print(f"gate: {reason}", file=sys.stderr)
         written = [p for p in (json_path, html_path) if p]
         if written:
@@ -200,7 +195,7 @@ def check_models(args, settings) -> int:
             result.update(exit_code=errors.EXIT_INTERNAL, message=f"internal error: {type(exc).__name__}: {exc}",
                           json=None, html=None)
         else:
-            result.update(exit_code=exit_code(report.document), message="", document=report.document)
+            result.update(exit_code=verdict_exit_code(report.document), message="", document=report.document)
         results.append(result)
     markdown_path = settings.markdown or str(report_dir / "summary.md")
     write_report(markdown_path, render_models_markdown(results))
@@ -211,18 +206,10 @@ def check_models(args, settings) -> int:
     return max(result["exit_code"] for result in results)
 
 
-def exit_code(document: dict) -> int:
-    """3 when a search's dry-run configurations failed for the user's reason, else the gate's 0 or 1."""
-    from preflight.analysis.verdict import verdict_state
-
-    if verdict_state(document) == "trials-fail":
-        return errors.EXIT_USER_CODE
-    return errors.EXIT_OK if document["gate"]["passed"] else errors.EXIT_GATE_FAILED
-
-
-def check_search_file(model_file: str, args, settings):
+def check_search_file(model_file: str, args, settings, baseline: dict | None, gate: dict):
     """A tune.py (build_model(hp), a HyperModel or a tuner): the search-space check, nothing searched."""
     from preflight.api import search_report
+    from preflight.settings.config import gate_thresholds_from
     from preflight.tuner.cli_support import check_search_file
 
     if not args.quiet:
@@ -230,4 +217,5 @@ def check_search_file(model_file: str, args, settings):
     section = check_search_file(model_file, budget=settings.budget, target=settings.target,
                                 batch_size=settings.batch_size, time_limit=args.time_limit, epochs=args.epochs,
                                 n_measure=args.configs, n_samples=args.samples)
-    return search_report(section, Path(model_file).stem, model_file)
+    return search_report(section, Path(model_file).stem, model_file, baseline=baseline,
+                         thresholds=gate_thresholds_from(gate, origin="threshold"))

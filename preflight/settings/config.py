@@ -178,13 +178,25 @@ def _checked(name: str, value: Any, origin: str) -> Any:
         raise ConfigError(exc.message, hint=exc.hint) from None
 
 
+GATE_KEYS = ("max_increase", "max_params_increase", "max_optimizer_increase", "max_step_time_increase")
+
+
 def gate_thresholds(settings: Settings):
     """The CI gate's thresholds (preflight.analysis.gate) from the settings' max_*_increase values."""
+    return gate_thresholds_from({key: getattr(settings, key) for key in GATE_KEYS}, origin="threshold")
+
+
+def gate_thresholds_from(values: dict[str, Any], origin: str = "gate"):
+    """{"max_increase": "10%", ...} -> GateThresholds; an unknown key or a bad value is a usage error."""
     from preflight.analysis.gate import GateThresholds
 
-    def read(text: str | None) -> float | None:
-        return validate.fraction(text, "threshold") if text else None
+    unknown = sorted(set(values) - set(GATE_KEYS))
+    if unknown:
+        raise UsageError(f"{origin}: unknown threshold {', '.join(unknown)}", hint=f"use {', '.join(GATE_KEYS)}")
 
-    return GateThresholds(peak=read(settings.max_increase), params=read(settings.max_params_increase),
-                          optimizer=read(settings.max_optimizer_increase),
-                          step_time=read(settings.max_step_time_increase))
+    def read(key: str) -> float | None:
+        text = values.get(key)
+        return validate.fraction(text, f"{origin} {key}") if text not in (None, "") else None
+
+    return GateThresholds(peak=read("max_increase"), params=read("max_params_increase"),
+                          optimizer=read("max_optimizer_increase"), step_time=read("max_step_time_increase"))

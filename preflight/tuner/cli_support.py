@@ -120,13 +120,16 @@ def check_search_file(path: str | os.PathLike, *, budget: str | int | None = Non
 
 def tuner_distribution(tuner: Any) -> dict[str, Any]:
     """The tuner's `distribution_strategy` (keras-tuner builds every trial's model under it) and the
-    accelerators present, in the shape of preflight.engine.readiness's distribution record."""
-    import tensorflow as tf
-
+    accelerators present, in the shape of preflight.engine.readiness's distribution record (no TPU or GPU
+    counted where TensorFlow is not installed: a JAX or PyTorch search)."""
     from preflight.engine.readiness import tpu_address
 
+    try:
+        import tensorflow as tf
+    except ImportError:
+        tf = None
     strategy = getattr(tuner, "distribution_strategy", None)
     return {"strategy": type(strategy).__name__ if strategy is not None else None,
             "replicas": int(strategy.num_replicas_in_sync) if strategy is not None else 1,
-            "tpu_address": tpu_address(), "tpu_devices": len(tf.config.list_logical_devices("TPU")),
-            "gpus": len(tf.config.list_physical_devices("GPU"))}
+            "tpu_address": tpu_address(), "tpu_devices": len(tf.config.list_logical_devices("TPU")) if tf else 0,
+            "gpus": len(tf.config.list_physical_devices("GPU")) if tf else 0}

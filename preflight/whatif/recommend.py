@@ -1,5 +1,5 @@
 """Measured what-ifs: each variant of the model (preflight.whatif) is dry-run in its own child at the
-planned batch, under the same memory limit as the baseline, and ranked (preflight.whatif.rank).
+planned batch, under the same memory limit as the baseline, and ranked (preflight.analysis.recommendations).
 
 Each variant gets a fresh child, as the baseline's planned batch did, so the two peaks are taken from
 the same allocator state. A variant that runs out of memory under the limit is reported as "does not fit
@@ -14,7 +14,7 @@ from typing import Any, Callable
 from preflight.analysis.document import confirmation_record
 from preflight.errors import PreflightError
 from preflight.engine.runner import ProbeJob, ProbeOutcome, run_probes
-from preflight.whatif.rank import batch_size_entry, rank_recommendations, unmeasured_entry
+from preflight.analysis.recommendations import apply_largest, largest_probe_under, unmeasured_entry
 
 # Beyond this factor over the budget no single what-if is likely to make the run fit (measured savings
 # were 7-43 % for mixed precision, remat and shrinking): only the batch-size recommendation is given.
@@ -98,29 +98,6 @@ def _measured_item(spec: dict, outcome: ProbeOutcome, batch_sizes: list[int]) ->
                                                                ("kind", "title", "snippet", "tradeoff")}}
     return {**description, "peak_bytes": probe.peak_bytes, "step_seconds": probe.step_seconds,
             "batch_size": probe.batch_size}
-
-
-def recommendations(document: dict[str, Any], measured: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The ranked "recommendations" list: the measured what-ifs plus the batch-size change (never when
-    no batch size fits: a smaller batch is not the way out then)."""
-    items = list(measured)
-    recommended = document.get("recommended_batch_size")
-    if recommended and recommended < document["batch_size"] and not document.get("fits_at_no_batch"):
-        confirmation = document.get("confirmation") or {}
-        measured_peak = confirmation.get("measured_peak_bytes") if confirmation.get("batch_size") == recommended else None
-        curve = {row["batch_size"]: row["peak_bytes"] for row in document.get("curve") or []}
-        peak = measured_peak or curve.get(recommended)
-        if peak:
-            items.append(batch_size_entry(document["batch_size"], recommended, peak,
-                                          document["model"]["params_total"],
-                                          source="measured" if measured_peak else "predicted"))
-    if not items or (not document.get("peak_bytes") and not document.get("fits_at_no_batch")):
-        return []
-    planned = next((p for p in document["probes"] if p["batch_size"] == document["batch_size"]), None)
-    measured_peaks = {p["batch_size"]: p["peak_bytes"] for p in document["probes"] if p["status"] == "ok"}
-    return rank_recommendations(document.get("peak_bytes"), items, document.get("budget_bytes"),
-                                planned.get("step_seconds") if planned else None,
-                                planned_batch_size=document["batch_size"], baseline_peaks_by_batch=measured_peaks)
 
 
 CONFIRM_ATTEMPTS = 3         # batch sizes tried downward from the prediction
@@ -217,7 +194,7 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
             # failed, and so did 261,147 and 235,032); bisect between the largest probe within the budget
             # and the smallest failure instead of stepping down 10 % at a time.
             smallest_refused = min([*failed, *near_limit])
-            _bisect(_largest_probe_under(document, smallest_refused), smallest_refused, attempt, too_slow)
+            _bisect(largest_probe_under(document, smallest_refused), smallest_refused, attempt, too_slow)
             break
     if ran and search_up and not failed and not near_limit:
         _search(batch, None, attempt, too_slow)
@@ -376,39 +353,23 @@ def sizes_without_room(ran: dict[int, list[int]], spread: float, limit_of: Calla
 
 
 def confirm_batch_sizes(document: dict[str, Any], baseline_job: ProbeJob, host_limit_bytes: int,
-                        on_progress=None, deadline: float | None = None) -> None:
+                        on_progress=None, deadline: float | None = None) -> dict[str, Any]:
     """The largest batch, then the recommended one, each run under the budget; failures lower them. No new
-    batch size is tried after `deadline` (time.monotonic())."""
-    from preflight.analysis.predict import friendly_at_most
+    batch size is tried after `deadline` (time.monotonic()). Returns the records, {"largest", "recommended"}
+    (either None when not run): preflight.analysis.recommendations applies them to the document, here to a
+    copy to choose what the second run confirms, and in the assembly to the report."""
+    import copy
 
-    largest = confirm_under_budget(document, baseline_job, host_limit_bytes, document.get("max_batch_size"),
+    scratch = copy.deepcopy(document)
+    largest = confirm_under_budget(scratch, baseline_job, host_limit_bytes, scratch.get("max_batch_size"),
                                    lambda b: int(b * MAX_BATCH_STEP_DOWN), on_progress, search_up=True,
                                    deadline=deadline)
-    if largest is not None:
-        document["max_batch_confirmation"] = largest
-        refused = largest["failed_batch_sizes"] + [int(b) for b in largest.get("near_limit") or {}]
-        if largest["status"] == "ok":
-            document["max_batch_size"] = largest["batch_size"]
-        elif refused:
-            document["max_batch_size"] = _largest_probe_under(document, min(refused))
-    top, recommended = document.get("max_batch_size"), document.get("recommended_batch_size")
-    if recommended and top is not None and recommended > top:
-        document["recommended_batch_size"] = recommended = friendly_at_most(top) if top else None
+    recommended = apply_largest(scratch, largest)
     if largest is not None and largest["status"] == "ok" and recommended == largest["batch_size"]:
-        document["confirmation"] = largest
-        return
-    confirmation = confirm_under_budget(document, baseline_job, host_limit_bytes, recommended,
+        return {"largest": largest, "recommended": None}
+    from preflight.analysis.predict import friendly_at_most
+
+    confirmation = confirm_under_budget(scratch, baseline_job, host_limit_bytes, recommended,
                                         lambda b: friendly_at_most(int(b * RECOMMENDED_STEP_DOWN)), on_progress,
                                         deadline=deadline)
-    if confirmation is not None:
-        document["confirmation"] = confirmation
-        if confirmation["failed_batch_sizes"]:
-            document["recommended_batch_size"] = confirmation["batch_size"]
-
-
-def _largest_probe_under(document: dict[str, Any], refused: int) -> int:
-    """Nothing ran under the budget in the confirmation: the largest probe below the smallest refused batch
-    whose measured peak was within the budget (0 when there is none), never a batch size nobody ran."""
-    budget = document["budget_bytes"]
-    return max((p["batch_size"] for p in document["probes"] if p["status"] == "ok" and p["batch_size"] < refused
-                and p["peak_bytes"] is not None and p["peak_bytes"] <= budget), default=0)
+    return {"largest": largest, "recommended": confirmation}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from preflight.analysis.recommendations import finetune_title
 from preflight.errors import ModelError
 from preflight.common.units import tensor_bytes
 
@@ -756,12 +757,6 @@ def shrink(model, change: str, layer: str | None = None):
 
 FINETUNE_MODES = ("full", "freeze_backbone", "lora")
 LORA_TYPES = ("Dense", "EinsumDense", "Embedding")
-
-
-def finetune_title(mode: str, rank: int | None = None) -> str:
-    """How a report names a fine-tuning what-if, measured or not."""
-    return {"full": "Full fine-tuning (every weight trains)", "freeze_backbone": "Freeze the backbone (train the head only)",
-            "lora": f"LoRA rank {rank or 4}"}.get(mode, f"finetune {mode}")
 
 
 def _flat_layers(model) -> list:

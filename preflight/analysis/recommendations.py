@@ -1,4 +1,6 @@
-"""Ranking measured what-ifs into the report's `"recommendations"` list. Pure: no TensorFlow.
+"""What to change, from what was measured: the largest and recommended batch sizes as the confirming runs
+found them (apply_largest, apply_recommended), and the measured what-ifs ranked into the report's
+`"recommendations"` list (recommendations, rank_recommendations). Pure: no TensorFlow.
 
 Input: the baseline's measured peak and step time, and one dict per what-if as the dry-run measured it
 (its description from `variants.apply_variant` plus `peak_bytes` / `step_seconds`; `peak_bytes` None
@@ -115,8 +117,6 @@ def unmeasured_entry(spec: dict[str, Any], status: str, message: str) -> dict[st
     detail = args.get("policy") or args.get("name") or args.get("change") or ""
     title = f"{spec.get('kind')} {detail}".strip()
     if spec.get("kind") == "finetune":
-        from preflight.whatif.variants import finetune_title
-
         title = finetune_title(args.get("mode", ""), args.get("rank"))
     return {"kind": spec.get("kind"), "title": title, "peak_bytes": None,
             "step_seconds": None, "params": None, "snippet": "", "tradeoff": "", "status": status,
@@ -142,3 +142,69 @@ def batch_size_entry(current_batch_size: int, new_batch_size: int, peak_bytes: i
 
 
 __all__ = ["INTRUSIVENESS", "MIN_SAVING_FRACTION", "SHRINK_INTRUSIVENESS", "batch_size_entry", "rank_recommendations", "unmeasured_entry"]
+
+
+def finetune_title(mode: str, rank: int | None = None) -> str:
+    """How a report names a fine-tuning what-if, measured or not."""
+    return {"full": "Full fine-tuning (every weight trains)", "freeze_backbone": "Freeze the backbone (train the head only)",
+            "lora": f"LoRA rank {rank or 4}"}.get(mode, f"finetune {mode}")
+
+
+def recommendations(document: dict[str, Any], measured: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ranked "recommendations" list: the measured what-ifs plus the batch-size change (never when
+    no batch size fits: a smaller batch is not the way out then)."""
+    items = list(measured)
+    recommended = document.get("recommended_batch_size")
+    if recommended and recommended < document["batch_size"] and not document.get("fits_at_no_batch"):
+        confirmation = document.get("confirmation") or {}
+        measured_peak = confirmation.get("measured_peak_bytes") if confirmation.get("batch_size") == recommended else None
+        curve = {row["batch_size"]: row["peak_bytes"] for row in document.get("curve") or []}
+        peak = measured_peak or curve.get(recommended)
+        if peak:
+            items.append(batch_size_entry(document["batch_size"], recommended, peak,
+                                          document["model"]["params_total"],
+                                          source="measured" if measured_peak else "predicted"))
+    if not items or (not document.get("peak_bytes") and not document.get("fits_at_no_batch")):
+        return []
+    planned = next((p for p in document["probes"] if p["batch_size"] == document["batch_size"]), None)
+    measured_peaks = {p["batch_size"]: p["peak_bytes"] for p in document["probes"] if p["status"] == "ok"}
+    return rank_recommendations(document.get("peak_bytes"), items, document.get("budget_bytes"),
+                                planned.get("step_seconds") if planned else None,
+                                planned_batch_size=document["batch_size"], baseline_peaks_by_batch=measured_peaks)
+
+
+def apply_largest(document: dict[str, Any], largest: dict[str, Any] | None) -> int | None:
+    """The largest batch's confirming runs (whatif.recommend.confirm_under_budget's record) into the document:
+    a failure lowers the largest batch to what ran; the recommended batch never exceeds it. Returns the
+    recommended batch size."""
+    from preflight.analysis.predict import friendly_at_most
+
+    if largest is not None:
+        document["max_batch_confirmation"] = largest
+        refused = largest["failed_batch_sizes"] + [int(b) for b in largest.get("near_limit") or {}]
+        if largest["status"] == "ok":
+            document["max_batch_size"] = largest["batch_size"]
+        elif refused:
+            document["max_batch_size"] = largest_probe_under(document, min(refused))
+    top, recommended = document.get("max_batch_size"), document.get("recommended_batch_size")
+    if recommended and top is not None and recommended > top:
+        document["recommended_batch_size"] = recommended = friendly_at_most(top) if top else None
+    if largest is not None and largest["status"] == "ok" and recommended == largest["batch_size"]:
+        document["confirmation"] = largest
+    return recommended
+
+
+def apply_recommended(document: dict[str, Any], confirmation: dict[str, Any] | None) -> None:
+    """The recommended batch's confirming runs into the document: a failure lowers it to what ran."""
+    if confirmation is not None:
+        document["confirmation"] = confirmation
+        if confirmation["failed_batch_sizes"]:
+            document["recommended_batch_size"] = confirmation["batch_size"]
+
+
+def largest_probe_under(document: dict[str, Any], refused: int) -> int:
+    """Nothing ran under the budget in the confirmation: the largest probe below the smallest refused batch
+    whose measured peak was within the budget (0 when there is none), never a batch size nobody ran."""
+    budget = document["budget_bytes"]
+    return max((p["batch_size"] for p in document["probes"] if p["status"] == "ok" and p["batch_size"] < refused
+                and p["peak_bytes"] is not None and p["peak_bytes"] <= budget), default=0)

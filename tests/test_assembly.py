@@ -94,6 +94,9 @@ def test_nothing_outside_the_assembly_writes_a_key_into_a_report():
     patching = [f"{path.name}: {line.strip()}" for path in doors for line in path.read_text().splitlines()
                 if "document[" in line and "] =" in line or '.document["' in line and "] =" in line]
     assert patching == []
+    # ... and every finding they cause is a check in the registry, not a dict written on the way
+    raw = [path.name for path in [*doors, package / "analysis" / "assemble.py"] if '"id": "' in path.read_text()]
+    assert raw == []
 
 
 @pytest.mark.parametrize("gate, message", [({"max_growth": "10%"}, "unknown threshold max_growth"),

@@ -76,15 +76,17 @@ def test_a_failure_that_is_not_memory_after_an_out_of_memory_keeps_the_models_ow
 
 
 def test_without_a_measured_peak_the_what_ifs_are_not_said_to_be_out_of_reach():
-    from preflight.analysis.assemble import CheckFacts, _whatif_findings
+    from preflight.analysis.assemble import CheckFacts
+    from preflight.analysis.checks import CheckContext
+    from preflight.analysis.report_checks import whatifs_skipped
 
     facts = CheckFacts(outcome=None, settings=None, model_name="m")  # no what-if measured, --whatif not given
     document = {"fits": False, "peak_bytes": None, "budget_bytes": 2**30, "findings": []}
-    [skipped] = _whatif_findings(document, facts)
-    assert skipped["id"] == "whatifs-skipped"
-    assert "twice the budget" not in skipped["message"] and "no training step finished" in skipped["message"]
+    skipped = whatifs_skipped(CheckContext(document, None, facts))
+    assert skipped.id == "whatifs-skipped"
+    assert "twice the budget" not in skipped.message and "no training step finished" in skipped.message
     document = {"fits": False, "peak_bytes": 3 * 2**30, "budget_bytes": 2**30, "findings": []}
-    assert "twice the budget" in _whatif_findings(document, facts)[0]["message"]
+    assert "twice the budget" in whatifs_skipped(CheckContext(document, None, facts)).message
 
 
 def _attempts_against(true_max: int):

@@ -1,6 +1,9 @@
 """Analysis: pure functions from measurements (preflight.common.measurements) to the report document.
 
+- `assemble`: the one place a report is assembled (`assemble_check`, `assemble_search`) from the facts the
+  doors gather; `report_checks`: the findings that need the whole report and those facts.
 - `document`: the report document (`build_document`, `search_document`, `FORMAT_VERSION`).
+- `recommendations`: the confirmed batch sizes applied, the measured what-ifs ranked.
 - `footprint`: the peak split into parameters, gradients, optimizer state, activations, inputs.
 - `predict`: the peak-vs-batch model, its margin, projection to targets. `devices`: the target catalogue.
 - `lengths`: the same curve over an input's dynamic axis (a sequence length) at the planned batch.

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from preflight.analysis import report_checks
+from preflight.analysis.checks import CheckContext, run_checks
 from preflight.analysis.document import RunSettings, build_document, search_document
 from preflight.analysis.gate import GateThresholds, evaluate_gate
 
@@ -55,8 +57,8 @@ def assemble_check(facts: CheckFacts) -> dict[str, Any]:
     outcome = facts.outcome
     launch = dict(facts.settings.launch or {})
     document = build_document(outcome, replace(facts.settings, launch=launch), model_name=facts.model_name)
-    document["findings"] += _program_notes(facts, document)
-    _add_peak_composition(document, outcome)
+    if (outcome.peak_composition or {}).get("composition") is not None:
+        document["peak_composition"] = outcome.peak_composition["composition"]
     if facts.confirmations is not None:
         apply_largest(document, facts.confirmations.get("largest"))
         apply_recommended(document, facts.confirmations.get("recommended"))
@@ -65,7 +67,7 @@ def assemble_check(facts: CheckFacts) -> dict[str, Any]:
     measured = facts.whatifs_measured
     if measured is not None or document.get("fits") is False:
         document["recommendations"] = recommendations(document, measured or [])
-    document["findings"] += _whatif_findings(document, facts)
+    document["findings"] += run_checks(CheckContext(document, None, facts), report_checks.REPORT_CHECKS)
     if (document.get("host") or {}).get("pipeline_is_cause"):
         document["recommendations"] = []  # the input pipeline is the cause: no model change is the remedy
     if facts.calibration_records is not None:
@@ -76,7 +78,7 @@ def assemble_check(facts: CheckFacts) -> dict[str, Any]:
 
 
 def assemble_search(facts: SearchFacts) -> dict[str, Any]:
-    from preflight.analysis.checks import CheckContext, accelerator_unused, version_problems
+    from preflight.analysis.checks import accelerator_unused, version_problems
 
     section = facts.section
     document = search_document(section, facts.name)
@@ -98,55 +100,3 @@ def _with_gate(document: dict[str, Any], baseline: dict[str, Any] | None,
         document["baseline_diff"] = compare_reports(baseline, document)
     document["gate"] = evaluate_gate(document, thresholds).to_dict()
     return document
-
-
-def _program_notes(facts: CheckFacts, document: dict[str, Any]) -> list[dict[str, str]]:
-    """What the report says about running the user's program: the notebook's skipped shell lines and
-    magics; a batch size the fit(...) call computed that the check did not measure; a --seq-len that
-    found no axis to set."""
-    notes: list[dict[str, str]] = []
-    outcome, batch_size = facts.outcome, facts.settings.batch_size
-    if facts.notebook_skipped:
-        notes.append({"id": "notebook-skipped", "severity": "info", "message":
-                      f"Not run in the dry run ({len(facts.notebook_skipped)} shell line(s) and magic(s) of the "
-                      "notebook): " + "; ".join(facts.notebook_skipped) + "."})
-    fit_call = outcome.fit_plan
-    if fit_call is not None and fit_call.get("batch_size") and fit_call["batch_size"] != batch_size:
-        notes.append({"id": "fit-batch-differs", "severity": "warning", "message":
-                      f"The fit(...) call at {fit_call['where']} trains at batch {fit_call['batch_size']}; this "
-                      f"check measured batch {batch_size} (--batch-size, or a value the source read gave). "
-                      f"Pass --batch-size {fit_call['batch_size']} to measure the call's own batch."})
-    if facts.seq_len is not None and "length_curve" not in document and outcome.model is not None:
-        notes.append({"id": "seq-len-unused", "severity": "warning", "message":
-                      f"--seq-len {facts.seq_len} changed nothing: no model input has an axis of no fixed size "
-                      "besides the batch (its Input shape fixes every length)."})
-    return notes
-
-
-def _add_peak_composition(document: dict[str, Any], outcome) -> None:
-    if outcome.peak_composition is None:
-        return
-    if outcome.peak_composition["composition"] is not None:
-        document["peak_composition"] = outcome.peak_composition["composition"]
-    else:
-        document["findings"].append({"id": "profile-failed", "severity": "warning", "message":
-                                     f"The memory profile could not be read: {outcome.peak_composition['message']}"})
-
-
-def _whatif_findings(document: dict[str, Any], facts: CheckFacts) -> list[dict[str, str]]:
-    """Why no what-if helps, or why none was measured."""
-    measured = facts.whatifs_measured is not None
-    if measured and document.get("fits_at_no_batch") and not any(
-            r.get("fits") for r in document.get("recommendations") or []):
-        return [{"id": "no-whatif-fits", "severity": "warning", "message":
-                 "None of the measured what-ifs fits the budget on its own, even at batch 1: combine them (the "
-                 "smallest peaks are listed first), or plan for a device with more memory."}]
-    if (facts.whatif is None and not measured and document.get("fits") is False
-            and not (document.get("host") or {}).get("pipeline_is_cause")):
-        why = ("the peak is more than twice the budget, beyond what one of them saves" if document.get("peak_bytes")
-               else "no training step finished, so there is no peak to measure them against")
-        return [{"id": "whatifs-skipped", "severity": "info", "message":
-                 "What-ifs (mixed precision, remat, shrinking) were not measured: " + why
-                 + ("; a smaller batch is the change that fits" if document.get("recommended_batch_size") else "")
-                 + ". Pass --whatif to measure them anyway."}]
-    return []

@@ -32,10 +32,14 @@ class Finding:
 class CheckContext:
     document: dict[str, Any]        # the report document assembled so far
     host_available_bytes: int | None
+    facts: Any = None               # the whole check's facts (preflight.analysis.assemble.CheckFacts), late checks
 
 
 CheckResult = Finding | list[Finding] | None
 CHECKS: list[Callable[[CheckContext], CheckResult]] = []
+# Checks of the assembled report: they read what the later measurements added (confirmed batch sizes, the
+# measured what-ifs) and the facts of the check (preflight.analysis.report_checks), run once at the end.
+REPORT_CHECKS: list[Callable[[CheckContext], CheckResult]] = []
 
 
 def check(fn: Callable[[CheckContext], CheckResult]) -> Callable[[CheckContext], CheckResult]:
@@ -43,9 +47,15 @@ def check(fn: Callable[[CheckContext], CheckResult]) -> Callable[[CheckContext],
     return fn
 
 
-def run_checks(context: CheckContext) -> list[dict[str, str]]:
+def report_check(fn: Callable[[CheckContext], CheckResult]) -> Callable[[CheckContext], CheckResult]:
+    REPORT_CHECKS.append(fn)
+    return fn
+
+
+def run_checks(context: CheckContext, registry: list[Callable[[CheckContext], CheckResult]] | None = None
+               ) -> list[dict[str, str]]:
     findings: list[dict[str, str]] = []
-    for fn in CHECKS:
+    for fn in CHECKS if registry is None else registry:
         result = fn(context)
         findings.extend(f.to_dict() for f in (result if isinstance(result, list) else [result] if result else []))
     return findings

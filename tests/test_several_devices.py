@@ -133,3 +133,26 @@ def test_keras_model_parallel_under_jax_gets_a_per_device_figure(tmp_path):
     assert section["strategy"] == "ModelParallel" and section["devices"] == 2 and section["fits"]
     assert section["per_replica_batch_size"] == 64  # the batch axis has one device: no split
     assert section["peak_bytes"] > 3 * 4 * 64 * 1024 // 2  # at least half the big kernel and its Adam slots
+
+
+def test_the_jax_data_parallel_figure_covers_the_step_fit_itself_compiles(tmp_path):
+    """Agreement (issue 25): preflight's per-device figure against XLA's analysis of the step model.fit
+    compiles with the state and batch fit hands it (benchmarks/distributed_peak.py's truth, one process here:
+    the analysis is the same in every process; the benchmark takes the max of 3). Measured: 1.02x."""
+    import os
+    import subprocess
+    import sys
+
+    from benchmarks.distributed_peak import JAX_FIT
+
+    report = tmp_path / "r.json"
+    assert main([str(MODELS / "data_parallel_jax.py"), "--backend", "jax", "--steps", "1", "--batch-size", "64",
+                 "--budget", "1GiB", "--no-whatif", "--json", str(report), "--html", "none", "--quiet"]) == 0
+    section = json.loads(report.read_text())["per_device"]
+    driver = tmp_path / "fit.py"
+    driver.write_text(JAX_FIT)
+    done = subprocess.run([sys.executable, str(driver), str(MODELS / "data_parallel_jax.py")], capture_output=True,
+                          text=True, timeout=300, check=True,
+                          env={**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(MODELS.parent.parent)})
+    real = int(done.stdout.split("PEAK")[-1].split()[0])
+    assert real <= section["peak_bytes"] <= real * (1 + section["margin_fraction"]) + 64 * 1024

@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 
 mesh = keras.distribution.DeviceMesh((1, 2), ["batch", "model"], devices=jax.devices())
 layout_map = keras.distribution.LayoutMap(mesh)
-layout_map["dense.*kernel"] = (None, "model")
+layout_map[".*/dense.*/kernel"] = (None, "model")  # matched against the whole path (re.fullmatch)
 keras.distribution.set_distribution(keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="batch"))
 model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(1024, activation="relu", name="dense_big"),
                           keras.layers.Dense(10, name="dense_out")], name="model_parallel_mlp")

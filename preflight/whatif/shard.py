@@ -1,0 +1,106 @@
+"""What-if "shard the weights" (issue 25 item 2): where a model's floor (parameters + gradients + optimizer
+state) does not fit one device, a Keras `ModelParallel` whose `LayoutMap` splits the largest Dense /
+Embedding kernels over the model axis of N devices, measured on N host devices under JAX.
+
+Keras's ModelParallel runs on JAX only, so the variant is always measured under JAX, whatever the user's
+backend: a generated model.py sets `XLA_FLAGS=--xla_force_host_platform_device_count=N` and the distribution,
+then runs the user's file, and the engine measures it in a fresh child (`run_probes`, backend jax): XLA's
+buffer assignment of the SPMD step is one device's (preflight.analysis.per_device). The entry carries the
+LayoutMap lines as the snippet. May import the engine and the shared modules (preflight.whatif's rule).
+"""
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SHARDABLE = {"Dense": "kernel", "EinsumDense": "kernel", "Embedding": "embeddings"}
+DEVICE_COUNTS = (2, 4, 8)
+SMALLEST_SHARE = 0.1  # of the largest kernel's bytes
+
+
+def propose_layout(floor: dict[str, Any], device_budget_bytes: int) -> dict[str, Any] | None:
+    """The layout to try, from the static floor's largest layers: every Dense/Embedding kernel among them
+    split on its last axis over a model axis of the fewest devices (2, 4, 8) whose share of the floor fits
+    one device (estimated: the split kernels' share of the floor divided by N, the rest replicated).
+    None when no such layer is there."""
+    rows = [r for r in floor.get("largest_layers", []) if r.get("class_name") in SHARDABLE]
+    if not rows:
+        return None
+    # The big kernels only: a small one (an output head) saves little, and its last axis may not divide by N.
+    rows = [r for r in rows if r["parameter_bytes"] >= rows[0]["parameter_bytes"] * SMALLEST_SHARE]
+    parameter_bytes = max(1, floor["parameter_bytes"])
+    per_parameter_byte = floor["total_bytes"] / parameter_bytes  # weight + gradient + optimizer slots
+    split_bytes = sum(r["parameter_bytes"] for r in rows) * per_parameter_byte
+    devices = next((n for n in DEVICE_COUNTS if floor["total_bytes"] - split_bytes * (1 - 1 / n)
+                    <= device_budget_bytes), DEVICE_COUNTS[-1])
+    # Keras matches a LayoutMap key against the variable's whole path ("model/layer/kernel", re.fullmatch).
+    keys = {f"(.*/)?{re.escape(r['name'])}/{SHARDABLE[r['class_name']]}": (None, "model") for r in rows}
+    return {"devices": devices, "layout": keys, "layers": [r["name"] for r in rows],
+            "estimated_floor_bytes": int(floor["total_bytes"] - split_bytes * (1 - 1 / devices))}
+
+
+def snippet(proposal: dict[str, Any]) -> str:
+    """The lines that set the proposed distribution up (JAX backend), before the model is built."""
+    devices = proposal["devices"]
+    lines = ["# Keras's ModelParallel runs on the JAX backend (KERAS_BACKEND=jax)",
+             "import jax",
+             "import keras",
+             f'mesh = keras.distribution.DeviceMesh((1, {devices}), ["batch", "model"], '
+             f"devices=jax.devices()[:{devices}])",
+             "layout_map = keras.distribution.LayoutMap(mesh)"]
+    lines += [f"layout_map[{key!r}] = {axes!r}" for key, axes in proposal["layout"].items()]
+    lines.append('keras.distribution.set_distribution(keras.distribution.ModelParallel('
+                 'layout_map=layout_map, batch_dim_name="batch"))')
+    return "\n".join(lines)
+
+
+def wrapper_source(model_file: str | Path, proposal: dict[str, Any]) -> str:
+    """A model.py that sets N host devices and the proposed distribution up, then runs the user's file and
+    takes over its names (model, data, batch_size, build_model ...), as the loader reads any model.py."""
+    return "\n".join([
+        "import os",
+        f'os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + '
+        f'" --xla_force_host_platform_device_count={proposal["devices"]}").strip()',
+        snippet(proposal),
+        "import runpy",
+        f"globals().update({{k: v for k, v in runpy.run_path({str(Path(model_file).resolve())!r}, "
+        f'run_name="preflight_sharded").items() if not k.startswith("__")}})',
+        ""])
+
+
+def measure_sharded(model_file: str | Path, floor: dict[str, Any], device_budget_bytes: int, batch_size: int,
+                    user_backend: str = "tensorflow", timeout_s: float = 600) -> dict[str, Any] | None:
+    """The what-if entry, measured: {"kind": "shard_weights", "title", "devices", "layout", "snippet",
+    "peak_bytes" (one device's, measured), "fits", "measured_under", "note"}, or a "status" other than "ok" with
+    the message when the sharded step failed; None when the model has no Dense/Embedding kernel to split."""
+    from preflight.engine.runner import ProbeJob, run_probes
+    from preflight.errors import PreflightError
+
+    proposal = propose_layout(floor, device_budget_bytes)
+    if proposal is None:
+        return None
+    entry = {"kind": "shard_weights", "devices": proposal["devices"], "layout": proposal["layout"],
+             "layers": proposal["layers"], "snippet": snippet(proposal), "measured_under": "jax",
+             "title": (f"Shard the weights: ModelParallel over {proposal['devices']} devices, "
+                       f"{', '.join(proposal['layers'])} split over the model axis"),
+             "note": ("measured under JAX on host devices (Keras's ModelParallel is JAX-only)"
+                      + ("; your backend is TensorFlow: this needs KERAS_BACKEND=jax" if user_backend == "tensorflow"
+                         else ""))}
+    with tempfile.TemporaryDirectory(prefix="preflight-shard-") as tmp:
+        wrapper = Path(tmp) / "sharded_model.py"
+        wrapper.write_text(wrapper_source(model_file, proposal))
+        job = ProbeJob(source={"kind": "file", "path": str(wrapper)}, batch_sizes=[batch_size], measured_steps=1,
+                       timeout_seconds=timeout_s, single_thread=True, backend="jax")
+        try:
+            outcome = run_probes(job)
+        except PreflightError as exc:
+            return {**entry, "status": "error", "message": exc.message}
+    probe = outcome.probes[0] if outcome.probes else None
+    if probe is None or probe.status != "ok":
+        return {**entry, "status": probe.status if probe else "error",
+                "message": probe.message if probe else outcome.load_oom or "no probe result"}
+    return {**entry, "status": "ok", "peak_bytes": probe.peak_bytes,
+            "fits": probe.peak_bytes <= device_budget_bytes,
+            "source": f"measured: XLA's buffer assignment of the SPMD train step, one device of {proposal['devices']}"}

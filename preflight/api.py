@@ -248,10 +248,13 @@ def _measured_whatifs(document: dict, job: ProbeJob, outcome, whatif: bool | Non
     """The what-ifs measured, each in its own children, when asked (--whatif) or when it does not fit and one
     could make it fit; None when none was measured."""
     from preflight.whatif.recommend import measure_variants, should_measure_whatifs
+    from preflight.whatif.shard import shard_whatif
 
+    # The floor over one device: the weights split over several (issue 25), measured under JAX.
+    sharded = [] if whatif is False else [item for item in [shard_whatif(document, job)] if item]
     if not outcome.variant_specs or not (whatif is True or (whatif is None and should_measure_whatifs(document))):
-        return None
-    return measure_variants(job, outcome.variant_specs, display, document, outcome.variant_floors)
+        return sharded or None
+    return measure_variants(job, outcome.variant_specs, display, document, outcome.variant_floors) + sharded
 
 
 def _model_name(model: Any) -> str:

@@ -104,3 +104,31 @@ def measure_sharded(model_file: str | Path, floor: dict[str, Any], device_budget
     return {**entry, "status": "ok", "peak_bytes": probe.peak_bytes,
             "fits": probe.peak_bytes <= device_budget_bytes,
             "source": f"measured: XLA's buffer assignment of the SPMD train step, one device of {proposal['devices']}"}
+
+
+def shard_whatif(document: dict[str, Any], job: Any) -> dict[str, Any] | None:
+    """The what-if's item for a run's measured list (whatif.recommend's shape: the ranking and the renderers
+    take it as they take the others), when the model's floor is over one device (the budget) and the model
+    is a model.py; None otherwise. The per-device peak is measured at the planned batch."""
+    budget = document.get("budget_bytes")
+    floor = document.get("floor") or {}
+    if not budget or floor.get("total_bytes", 0) <= budget or (job.source or {}).get("kind") != "file":
+        return None
+    backend = (document.get("backend") or {}).get("name") or job.backend
+    if not floor.get("largest_layers"):  # a floor read from the built model's variables: the layers from the run
+        per_parameter = floor["parameter_bytes"] / max(1, document["model"]["params_total"])
+        rows = [{"name": row["name"], "class_name": row["type"], "parameter_bytes": int(row["params"] * per_parameter)}
+                for row in document.get("layers") or [] if row.get("params")]
+        floor = {**floor, "largest_layers": sorted(rows, key=lambda row: -row["parameter_bytes"])}
+    entry = measure_sharded(job.source["path"], floor, budget, document["batch_size"], backend)
+    if entry is None:
+        return None
+    details = {"devices": entry["devices"], "measured_under": "JAX, host devices",
+               "layout": {key: list(axes) for key, axes in entry["layout"].items()}}
+    item = {"kind": entry["kind"], "title": entry["title"], "snippet": entry["snippet"],
+            "tradeoff": (f"needs {entry['devices']} devices; {entry['note']}; the per-device peak is one device's "
+                         f"of the SPMD step (XLA's buffer assignment)"),
+            "batch_size": document["batch_size"], "details": details}
+    if entry["status"] != "ok":
+        return {**item, "peak_bytes": None, "status": entry["status"], "message": entry["message"]}
+    return {**item, "peak_bytes": entry["peak_bytes"], "step_seconds": None}

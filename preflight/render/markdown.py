@@ -121,6 +121,9 @@ def render_markdown(document: dict[str, Any]) -> str:
             if row["lead"]:
                 line += " **← try this first**"
             lines.append(line)
+            if row["inline_snippet"]:
+                lines += [f"  {esc(row['tradeoff'])}", "", "  ```python",
+                          *[f"  {code}" for code in row["inline_snippet"].splitlines()], "  ```"]
     if recommendations and recommendations["finetune"]:
         lines += ["", f"**Fine-tuning what-ifs** (measured at batch {view['verdict']['batch_size']})", ""]
         for row in recommendations["finetune"]:

@@ -166,6 +166,9 @@ def _renderables(document: dict[str, Any]) -> list[Any]:
                 line.append(f" ({row['fits_text']})", style="green" if row["fits"] else "red")
             if row["lead"]:
                 line.append(" ← try this first", style="bold")
+            if row["inline_snippet"]:
+                line.append(f"\n{row['tradeoff']}\n", style="dim")
+                line.append(row["inline_snippet"])
             bullets.add_row(Text("-"), line)
         parts.append(bullets)
     if recommendations and recommendations["finetune"]:

@@ -535,6 +535,8 @@ def _recommendations(document: dict[str, Any]) -> dict[str, Any] | None:
             "details": [(str(key), format_value(value)) for key, value in details.items()],
             "snippet": str(item.get("snippet") or ""),
             "tradeoff": str(item.get("tradeoff") or ""),
+            # The text renderers list titles only; a layout is advice only with its lines (issue 25).
+            "inline_snippet": str(item.get("snippet") or "") if item.get("kind") == "shard_weights" else "",
             "fits": fits,
             "fits_text": FITS_TEXT.get(fits, ""),
             "fits_class": FITS_CLASS.get(fits, "unknown"),

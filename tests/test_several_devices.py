@@ -133,6 +133,7 @@ def test_keras_model_parallel_under_jax_gets_a_per_device_figure(tmp_path):
     assert section["strategy"] == "ModelParallel" and section["devices"] == 2 and section["fits"]
     assert section["per_replica_batch_size"] == 64  # the batch axis has one device: no split
     assert section["peak_bytes"] > 3 * 4 * 64 * 1024 // 2  # at least half the big kernel and its Adam slots
+    assert section["peak_bytes"] < 1_500_000  # sharded: 1.19 MB; replicated (a key that matches nothing) 1.81 MB
 
 
 def test_the_jax_data_parallel_figure_covers_the_step_fit_itself_compiles(tmp_path):

@@ -51,3 +51,22 @@ def test_sharding_the_weights_is_measured_under_jax_and_its_snippet_runs(tmp_pat
                                "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert "SPEC [(None, 'model')]" in done.stdout
+
+
+def test_a_run_whose_floor_is_over_the_device_gets_the_what_if_and_it_leads():
+    """The item a run's measured what-ifs get (the floor read from the built model: the layers from the run)."""
+    from types import SimpleNamespace
+
+    from preflight.analysis.recommendations import rank_recommendations
+    from preflight.whatif.shard import shard_whatif
+
+    document = {"budget_bytes": BUDGET, "floor": {**FLOOR, "largest_layers": []}, "model": {"params_total": TOTAL},
+                "layers": [{"name": n, "type": c, "params": p} for n, (c, p) in PARAMS.items()]
+                + [{"name": "global_average_pooling1d", "type": "GlobalAveragePooling1D", "params": 0}],
+                "batch_size": 32, "backend": {"name": "tensorflow"}}
+    job = SimpleNamespace(source={"kind": "file", "path": str(MODELS / "big_embedding.py")}, backend="tensorflow")
+    item = shard_whatif(document, job)
+    assert item["kind"] == "shard_weights" and "KERAS_BACKEND=jax" in item["tradeoff"]
+    ranked = rank_recommendations(30 * MIB, [item], BUDGET, 0.02, planned_batch_size=32)
+    assert ranked[0]["lead"] and ranked[0]["fits"] and "LayoutMap" in ranked[0]["snippet"]
+    assert shard_whatif({**document, "budget_bytes": 64 * MIB}, job) is None  # the floor fits one device

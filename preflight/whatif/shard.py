@@ -51,8 +51,8 @@ def snippet(proposal: dict[str, Any]) -> str:
              f"devices=jax.devices()[:{devices}])",
              "layout_map = keras.distribution.LayoutMap(mesh)"]
     lines += [f"layout_map[{key!r}] = {axes!r}" for key, axes in proposal["layout"].items()]
-    lines.append('keras.distribution.set_distribution(keras.distribution.ModelParallel('
-                 'layout_map=layout_map, batch_dim_name="batch"))')
+    lines += ['distribution = keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="batch")',
+              "keras.distribution.set_distribution(distribution)"]
     return "\n".join(lines)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 SHARDABLE = {"Dense": "kernel", "EinsumDense": "kernel", "Embedding": "embeddings"}
 DEVICE_COUNTS = (2, 4, 8)
 SMALLEST_SHARE = 0.1  # of the largest kernel's bytes
+HOST_HEADROOM = 2  # the host's available memory must hold the floor this many times over to measure it
 
 
 def propose_layout(floor: dict[str, Any], device_budget_bytes: int) -> dict[str, Any] | None:
@@ -113,6 +114,11 @@ def shard_whatif(document: dict[str, Any], job: Any) -> dict[str, Any] | None:
     budget = document.get("budget_bytes")
     floor = document.get("floor") or {}
     if not budget or floor.get("total_bytes", 0) <= budget or (job.source or {}).get("kind") != "file":
+        return None
+    import psutil
+
+    # The host devices share this machine's memory: together they hold the whole floor and more.
+    if floor["total_bytes"] * HOST_HEADROOM > psutil.virtual_memory().available:
         return None
     backend = (document.get("backend") or {}).get("name") or job.backend
     if not floor.get("largest_layers"):  # a floor read from the built model's variables: the layers from the run

@@ -2,10 +2,11 @@
 same document back. Real checks of tiny models: the CLI in a fresh process, the API in this one.
 
 Measured values differ from one process to the next (step times, the host's free memory), so the documents
-are compared in their structure (every key, every list's length, each value's type) and in every value that
-is not a measurement (verdict, gate, finding ids, batch sizes, what ran). The run check is measured under
-JAX, whose compiled step has the same peak in every process (XLA assigns its buffers statically), so the
-batch sizes probed after the first round, which follow the measured peaks, are the same on both sides.
+are compared in their structure (every key, each value's type, the forms a list's items take) and in every
+value that is not a measurement (verdict, gate, finding ids, the planned batch, what ran). The run check is
+measured under JAX, whose compiled step has the same peak in every process (XLA assigns its buffers
+statically). How many batch sizes the decision round adds depends on the measured step times (it may cost
+at most half the time before it, engine.plan), so only the first round's probes are compared one by one.
 """
 from __future__ import annotations
 
@@ -26,11 +27,11 @@ ASIDE = {"created_at", "timing"}  # when, and how long: never the same twice
 
 
 def structure(value):
-    """The document's shape: keys, list lengths and value types, no measured numbers."""
+    """The document's shape: keys, value types and the forms a list's items take; no measured numbers."""
     if isinstance(value, dict):
         return {key: structure(item) for key, item in value.items() if key not in ASIDE}
-    if isinstance(value, list):
-        return [structure(item) for item in value]
+    if isinstance(value, list):  # the forms its items take, however many
+        return sorted({repr(structure(item)) for item in value})
     if isinstance(value, bool) or value is None:
         return value
     return type(value).__name__ if not isinstance(value, int) else "number"
@@ -41,7 +42,8 @@ def decisions(document: dict) -> dict:
     return {"fits": document.get("fits"), "gate": document.get("gate"), "batch_size": document.get("batch_size"),
             "budget_bytes": document.get("budget_bytes"), "model": (document.get("model") or {}).get("name"),
             "findings": sorted(f["id"] for f in document.get("findings") or []),
-            "probes": [(p["batch_size"], p["status"]) for p in document.get("probes") or []],
+            "first_probes": [(p["batch_size"], p["status"]) for p in document.get("probes") or []
+                             if p["batch_size"] <= 2 * (document.get("batch_size") or 0)],
             "backend": (document.get("backend") or {}).get("name"),
             "recommendations": [r.get("kind") for r in document.get("recommendations") or []]}
 

@@ -115,7 +115,12 @@ def shard_whatif(document: dict[str, Any], job: Any) -> dict[str, Any] | None:
     floor = document.get("floor") or {}
     if not budget or floor.get("total_bytes", 0) <= budget or (job.source or {}).get("kind") != "file":
         return None
+    import importlib.util
+
     import psutil
+
+    if importlib.util.find_spec("jax") is None:  # Keras's ModelParallel needs JAX; nothing to measure it with
+        return None
 
     # The host devices share this machine's memory: together they hold the whole floor and more.
     if floor["total_bytes"] * HOST_HEADROOM > psutil.virtual_memory().available:

@@ -75,7 +75,8 @@ def floor_over_budget(ctx: CheckContext) -> Finding | None:
                    f"({floor.get('optimizer')}) = {format_bytes(floor['total_bytes'])} before any activation, "
                    f"over the budget of {format_bytes(budget)}."
                    + (f" Largest layers: {largest}." if largest else "")
-                   + " Only a smaller model or lighter optimizer state helps; see the what-ifs.")
+                   + " Only a smaller model, lighter optimizer state or the weights split over several devices "
+                     "help; see the what-ifs.")
 
 
 @check

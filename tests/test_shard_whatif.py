@@ -27,6 +27,7 @@ def test_the_largest_kernels_are_split_over_the_fewest_devices_whose_share_fits(
     assert proposal["devices"] == 2 and proposal["layers"] == ["token_embedding", "wide_dense"]  # not the head
     assert proposal["estimated_floor_bytes"] < BUDGET
     assert propose_layout(FLOOR, 4 * MIB)["devices"] == 8
+    assert propose_layout(FLOOR, 2 * MIB) is None  # the replicated rest alone is over one device
     lines = snippet(proposal)
     assert "layout_map['(.*/)?token_embedding/embeddings'] = (None, 'model')" in lines
     assert "ModelParallel(layout_map=layout_map" in lines

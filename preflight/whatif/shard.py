@@ -25,7 +25,8 @@ def propose_layout(floor: dict[str, Any], device_budget_bytes: int) -> dict[str,
     """The layout to try, from the static floor's largest layers: every Dense/Embedding kernel among them
     split on its last axis over a model axis of the fewest devices (2, 4, 8) whose share of the floor fits
     one device (estimated: the split kernels' share of the floor divided by N, the rest replicated).
-    None when no such layer is there."""
+    None when no such layer is there, or when even 8 devices would not bring the estimate under one device
+    (EfficientNetB0's floor is mostly convolutions: splitting its 4.9 MiB head cannot fit 81 MiB in 40 MiB)."""
     rows = [r for r in floor.get("largest_layers", []) if r.get("class_name") in SHARDABLE]
     if not rows:
         return None
@@ -35,7 +36,9 @@ def propose_layout(floor: dict[str, Any], device_budget_bytes: int) -> dict[str,
     per_parameter_byte = floor["total_bytes"] / parameter_bytes  # weight + gradient + optimizer slots
     split_bytes = sum(r["parameter_bytes"] for r in rows) * per_parameter_byte
     devices = next((n for n in DEVICE_COUNTS if floor["total_bytes"] - split_bytes * (1 - 1 / n)
-                    <= device_budget_bytes), DEVICE_COUNTS[-1])
+                    <= device_budget_bytes), None)
+    if devices is None:  # even 8 devices leave the replicated rest over one: nothing worth measuring
+        return None
     # Keras matches a LayoutMap key against the variable's whole path ("model/layer/kernel", re.fullmatch).
     keys = {f"(.*/)?{re.escape(r['name'])}/{SHARDABLE[r['class_name']]}": (None, "model") for r in rows}
     return {"devices": devices, "layout": keys, "layers": [r["name"] for r in rows],

@@ -79,6 +79,7 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
           progress: bool = True, epochs: int | None = None, steps_per_epoch: int | None = None,
           time_limit: str | float | None = None, checkpoint_dir: str | None = None, checkpoints: int | None = None,
           rebuilds: int | None = None, backend: str | None = None, max_batch_time: float | None = None,
+          processes: int | None = None,
           host_budget: str | int | None = None, calibration: str | os.PathLike | None = None,
           custom_objects: str | None = None, seq_len: int | None = None,
           baseline: str | os.PathLike | dict | None = None, gate: dict[str, Any] | None = None) -> Report:
@@ -104,6 +105,8 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
     max_batch_time: seconds the largest-batch search (model.fit under the budget in fresh processes, up and
     down from the prediction) may take after the verdict; 0 skips it; None: PREFLIGHT_MAX_BATCH_TIME, else 180.
     The report gives both times.
+    processes: fresh processes that measure the planned batch (the peak is the max over them, their spread
+    widens the margin); None: PREFLIGHT_PROCESSES, else 2; 1 measures it once.
     backend: the Keras backend to measure under ('tensorflow', 'jax', 'torch'); None: Keras' own choice
     (KERAS_BACKEND, keras.json, tensorflow). A keras.Model object is measured under the backend it was
     built with, whatever this says.
@@ -123,12 +126,8 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
     if seq_len is not None:
         seq_len = setting("seq_len", seq_len, "seq_len")
     baseline_document, thresholds = _baseline_document(baseline), _gate_thresholds(gate)
-    if max_batch_time is None:
-        environment = os.environ.get("PREFLIGHT_MAX_BATCH_TIME")
-        max_batch_time = (setting("max_batch_time", environment, "PREFLIGHT_MAX_BATCH_TIME") if environment is not None
-                          else Settings().max_batch_time)
-    else:
-        max_batch_time = setting("max_batch_time", max_batch_time, "max_batch_time")
+    max_batch_time = _setting_or_environment("max_batch_time", max_batch_time)
+    processes = _setting_or_environment("processes", processes)
     launch_flags = _checked_launch_arguments(epochs=epochs, steps_per_epoch=steps_per_epoch, time_limit=time_limit,
                                              checkpoint_dir=checkpoint_dir, checkpoints=checkpoints,
                                              rebuilds=rebuilds)
@@ -187,7 +186,7 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
         with ProgressDisplay(enabled=progress) as display:
             outcome = run_probes(job, on_progress=display)
             if probe_batch_sizes is None and not outcome.device.deterministic:
-                repeat_planned_batch(job, outcome, display)  # the verdict's peak: max over fresh processes
+                repeat_planned_batch(job, outcome, display, processes)  # the verdict's peak: max over processes
             if outcome.fit_plan is not None:  # the fit(...) call the code stopped at: its numbers plan the run
                 launch = {**launch, "plan": plan_with_fit_call(str(model), outcome.fit_plan, batch_size, **launch_flags)}
             facts = CheckFacts(outcome, replace(settings, batch_size=batch_size, launch=launch), _model_name(model),
@@ -209,6 +208,16 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
                 append_record(prediction, calibration)
             display.show_result(report)
     return report
+
+
+def _setting_or_environment(name: str, value: Any) -> Any:
+    """An argument checked as its flag is; None: its PREFLIGHT_* variable, else the default."""
+    if value is not None:
+        return setting(name, value, name)
+    variable = "PREFLIGHT_" + name.upper()
+    if variable in os.environ:
+        return setting(name, os.environ[variable], variable)
+    return getattr(Settings(), name)
 
 
 def _baseline_document(baseline: str | os.PathLike | dict | None) -> dict | None:

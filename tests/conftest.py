@@ -17,6 +17,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # a test that is not about it should not pay for it. The tests of the search pass --max-batch-time /
 # max_batch_time themselves, which overrides this (flags and arguments sit above the environment).
 os.environ.setdefault("PREFLIGHT_MAX_BATCH_TIME", "0")
+# The planned batch is measured again in a second fresh process by default (the spread between processes);
+# a test that is not about that spread measures it once (tests/test_cli.py's mlp run passes --processes 2).
+os.environ.setdefault("PREFLIGHT_PROCESSES", "1")
 # Checks record their predictions in the calibration store (README "After the run"): never the user's own
 # during the tests; the tests of the store give their own path.
 os.environ.setdefault("PREFLIGHT_CALIBRATION", "none")

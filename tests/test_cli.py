@@ -16,7 +16,7 @@ CONTRACT_KEYS = {"format", "preflight_version", "model", "device", "batch_size",
 def mlp_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("mlp")
     code = main(["examples/mnist_mlp.py", "--budget", "1GiB", "--json", str(out / "r.json"),
-                 "--html", str(out / "r.html"), "--quiet"])
+                 "--html", str(out / "r.html"), "--quiet", "--processes", "2"])  # the default (conftest sets 1)
     return code, out
 
 

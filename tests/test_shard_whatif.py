@@ -35,6 +35,28 @@ def test_the_largest_kernels_are_split_over_the_fewest_devices_whose_share_fits(
                                                         "parameter_bytes": 1}]}, BUDGET) is None
 
 
+def test_a_kernel_whose_split_axis_does_not_divide_by_the_devices_stays_replicated():
+    odd = {**FLOOR, "largest_layers": [{**row, "split_axis_size": 129 if row["name"] == "token_embedding" else 2048}
+                                       for row in FLOOR["largest_layers"]]}
+    assert propose_layout(odd, BUDGET) is None  # the Dense kernel alone, even over 8, leaves 16.8 MiB
+    proposal = propose_layout(odd, 17 * MIB)
+    assert proposal["devices"] == 8 and proposal["layers"] == ["wide_dense"]
+    assert not any("token_embedding" in key for key in proposal["layout"])
+
+
+def test_the_floor_gives_each_kernels_split_axis():
+    import keras
+
+    from preflight.engine.static_floor import static_floor
+
+    model = keras.Sequential([keras.Input((4,), dtype="int32"), keras.layers.Embedding(50, 6, name="e"),
+                              keras.layers.Flatten(), keras.layers.Dense(7, name="d")])
+    model.compile("adam", "mse")
+    model.optimizer.build(model.trainable_variables)
+    sizes = {row["name"]: row.get("split_axis_size") for row in static_floor(model)["largest_layers"]}
+    assert sizes == {"e": 6, "d": 7}
+
+
 def test_sharding_the_weights_is_measured_under_jax_and_its_snippet_runs(tmp_path):
     entry = measure_sharded(MODELS / "big_embedding.py", FLOOR, BUDGET, 32, user_backend="tensorflow")
     assert entry["status"] == "ok", entry

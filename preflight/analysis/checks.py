@@ -395,8 +395,9 @@ def per_device(ctx: CheckContext) -> Finding | None:
     if section.get("total_peak_bytes") is None:  # one device's figure, measured as it is
         origin = section["source"].removeprefix("measured: ")
     else:
-        origin = (f"from the measured total of {format_bytes(section['total_peak_bytes'])} / {section['devices']} + "
-                  f"{section['margin_fraction']:.0%} (the logical devices share one allocator)")
+        origin = (f"from the total of {format_bytes(section['total_peak_bytes'])} / {section['devices']} + "
+                  f"{section.get('replica_margin_fraction', 0):.0%} ({section['margin_fraction']:.0%} over the measured share; the logical "
+                  f"devices share one allocator)")
     return Finding("per-device", severity,
                    f"Per device ({section['devices']} {section['device_kind']} devices under "
                    f"{section['strategy'] or 'a strategy'}, batch {section['per_replica_batch_size']} each): "

@@ -35,8 +35,12 @@ def per_device_prediction(total: Prediction, replicas: int) -> Prediction:
     """One device's share of a prediction measured over `replicas` devices sharing one allocator."""
     share = min(total.peak_bytes, math.ceil(total.peak_bytes / replicas * (1 + REPLICA_MARGIN)))
     measured = None if total.measured_bytes is None else math.ceil(total.measured_bytes / replicas)
+    # The margin over the measured share, as applied: the run-to-run margin, then the replicas' on top of it
+    # (less where the share is capped at the total).
+    margin = (share * replicas / total.peak_bytes * (1 + total.margin_fraction) - 1 if total.peak_bytes
+              else total.margin_fraction)
     return replace(total, batch_size=-(-total.batch_size // replicas), peak_bytes=share,
-                   measured_bytes=measured, margin_fraction=total.margin_fraction + REPLICA_MARGIN,
+                   measured_bytes=measured, margin_fraction=round(margin, 4),
                    method=f"{total.method}; per device: total / {replicas} + {REPLICA_MARGIN:.0%} "
                           f"(replicas share one allocator)")
 
@@ -58,6 +62,7 @@ def per_device_section(total: Prediction, device: DeviceInfo, replicas: int, str
                 "budget_bytes": device_budget_bytes,
                 "fits": None if device_budget_bytes is None else total.peak_bytes <= device_budget_bytes}
     one = per_device_prediction(total, replicas)
+    margin = f"{one.margin_fraction:.0%} margin ({total.margin_fraction:.0%} run to run, {REPLICA_MARGIN:.0%} replicas)"
     return {
         "devices": replicas,
         "strategy": strategy,
@@ -65,9 +70,10 @@ def per_device_section(total: Prediction, device: DeviceInfo, replicas: int, str
         "per_replica_batch_size": one.batch_size,
         "total_peak_bytes": total.peak_bytes,
         "peak_bytes": one.peak_bytes,
-        "margin_fraction": REPLICA_MARGIN,
+        "margin_fraction": one.margin_fraction,
+        "replica_margin_fraction": REPLICA_MARGIN,
         "source": (f"measured: the allocator's peak over {replicas} logical {device.kind} devices sharing one "
-                   f"allocator, divided by {replicas}, plus a {REPLICA_MARGIN:.0%} margin"),
+                   f"allocator, divided by {replicas}, plus a {margin}"),
         "budget_bytes": device_budget_bytes,
         "fits": None if device_budget_bytes is None else one.peak_bytes <= device_budget_bytes,
     }

@@ -44,6 +44,9 @@ def parser() -> argparse.ArgumentParser:
                                           "(default: KERAS_BACKEND, else keras.json, else tensorflow)")
     parser.add_argument("--timeout", type=float, help="seconds a probe may take before it counts as hung (default 600)")
     parser.add_argument("--steps", type=int, help="measured steps per batch size, after one warm-up (default 3)")
+    parser.add_argument("--processes", type=int,
+                        help="fresh processes that measure the planned batch (default 2; the peak is the max over "
+                             "them and their spread widens the margin; 1 is faster)")
     parser.add_argument("--max-batch-time", type=float,
                         help="seconds the largest-batch search (model.fit in fresh processes under the budget) may "
                              "take after the verdict (default 180; 0 skips it)")
@@ -98,7 +101,7 @@ def run(argv: list[str]) -> int:
             settings = load_settings({
                 "batch_size": args.batch_size, "budget": args.budget, "target": args.target,
                 "json": args.json, "html": args.html, "timeout": args.timeout, "steps": args.steps,
-                "max_batch_time": args.max_batch_time, "single_thread": args.single_thread, "backend": args.backend, "baseline": args.baseline, "max_increase": args.max_increase,
+                "processes": args.processes, "max_batch_time": args.max_batch_time, "single_thread": args.single_thread, "backend": args.backend, "baseline": args.baseline, "max_increase": args.max_increase,
                 "max_params_increase": args.max_params_increase, "max_optimizer_increase": args.max_optimizer_increase,
                 "max_step_time_increase": args.max_step_time_increase, "markdown": args.markdown,
                 "report_dir": args.report_dir, "profile": args.profile,
@@ -150,7 +153,7 @@ def check_one(model_file: str, name: str, args, settings, json_path: str | None,
     else:
         report = check(model_file, batch_size=settings.batch_size, budget=settings.budget,
                        target=settings.target, timeout=settings.timeout, steps=settings.steps,
-                       max_batch_time=settings.max_batch_time,
+                       max_batch_time=settings.max_batch_time, processes=settings.processes,
                        single_thread=settings.single_thread, whatif=args.whatif, backend=settings.backend,
                        profile=settings.profile, progress=not args.quiet, epochs=args.epochs,
                        steps_per_epoch=args.steps_per_epoch, time_limit=args.time_limit,

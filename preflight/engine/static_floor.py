@@ -112,8 +112,12 @@ def static_floor(model) -> dict[str, Any]:
     for layer in _leaf_layers(model):
         held = sum(variable_bytes(w) for w in layer.weights)
         if held:
-            layers.append({"name": layer.name, "class_name": type(layer).__name__,
-                           "params": int(layer.count_params()), "parameter_bytes": held})
+            row = {"name": layer.name, "class_name": type(layer).__name__,
+                   "params": int(layer.count_params()), "parameter_bytes": held}
+            split = _split_axis_size(layer)
+            if split is not None:
+                row["split_axis_size"] = split
+            layers.append(row)
     layers.sort(key=lambda row: -row["parameter_bytes"])
     return {
         "parameter_bytes": parameter_bytes,
@@ -123,6 +127,17 @@ def static_floor(model) -> dict[str, Any]:
         "optimizer": type(model.optimizer).__name__,
         "largest_layers": layers[:LARGEST_LAYERS],
     }
+
+
+def _split_axis_size(layer) -> int | None:
+    """The last axis of a Dense/EinsumDense kernel or an Embedding table: the axis the "shard the weights"
+    what-if splits over N devices, which must divide by N (preflight.whatif.shard)."""
+    weight = getattr(layer, "embeddings" if type(layer).__name__ == "Embedding" else "kernel", None)
+    shape = getattr(weight, "shape", None)
+    try:
+        return int(shape[-1]) if shape else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _leaf_layers(model) -> list:

@@ -31,6 +31,7 @@ class Settings:
     timeout: float = 600.0              # seconds per probe
     max_batch_time: float = 180.0       # seconds the largest-batch search may take after the verdict; 0 skips it
     steps: int = 3                      # measured steps per batch size (after one warm-up step)
+    processes: int = 2                  # fresh processes that measure the planned batch (1: no repeat)
     single_thread: bool = False         # reproducible peaks, slower steps
     backend: str | None = None          # the Keras backend to measure under; None: KERAS_BACKEND, keras.json, tensorflow
     json: str | None = "preflight-report.json"
@@ -60,7 +61,7 @@ class ModelEntry:
 
 SETTING_NAMES = {f.name for f in fields(Settings)}
 # What a [[tool.preflight.models]] table may set besides `path` and `name`.
-PER_MODEL_NAMES = {"batch_size", "budget", "target", "timeout", "max_batch_time", "steps", "single_thread", "backend", "baseline",
+PER_MODEL_NAMES = {"batch_size", "budget", "target", "timeout", "max_batch_time", "steps", "processes", "single_thread", "backend", "baseline",
                    "max_increase", "max_params_increase", "max_optimizer_increase", "max_step_time_increase"}
 
 

@@ -220,6 +220,7 @@ def _kept_as_written(check: Callable[[Any, str], Any]) -> Callable[[Any, str], A
 RULES: dict[str, Callable[[Any, str], Any]] = {
     "batch_size": _int_in_range(1, MAX_BATCH_SIZE, "a batch size such as 32"),
     "steps": _int_in_range(1, MAX_STEPS, "a value such as 3"),
+    "processes": _int_in_range(1, 5, "a value such as 2"),
     "epochs": _int_in_range(1, 10**6, "a value such as 20"),
     "seq_len": _int_in_range(1, 10**7, "a sequence length such as 512"),
     "steps_per_epoch": _int_in_range(1, 10**9, "a value such as 1000"),

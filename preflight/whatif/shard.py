@@ -24,7 +24,8 @@ HOST_HEADROOM = 2  # the host's available memory must hold the floor this many t
 def propose_layout(floor: dict[str, Any], device_budget_bytes: int) -> dict[str, Any] | None:
     """The layout to try, from the static floor's largest layers: every Dense/Embedding kernel among them
     split on its last axis over a model axis of the fewest devices (2, 4, 8) whose share of the floor fits
-    one device (estimated: the split kernels' share of the floor divided by N, the rest replicated).
+    one device (estimated: the split kernels' share of the floor divided by N, the rest replicated); a kernel
+    whose last axis does not divide by N stays replicated at that N.
     None when no such layer is there, or when even 8 devices would not bring the estimate under one device
     (EfficientNetB0's floor is mostly convolutions: splitting its 4.9 MiB head cannot fit 81 MiB in 40 MiB)."""
     rows = [r for r in floor.get("largest_layers", []) if r.get("class_name") in SHARDABLE]
@@ -34,11 +35,15 @@ def propose_layout(floor: dict[str, Any], device_budget_bytes: int) -> dict[str,
     rows = [r for r in rows if r["parameter_bytes"] >= rows[0]["parameter_bytes"] * SMALLEST_SHARE]
     parameter_bytes = max(1, floor["parameter_bytes"])
     per_parameter_byte = floor["total_bytes"] / parameter_bytes  # weight + gradient + optimizer slots
-    split_bytes = sum(r["parameter_bytes"] for r in rows) * per_parameter_byte
-    devices = next((n for n in DEVICE_COUNTS if floor["total_bytes"] - split_bytes * (1 - 1 / n)
-                    <= device_budget_bytes), None)
-    if devices is None:  # even 8 devices leave the replicated rest over one: nothing worth measuring
+    for devices in DEVICE_COUNTS:
+        # JAX refuses a layout whose split axis does not divide by the devices: such a kernel stays replicated.
+        split_rows = [r for r in rows if r.get("split_axis_size", devices) % devices == 0]
+        split_bytes = sum(r["parameter_bytes"] for r in split_rows) * per_parameter_byte
+        if split_rows and floor["total_bytes"] - split_bytes * (1 - 1 / devices) <= device_budget_bytes:
+            break
+    else:  # even 8 devices leave the replicated rest over one: nothing worth measuring
         return None
+    rows = split_rows
     # Keras matches a LayoutMap key against the variable's whole path ("model/layer/kernel", re.fullmatch).
     keys = {f"(.*/)?{re.escape(r['name'])}/{SHARDABLE[r['class_name']]}": (None, "model") for r in rows}
     return {"devices": devices, "layout": keys, "layers": [r["name"] for r in rows],

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import preflight
+from preflight.analysis.schema import problems
 from preflight.errors import UsageError
 
 MODELS = Path(__file__).parent / "models"
@@ -69,6 +70,7 @@ def test_the_cli_and_check_assemble_the_same_document(tmp_path):
     api = preflight.check(model, **options, baseline=str(baseline), gate={"max_increase": "50%"}).document
     assert decisions(cli) == decisions(api)
     assert structure(cli) == structure(api)
+    assert problems(cli) == [] and problems(api) == []  # the shape Report.load checks (analysis.schema)
     assert cli["gate"]["passed"] and "baseline_diff" in cli and cli["baseline_diff"]["comparable"]
 
 
@@ -81,6 +83,7 @@ def test_the_cli_and_check_search_assemble_the_same_search_document(tmp_path):
     api = preflight.check_search(module.build_model, module.train_data, batch_size=16, budget="1GiB",
                                  n_measure=2, n_samples=8, name="tune_class_ids").document
     assert decisions(cli) == decisions(api)
+    assert problems(cli) == [] and problems(api) == []
     cli_search, api_search = cli.pop("search"), api.pop("search")
     assert structure(cli) == structure(api)
     # The search section records where its configurations came from (a file read without running its

@@ -226,6 +226,14 @@ def _write_truncated(path: Path) -> Path:
     return path
 
 
+def _write_edited(path: Path, edit) -> Path:
+    """The sample report with one field changed, as a hand edit or another version might leave it."""
+    document = json.loads(SAMPLE_REPORT.read_text())
+    edit(document)
+    path.write_text(json.dumps(document))
+    return path
+
+
 @pytest.mark.parametrize("make_report,cause", [
     (lambda tmp: (tmp / "r.json").write_text("<html>not json</html>") and tmp / "r.json", "is not JSON"),
     (lambda tmp: _write_truncated(tmp / "r.json"), "cut short"),
@@ -234,7 +242,14 @@ def _write_truncated(path: Path) -> Path:
     (lambda tmp: (tmp / "r.json").write_text('{"format": 99, "model": {}}') and tmp / "r.json", "format 99"),
     (lambda tmp: tmp / "absent.json", "cannot read the report"),
     (lambda tmp: (tmp / "r.json").write_bytes(b"\xff\xfe\x00garbage") and tmp / "r.json", "cannot read the report"),
-], ids=["not-json", "truncated", "foreign-object", "foreign-list", "other-format", "missing", "binary"])
+    (lambda tmp: _write_edited(tmp / "r.json", lambda d: d["probes"][1].update(status="fine")),
+     "report.probes[1].status: one of ok, oom, timeout, crashed, error expected, found 'fine'"),
+    (lambda tmp: _write_edited(tmp / "r.json", lambda d: d.update(peak_bytes="40 MiB")),
+     "report.peak_bytes: a whole number expected, found '40 MiB'"),
+    (lambda tmp: _write_edited(tmp / "r.json", lambda d: d["findings"][0].pop("severity")),
+     "report.findings[0].severity: missing"),
+], ids=["not-json", "truncated", "foreign-object", "foreign-list", "other-format", "missing", "binary",
+        "edited-status", "edited-peak", "finding-cut"])
 def test_render_refuses_what_is_not_a_preflight_report(make_report, cause, tmp_path, earlier, capsys):
     code, err = run_cli(["render", make_report(tmp_path), "--html", earlier["html"],
                          "--markdown", earlier["json"]], capsys)

@@ -13,6 +13,7 @@
   watched by; `calibration`: the store's records, a run against its check, a check's earlier runs;
   `calibration_store`: the store itself (JSON lines on disk).
 - `gate`: the CI gate's thresholds applied to a document (and its baseline diff).
+- `schema`: the document's shape, field by field, which `Report.load` checks what it reads against.
 
 May import: `preflight.errors`, `preflight.common`, and each other. Nothing here runs a child, renders, or
 imports TensorFlow.

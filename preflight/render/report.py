@@ -67,8 +67,9 @@ class Report:
     @classmethod
     def load(cls, path: str | os.PathLike, comparison: bool = False) -> "Report":
         """A JSON report written by preflight (or, with `comparison`, a `compare` document), checked for its
-        format and the keys every document kind has; anything else (not JSON, cut short, another tool's, an
-        older format) is refused with a ConfigError that says what to pass."""
+        format, the keys every document kind has and, for a report, the shape of the fields its readers use
+        (preflight.analysis.schema); anything else (not JSON, cut short, another tool's, an older format, a
+        field of the wrong type) is refused with a ConfigError that names it and says what to pass."""
         from preflight.analysis.comparison import COMPARISON_FORMAT, COMPARISON_KEYS, COMPARISON_KIND
         from preflight.analysis.document import FORMAT_VERSION
         from preflight.errors import ConfigError
@@ -90,6 +91,14 @@ class Report:
                               f"(format {document['format']!r}, missing "
                               f"{', '.join(sorted(keys - set(document))) or 'nothing'})",
                               hint=f"{fix} by this version of preflight")
+        if keys is REPORT_KEYS:
+            from preflight.analysis.schema import problems
+
+            found = problems(document)
+            if found:
+                more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+                raise ConfigError(f"{path} is not a report preflight can read: {found[0]}{more}",
+                                  hint=f"{fix}, unedited")
         return cls(document)
 
     def __init__(self, document: dict[str, Any]):

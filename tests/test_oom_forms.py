@@ -180,3 +180,22 @@ def test_out_of_memory_above_the_planned_batch_is_information_and_any_other_fail
     assert (at_planned.id, at_planned.severity) == ("probe-oom", "error") and "batch 16 " in at_planned.message
     document["probes"] = [_probe(16, "ok"), _probe(64, "timeout", "no result within 15 s")]
     assert probe_failed(CheckContext(document, None)).severity == "error"
+
+
+def test_the_decision_round_counts_the_fresh_memory_a_huge_batch_would_touch():
+    """A tiny MLP planned for a T4 (15 GiB): its step times are flat at small batches, so by step time alone
+    its predicted largest batch (millions of samples) looks free to probe; the memory it would touch for
+    the first time does not (it took 43 s of a 10 s verdict)."""
+    from preflight.common.measurements import ProbeResult
+    from preflight.engine.plan import FRESH_MEMORY_BYTES_PER_SECOND, decision_round
+
+    mib = 2**20
+    probes = [ProbeResult(b, "ok", peak_bytes=mib + b * 3000, peak_bytes_runs=[mib + b * 3000], step_seconds=0.002)
+              for b in (32, 16, 8, 4)]
+    arguments = dict(local_limit_bytes=15 * 2**30, usable_bytes=15 * 2**30, min_bytes_per_sample=256,
+                     measured_steps=3)
+    roomy = decision_round(16, probes, time_allowance_seconds=60.0, **arguments)
+    assert len(roomy) == 2 and max(roomy) > 1_000_000  # the recommended and the largest batch, 5-6 GB each
+    assert all(size * 3000 / FRESH_MEMORY_BYTES_PER_SECOND > 3.0 for size in roomy)
+    # By step time alone each would cost 4 x 2 ms; the fresh memory makes each over a 3 s allowance.
+    assert decision_round(16, probes, time_allowance_seconds=3.0, **arguments) == []

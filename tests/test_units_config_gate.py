@@ -59,6 +59,17 @@ def test_settings_layering(tmp_path):
     assert settings.steps == 5            # flags beat both
 
 
+def test_processes_from_each_layer_and_refused_out_of_range(tmp_path):
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text("[tool.preflight]\nprocesses = 3\n")
+    assert load_settings({}, pyproject=pyproject, environ={}).processes == 3
+    assert load_settings({}, pyproject=pyproject, environ={"PREFLIGHT_PROCESSES": "1"}).processes == 1
+    assert load_settings({"processes": 2}, pyproject=pyproject, environ={"PREFLIGHT_PROCESSES": "1"}).processes == 2
+    assert load_settings({}, pyproject=None, environ={}).processes == 2  # the default: the spread between two
+    with pytest.raises(UsageError, match="--processes = 0 is not allowed: it must be a whole number from 1 to 5"):
+        load_settings({"processes": 0}, pyproject=None, environ={})
+
+
 def test_settings_warn_on_unknown_key(tmp_path):
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text('[tool.preflight]\nbudgett = "8GiB"\n')

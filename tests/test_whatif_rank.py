@@ -96,3 +96,27 @@ def test_within_shrink_pooling_leads_over_a_lower_resolution():
     ranked = rank_recommendations(210 * MiB, [resolution, pooling], 160 * MiB, 1.0)
     assert [e["title"] for e in ranked] == ["pooling", "half resolution"]
     assert ranked[0]["lead"]
+
+
+def test_a_largest_batch_that_ran_with_headroom_becomes_the_recommendation():
+    """Measured where measured (issue 21): the MNIST example's largest batch ran under model.fit at 541 MiB of
+    1 GiB, while the curve's extrapolation margin had recommended 10,560 (confirmed at 207 MiB)."""
+    from preflight.analysis.recommendations import apply_largest
+
+    mib = 2**20
+    def document():
+        return {"max_batch_size": 28_456, "recommended_batch_size": 10_560, "budget_bytes": 1024 * mib,
+                "probes": []}
+
+    def largest(peaks):
+        return {"batch_size": 28_456, "status": "ok", "measured_peak_bytes": max(peaks), "limit_bytes": 1024 * mib,
+                "failed_batch_sizes": [], "process_peaks": peaks, "near_limit": {}}
+
+    roomy = document()
+    assert apply_largest(roomy, largest([540 * mib, 541 * mib])) == 28_456
+    assert roomy["recommended_batch_size"] == 28_456 and roomy["confirmation"]["batch_size"] == 28_456
+    tight = document()  # one process over 90 % of the limit: the predicted recommendation stays
+    assert apply_largest(tight, largest([900 * mib, 930 * mib])) == 10_560 and "confirmation" not in tight
+    refused = {**document(), "probes": [{"batch_size": 512, "status": "ok", "peak_bytes": 46 * mib}]}
+    assert apply_largest(refused, {**largest([540 * mib]), "status": "oom", "failed_batch_sizes": [28_456]}) == 512
+    assert refused["max_batch_size"] == 512 and "confirmation" not in refused  # what ran, nothing else

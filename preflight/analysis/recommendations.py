@@ -189,9 +189,25 @@ def apply_largest(document: dict[str, Any], largest: dict[str, Any] | None) -> i
     top, recommended = document.get("max_batch_size"), document.get("recommended_batch_size")
     if recommended and top is not None and recommended > top:
         document["recommended_batch_size"] = recommended = friendly_at_most(top) if top else None
+    if _ran_with_headroom(largest) and (recommended or 0) < largest["batch_size"]:
+        # Measured where measured: the largest batch ran under model.fit with the recommendation's headroom
+        # left, so it is the recommendation, not a smaller size the curve's extrapolation margin predicted
+        # (the MNIST example: 28,456 ran at 541 MiB of 1 GiB; the curve had recommended 10,560).
+        document["recommended_batch_size"] = recommended = largest["batch_size"]
     if largest is not None and largest["status"] == "ok" and recommended == largest["batch_size"]:
         document["confirmation"] = largest
     return recommended
+
+
+def _ran_with_headroom(largest: dict[str, Any] | None) -> bool:
+    """The largest batch ran in every confirming process with its peak under the recommended share of the
+    limit it ran under (the budget)."""
+    from preflight.analysis.predict import RECOMMEND_FRACTION
+
+    if not largest or largest["status"] != "ok" or not largest.get("limit_bytes"):
+        return False
+    peak = max(largest.get("process_peaks") or [largest.get("measured_peak_bytes") or 0])
+    return 0 < peak <= RECOMMEND_FRACTION * largest["limit_bytes"]
 
 
 def apply_recommended(document: dict[str, Any], confirmation: dict[str, Any] | None) -> None:

@@ -410,6 +410,8 @@ def _curve(document: dict[str, Any]) -> dict[str, Any] | None:
         recommended_peak_text = (f"{format_bytes(confirmation['measured_peak_bytes'])} measured in {processes} fresh "
                                  f"process{'es' if processes > 1 else ''}"
                                  + (f"; {recommended_peak_text} predicted" if recommended_peak is not None else ""))
+        if recommended_peak is None:  # a size the search ran, not on the curve: its measured peak is the figure
+            recommended_peak = confirmation["measured_peak_bytes"]
     return {
         "confirmation_text": confirmation_text,
         "measured": measured,

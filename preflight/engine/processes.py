@@ -15,14 +15,13 @@ from preflight.errors import PreflightError
 from preflight.common.measurements import ProbeResult
 from preflight.engine.runner import ProbeJob, ProbeOutcome, run_probes
 
-PLANNED_BATCH_PROCESSES = 2   # fresh processes that measure the planned batch (the first is the probe child)
 REPEAT_STEPS = 2
 REPEAT_MAX_STEP_SECONDS = 30.0  # slower steps are not repeated: the wait would dwarf the rest of the check
 
 
-def repeat_planned_batch(job: ProbeJob, outcome: ProbeOutcome, on_progress=None,
-                         processes: int = PLANNED_BATCH_PROCESSES) -> None:
-    """Measure the planned batch in `processes - 1` more fresh children and fold them into its probe."""
+def repeat_planned_batch(job: ProbeJob, outcome: ProbeOutcome, on_progress, processes: int) -> None:
+    """Measure the planned batch in `processes - 1` more fresh children (the first is the probe child) and fold
+    them into its probe. How many is the `processes` setting (preflight.settings.config, default 2)."""
     planned = job.planned_batch_size
     index = next((i for i, p in enumerate(outcome.probes) if p.batch_size == planned and p.status == "ok"), None)
     if index is None or (outcome.probes[index].step_seconds or 0) > REPEAT_MAX_STEP_SECONDS:

@@ -1,6 +1,7 @@
 """keras-tuner's distributed search with `preflight.guard` on the chief and on two workers, on loopback
 (issue 25): a configuration that does not fit the workers' budget is skipped by the worker it reaches,
-the chief's oracle records it as failed with the reason, the search finishes and no worker is lost."""
+the chief's oracle records it as failed with the reason, the search finishes and no worker is lost; and the
+search check's dry runs shared out over the same three processes."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,8 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 HERE = Path(__file__).parent
 
@@ -54,3 +57,44 @@ def test_a_configuration_over_the_workers_budget_is_skipped_and_the_search_finis
     ran = [t["values"]["units"] for w in workers for t in w["trials"] if t["status"] == "COMPLETED"]
     assert sorted(ran) == [4, 8, 16]
     assert [s["values"]["units"] for s in chief["skipped"]] == [4096]
+
+
+@pytest.mark.slow
+def test_the_search_checks_dry_runs_are_shared_out_over_the_chief_and_two_workers(tmp_path):
+    """Each process of the distributed mode runs the search check; every configuration is measured by one
+    of them, and all three hold every measurement."""
+    port = _free_port()  # never listened on: the check reads the variables, it does not join the oracle
+    processes = {}
+    for tuner_id in ("chief", "tuner0", "tuner1"):
+        env = {**os.environ, "KERASTUNER_TUNER_ID": tuner_id, "KERASTUNER_ORACLE_IP": "127.0.0.1",
+               "KERASTUNER_ORACLE_PORT": str(port), "PYTHONPATH": str(HERE.parent), "CUDA_VISIBLE_DEVICES": "",
+               "TF_CPP_MIN_LOG_LEVEL": "3"}
+        processes[tuner_id] = subprocess.Popen(
+            [sys.executable, str(HERE / "spread_search_process.py"), str(tmp_path / "search"),
+             str(tmp_path / f"{tuner_id}.json")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        for name, process in processes.items():
+            output = process.communicate(timeout=300)[0].decode(errors="replace")
+            assert process.returncode == 0, f"{name} exited {process.returncode}:\n{output[-3000:]}"
+    finally:
+        for p in processes.values():
+            if p.poll() is None:
+                p.kill()
+    written = {name: json.loads((tmp_path / f"{name}.json").read_text()) for name in processes}
+    sections = {name: w["search"] for name, w in written.items()}
+    rows = {name: s["measurements"] for name, s in sections.items()}
+    chosen = [[(r["values"], r["batch_size"]) for r in rows[name]] for name in processes]
+    assert chosen[0] == chosen[1] == chosen[2] and len(chosen[0]) >= 3
+    # one measurer per configuration, the same figures everywhere
+    for index in range(len(chosen[0])):
+        seen = {(r[index]["measured_by"], r[index]["peak_bytes"], r[index]["status"]) for r in rows.values()}
+        assert len(seen) == 1, seen
+    measurers = [r["measured_by"] for r in rows["chief"]]
+    assert all(r["status"] == "ok" and r["peak_bytes"] > 0 for r in rows["chief"])
+    assert len(set(measurers)) >= 2, measurers  # the work was shared, not done three times
+    for name, section in sections.items():
+        assert section["spread"]["tuner_id"] == name
+        assert section["spread"]["measured_here"] == measurers.count(name)
+        said = f"{name} measured {measurers.count(name)} of {len(measurers)} dry-run configurations"
+        assert said in written[name]["markdown"] and said in written[name]["html"]
+    assert len(list((tmp_path / "search" / "preflight-dry-runs").glob("*.json"))) == len(chosen[0])

@@ -140,7 +140,7 @@ def render_markdown(document: dict[str, Any]) -> str:
         if worst:
             line += f"; worst case {esc(worst['summary_text'])}"
         line += f"; {esc(search['budget_text'])}"
-        lines += ["", line]
+        lines += ["", line] + ([f"_{esc(search['spread_text'])}_"] if search["spread_text"] else [])
 
     findings = view["findings"]
     if findings:

@@ -195,6 +195,8 @@ def _renderables(document: dict[str, Any]) -> list[Any]:
             line.append(f"; worst case {worst['summary_text']}")
         parts.append(line)
         parts.append(Text(f"        {search['budget_text']}"))
+        if search["spread_text"]:
+            parts.append(Text(f"        {search['spread_text']}", style="dim"))
 
     findings = view["findings"]
     if findings:

@@ -694,11 +694,20 @@ def _search(document: dict[str, Any]) -> dict[str, Any] | None:
         "budget_text": (f"about {format_seconds(estimate)} and {disk_text} on disk for the whole search"
                         if estimate is not None else
                         f"no time estimate ({time_missing}); about {disk_text} on disk for the whole search"),
+        "spread_text": _spread_text(search.get("spread")),
         "samples_count": len(samples),
         "driver": driver or "",
         "scatter": scatter,
         "trials": trial_rows,
     }
+
+
+def _spread_text(spread: Any) -> str:
+    """'tuner0 measured 2 of 5 configurations; keras-tuner's other processes the rest (folder ...)'."""
+    if not isinstance(spread, dict):
+        return ""
+    return (f"{spread.get('tuner_id')} measured {spread.get('measured_here')} of {spread.get('measured')} dry-run "
+            f"configurations; keras-tuner's other processes measured the rest ({spread.get('folder')})")
 
 
 def _bound_rows(bounds: dict[str, Any]) -> list[tuple[str, str]]:

@@ -24,6 +24,9 @@ Owns the section's shape and its findings. The section (all bytes ints, all time
      "time_estimate_missing": str|null (why there is no time estimate, in plain words),
      "time_limit_seconds", "disk_estimate_bytes", "disk_free_bytes", "directory",
      "timings": {...}, "custom_training": ["BatchSizeTuner.run_trial", ...] (the user's own training code),
+     "spread": null | {"tuner_id", "folder", "measured_here", "measured"} (keras-tuner's distributed mode: the
+               dry runs shared out over its processes, preflight.tuner.spread; each measurement row then
+               has "measured_by"),
      "findings": [{"id", "severity", "message"}]}
 
 `guard(tuner, predictor=<this section>)` reuses the fitted predictor during the search, and
@@ -31,10 +34,12 @@ Owns the section's shape and its findings. The section (all bytes ints, all time
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 from preflight.analysis.search_checks import bounds_sentence, run_search_checks
 from preflight.common.units import parse_duration, parse_size
+from preflight.tuner.spread import FOLDER, search_fingerprint, spread_measure, tuner_id
 
 
 def _num_samples(data: Any) -> int | None:
@@ -85,6 +90,7 @@ def check_search(hypermodel_or_tuner: Any, data: Any = None, *, batch_size: int 
         tuner_directory,
     )
     from preflight.tuner.predict import analyse_space
+    from preflight.tuner.space import as_hypermodel
 
     if budget_bytes is None and target is not None:
         from preflight.analysis.devices import get_target
@@ -93,10 +99,17 @@ def check_search(hypermodel_or_tuner: Any, data: Any = None, *, batch_size: int 
     time_limit_seconds = time_limit if time_limit_seconds is None else time_limit_seconds
     budget = None if budget_bytes is None else parse_size(budget_bytes)
     limit = None if time_limit_seconds is None else parse_duration(time_limit_seconds)
+    is_tuner = hasattr(hypermodel_or_tuner, "oracle")
+    where = directory or (tuner_directory(hypermodel_or_tuner) if is_tuner else None) or "."
+    me = tuner_id()
+    if me is not None:  # a process of keras-tuner's distributed mode: the dry runs are shared out
+        from preflight.tuner.measure import measure_configs
+
+        measure = spread_measure(measure or measure_configs, where,
+                                 search_fingerprint(as_hypermodel(hypermodel_or_tuner), batch_size), me)
     analysis = analyse_space(hypermodel_or_tuner, batch_size=batch_size, budget_bytes=budget, data=data,
                              n_samples=n_samples, sample_seconds=sample_seconds, n_measure=n_measure,
                              n_validate=n_validate, measure=measure, seed=seed)
-    is_tuner = hasattr(hypermodel_or_tuner, "oracle")
     schedule = search_schedule(hypermodel_or_tuner if is_tuner else None, epochs=epochs, max_trials=max_trials)
 
     samples_count = num_samples or _num_samples(data)
@@ -113,7 +126,6 @@ def check_search(hypermodel_or_tuner: Any, data: Any = None, *, batch_size: int 
 
     mean_param_bytes = (int(sum(s["param_bytes"] for s in analysis.samples) / len(analysis.samples))
                         if analysis.samples else analysis.worst_case["features"]["param_bytes"])
-    where = directory or (tuner_directory(hypermodel_or_tuner) if is_tuner else None) or "."
     section: dict[str, Any] = {
         "hyperparameters": [info.to_dict() for info in analysis.space],
         "batch_size": batch_size,
@@ -141,6 +153,11 @@ def check_search(hypermodel_or_tuner: Any, data: Any = None, *, batch_size: int 
         "directory": where,
         "timings": analysis.timings,
         "custom_training": custom_training(hypermodel_or_tuner),
+        # keras-tuner's distributed mode: this process's id and which configurations it measured itself
+        "spread": None if me is None else {
+            "tuner_id": me, "folder": os.path.join(where, FOLDER),
+            "measured_here": sum(1 for m in analysis.measurements if m.get("measured_by") == me),
+            "measured": len(analysis.measurements)},
     }
     section["findings"] = run_search_checks(section)
     return section

@@ -356,6 +356,8 @@ def analyse_space(hypermodel_or_tuner: Any, *, space: list[HyperparameterInfo] |
                "predicted_peak_bytes": None,
                "used_in_fit": i not in validate_idx, "message": getattr(result, "message", ""),
                "fix": getattr(result, "fix", ""), "source": getattr(result, "source", "")}
+        if "measured_by" in getattr(result, "extra", {}):  # shared out over keras-tuner's processes
+            row["measured_by"] = result.extra["measured_by"]
         measured_rows.append(row)
         if result.status != "ok" or not result.peak_bytes:
             continue

@@ -63,23 +63,30 @@ x = np.random.rand({samples}, 32, 32, 3).astype("float32")
 y = np.random.randint(0, 10, {samples}).astype("int32")
 """,
 }
-FIT = """
+MIRRORED_FIT = """
+import runpy
+import sys
+
+namespace = runpy.run_path(sys.argv[1])  # the file sets up its logical devices and strategy first
+import keras
+import tensorflow as tf
+
+peaks = []
+
 
 class Peak(keras.callbacks.Callback):
-    peaks = []
-
     def on_train_batch_begin(self, batch, logs=None):
         if batch:
             tf.config.experimental.reset_memory_stats("CPU:0")
 
     def on_train_batch_end(self, batch, logs=None):
         if batch:
-            self.peaks.append(tf.config.experimental.get_memory_info("CPU:0")["peak"])
+            peaks.append(tf.config.experimental.get_memory_info("CPU:0")["peak"])
 
 
-if __name__ == "__main__":
-    model.fit(x, y, batch_size={batch}, epochs=1, verbose=0, callbacks=[Peak()], shuffle=False)
-    print("PEAK", max(Peak.peaks))
+namespace["model"].fit(namespace["x"], namespace["y"], batch_size=int(sys.argv[2]), epochs=1, verbose=0,
+                       callbacks=[Peak()], shuffle=False)
+print("PEAK", max(peaks))
 """
 
 
@@ -91,31 +98,38 @@ def _environment() -> dict[str, str]:
 def measure(name: str, devices: int, batch: int, workdir: Path) -> dict:
     source = workdir / f"{name}_{devices}.py"
     body = SETUP.format(devices=devices) + MODELS[name].format(samples=batch * FIT_STEPS)
-    source.write_text(textwrap.dedent(body) + f"batch_size = {batch}\n" + FIT.format(batch=batch))
+    source.write_text(textwrap.dedent(body) + f"batch_size = {batch}\n")
     report = workdir / f"{name}_{devices}.json"
     subprocess.run([sys.executable, "-m", "preflight", str(source), "--batch-size", str(batch), "--budget", "8GiB",
                     "--no-whatif", "--json", str(report), "--html", "none", "--quiet"],
                    env=_environment(), check=False, timeout=900)
     document = json.loads(report.read_text())
     section = document["per_device"]
-    real_totals = []
-    for _ in range(RUNS):
-        done = subprocess.run([sys.executable, str(source)], env=_environment(), capture_output=True, text=True,
-                              timeout=600, check=True)
-        real_totals.append(int(done.stdout.split("PEAK")[-1].split()[0]))
+    real_totals = [mirrored_fit_total(source, batch, workdir) for _ in range(RUNS)]
     real = -(-max(real_totals) // devices)
     return {"model": name, "devices": devices, "global_batch": batch,
             "per_replica_batch": section["per_replica_batch_size"],
             "predicted_per_device_bytes": section["peak_bytes"], "margin_fraction": section["margin_fraction"],
             "predicted_total_bytes": section["total_peak_bytes"],
             "real_per_device_bytes": real, "real_total_bytes_runs": real_totals,
+            "above_real_at_most_fraction": section["above_real_at_most_fraction"],
             "ratio": round(section["peak_bytes"] / real, 3), "covered": section["peak_bytes"] >= real,
-            "within_margin": within_margin(section["peak_bytes"], real, section["margin_fraction"])}
+            "within_margin": within_margin(section["peak_bytes"], real, section["above_real_at_most_fraction"])}
+
+
+def mirrored_fit_total(source: Path, batch: int, workdir: Path) -> int:
+    """The truth for one process: `model.fit` on the file's model and data, the allocator's peak of every step
+    after the first (all replicas: the logical devices share one allocator)."""
+    driver = workdir / "mirrored_fit.py"
+    driver.write_text(MIRRORED_FIT)
+    done = subprocess.run([sys.executable, str(driver), str(source), str(batch)], env=_environment(),
+                          capture_output=True, text=True, timeout=600, check=True)
+    return int(done.stdout.split("PEAK")[-1].split()[0])
 
 
 def within_margin(predicted: int, real: int, margin: float) -> bool:
-    """The figure covers the truth and is at most the margin it states above it (the figure is rounded up to
-    a whole byte)."""
+    """The figure covers the truth and is at most as far above it as the section states (the figure is rounded
+    up to a whole byte)."""
     return real <= predicted <= math.ceil(real * (1 + margin))
 
 
@@ -176,19 +190,22 @@ def measure_jax(model_file: str, batch: int, workdir: Path) -> dict:
             "global_batch": batch, "per_replica_batch": section["per_replica_batch_size"],
             "predicted_per_device_bytes": section["peak_bytes"], "margin_fraction": section["margin_fraction"],
             "predicted_total_bytes": None, "real_per_device_bytes": real, "real_per_device_bytes_runs": real_runs,
+            "above_real_at_most_fraction": section["above_real_at_most_fraction"],
             "ratio": round(section["peak_bytes"] / real, 3),
             "covered": section["peak_bytes"] >= real,
-            "within_margin": within_margin(section["peak_bytes"], real, section["margin_fraction"])}
+            "within_margin": within_margin(section["peak_bytes"], real, section["above_real_at_most_fraction"])}
 
 
 def table(rows: list[dict]) -> str:
     lines = ["| model | strategy | devices | global batch | predicted per device | real fit per device (max of 3) | "
-             "predicted / real | stated margin | within it |", "|---|---|---|---|---|---|---|---|---|"]
+             "predicted / real | applied margin | stated: at most above real | within it |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         devices = f"{r['devices']} JAX host devices" if r.get("backend") == "jax" else f"{r['devices']} logical CPUs"
         lines.append(f"| {r['model']} | {r.get('strategy', 'MirroredStrategy')} | {devices} | {r['global_batch']} | "
                      f"{r['predicted_per_device_bytes'] / 2**20:.1f} MiB | {r['real_per_device_bytes'] / 2**20:.1f} MiB"
-                     f" | {r['ratio']:.2f} | {r['margin_fraction']:.0%} | {'yes' if r['within_margin'] else 'no'} |")
+                     f" | {r['ratio']:.2f} | {r['margin_fraction']:.0%} | {r['above_real_at_most_fraction']:.0%} | "
+                     f"{'yes' if r['within_margin'] else 'no'} |")
     return "\n".join(lines)
 
 

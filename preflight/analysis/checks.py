@@ -398,6 +398,9 @@ def per_device(ctx: CheckContext) -> Finding | None:
         origin = (f"from the total of {format_bytes(section['total_peak_bytes'])} / {section['devices']} + "
                   f"{section.get('replica_margin_fraction', 0):.0%} ({section['margin_fraction']:.0%} over the measured share; the logical "
                   f"devices share one allocator)")
+        if section.get("above_real_at_most_fraction") is not None:
+            origin += (f"; at least a real run's peak and at most {section['above_real_at_most_fraction']:.0%} "
+                       f"above it (this measurement's process may be the high one)")
     return Finding("per-device", severity,
                    f"Per device ({section['devices']} {section['device_kind']} devices under "
                    f"{section['strategy'] or 'a strategy'}, batch {section['per_replica_batch_size']} each): "

@@ -45,6 +45,15 @@ def per_device_prediction(total: Prediction, replicas: int) -> Prediction:
                           f"(replicas share one allocator)")
 
 
+def above_real_at_most(applied_margin: float, run_to_run_margin: float) -> float:
+    """How far above a real run's per-device peak the figure can be: the margin applied over this measurement,
+    times the run-to-run margin once more, because that margin works both ways. It says how far one process's
+    peak can lie above another's; the applied margin covers a real run above this measurement, and this
+    measurement can equally be the high one (on this machine the same MirroredStrategy fit peaks 71-82 MB
+    total in three processes, benchmarks/distributed_peak.py)."""
+    return round((1 + applied_margin) * (1 + run_to_run_margin) - 1, 4)
+
+
 def one_device_measured(device: DeviceInfo) -> bool:
     """The figure is already one device's of several: XLA's analysis of a JAX SPMD step."""
     return device.backend == "jax" and bool(device.strategy) and device.logical_devices > 1
@@ -58,6 +67,7 @@ def per_device_section(total: Prediction, device: DeviceInfo, replicas: int, str
         return {"devices": devices, "strategy": strategy, "device_kind": device.kind,
                 "per_replica_batch_size": -(-total.batch_size // max(1, device.replicas)), "total_peak_bytes": None,
                 "peak_bytes": total.peak_bytes, "margin_fraction": total.margin_fraction,
+                "above_real_at_most_fraction": total.margin_fraction,  # the same bytes in every process
                 "source": f"measured: XLA's buffer assignment of the SPMD train step, one device of {devices}",
                 "budget_bytes": device_budget_bytes,
                 "fits": None if device_budget_bytes is None else total.peak_bytes <= device_budget_bytes}
@@ -72,6 +82,7 @@ def per_device_section(total: Prediction, device: DeviceInfo, replicas: int, str
         "peak_bytes": one.peak_bytes,
         "margin_fraction": one.margin_fraction,
         "replica_margin_fraction": REPLICA_MARGIN,
+        "above_real_at_most_fraction": above_real_at_most(one.margin_fraction, total.margin_fraction),
         "source": (f"measured: the allocator's peak over {replicas} logical {device.kind} devices sharing one "
                    f"allocator, divided by {replicas}, plus a {margin}"),
         "budget_bytes": device_budget_bytes,

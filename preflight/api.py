@@ -22,6 +22,7 @@ from preflight.analysis.document import RunSettings, usable_bytes
 from preflight.analysis.devices import get_target
 from preflight.settings.config import Settings
 from preflight.errors import UsageError
+from preflight.engine import zygote
 from preflight.engine.backends import resolve_backend
 from preflight.engine.launch import file_facts, launch_section, plan_with_fit_call
 from preflight.engine.loader import check_source
@@ -73,6 +74,7 @@ def host_available_bytes() -> int:
     return int(psutil.virtual_memory().available)
 
 
+@zygote.scoped
 def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget: str | int | None = None,
           target: str | None = None, timeout: float = 600.0, steps: int = 3, single_thread: bool = False,
           probe_batch_sizes: list[int] | None = None, whatif: bool | None = None, profile: str | None = None,
@@ -290,6 +292,7 @@ def _hand_off(model: Any, data: Any, pool_size: int, directory: str, length: int
     return {"kind": "saved", "dir": directory, "strategy": {"strategy": strategy, "replicas": replicas}}
 
 
+@zygote.scoped
 def check_search(hypermodel_or_tuner: Any, data: Any = None, *, batch_size: int = 32, budget: str | int | None = None,
                  target: str | None = None, time_limit: str | float | None = None, epochs: int | None = None,
                  baseline: str | os.PathLike | dict | None = None, gate: dict[str, Any] | None = None,

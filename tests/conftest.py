@@ -20,6 +20,9 @@ os.environ.setdefault("PREFLIGHT_MAX_BATCH_TIME", "0")
 # The planned batch is measured again in a second fresh process by default (the spread between processes);
 # a test that is not about that spread measures it once (tests/test_cli.py's mlp run passes --processes 2).
 os.environ.setdefault("PREFLIGHT_PROCESSES", "1")
+# The fork server (preflight.engine.zygote) stays between the checks a test worker runs in its own process:
+# each check's children are forked without importing TensorFlow again. A test that is about it sets its own.
+os.environ.setdefault("PREFLIGHT_FORK_SERVER", "keep")
 # Checks record their predictions in the calibration store (README "After the run"): never the user's own
 # during the tests; the tests of the store give their own path.
 os.environ.setdefault("PREFLIGHT_CALIBRATION", "none")

@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_job(job: dict, events: EventWriter) -> None:
-    started = time.monotonic()
+    # A child forked from the fork server (preflight.child.zygote) had TensorFlow imported before it: its
+    # clock starts where a fresh process's would, so the decision round's time allowance is the same.
+    started = time.monotonic() - float(os.environ.get("PREFLIGHT_STARTUP_SECONDS") or 0)
     backend = job.get("backend") or "tensorflow"
     events.emit("progress", stage=f"starting {BACKEND_DISPLAY_NAMES.get(backend, backend)}", elapsed=0.0)
     reader = start_reader(job)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from preflight import errors
 from preflight.analysis.verdict import exit_code as verdict_exit_code
+from preflight.engine import zygote
 from preflight.cli.files import read_report, write_report
 
 
@@ -209,6 +210,7 @@ def check_models(args, settings) -> int:
     return max(result["exit_code"] for result in results)
 
 
+@zygote.scoped
 def check_search_file(model_file: str, args, settings, baseline: dict | None, gate: dict):
     """A tune.py (build_model(hp), a HyperModel or a tuner): the search-space check, nothing searched."""
     from preflight.api import search_report

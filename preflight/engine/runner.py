@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from preflight import errors
+from preflight.engine import zygote
 from preflight.engine.backends import default_backend
 from preflight.engine.launch import gpu_total_bytes
 from preflight.common.measurements import DeviceInfo, ModelInfo, ProbeOutcome, ProbeResult
@@ -147,7 +148,8 @@ class _ChildRun:
             env["PREFLIGHT_EVENTS_FD"] = str(write_fd)
             env["PREFLIGHT_CHILD_LOG"] = str(log_path)  # the allocator's own out-of-memory records land there
             with open(log_path, "wb") as log:
-                process = subprocess.Popen(
+                # forked from a process that has TensorFlow imported (preflight.engine.zygote), or a fresh one
+                process = zygote.start_child(str(job_path), env, log.fileno(), write_fd) or subprocess.Popen(
                     [sys.executable, "-m", "preflight.child", str(job_path)],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                     pass_fds=(write_fd,), start_new_session=True,
@@ -283,12 +285,15 @@ def _read_events(fd: int, events: queue.Queue) -> None:
     events.put({"event": "eof"})
 
 
-def _kill_group(process: subprocess.Popen) -> None:
+def _kill_group(process: subprocess.Popen | zygote.ForkedChild) -> None:
     if process.poll() is None:
         try:
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        except ProcessLookupError:  # not a group leader yet (a forked child before its setsid)
+            try:
+                os.kill(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     process.wait()
 
 

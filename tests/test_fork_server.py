@@ -1,6 +1,7 @@
-"""The fork server (preflight.engine.zygote, preflight.child.zygote): a dry-run child forked from a process
-that imported TensorFlow measures what a fresh process measures, under the job's own memory limit, and
-no process is left once a check returns (unless the caller keeps the server, as this suite does)."""
+"""The fork server (preflight.engine.zygote, preflight.child.zygote): a what-if's or a search configuration's
+child forked from a process that imported TensorFlow measures what a fresh process measures, under the job's
+own memory limit; the verdict's probes start a new interpreter; no process is left once a check returns
+(unless the caller keeps the server, as this suite does)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,9 +18,10 @@ MIB = 2**20
 
 
 def _probe(monkeypatch, fork_server: str, **job) -> list:
+    """A what-if's job (one of the children the server forks): the cnn as it is, no variant applied."""
     monkeypatch.setenv("PREFLIGHT_FORK_SERVER", fork_server)
-    outcome = run_probes(ProbeJob(source={"kind": "file", "path": str(MODELS / "cnn.py")}, measured_steps=1,
-                                  single_thread=True, backend="tensorflow", **job))
+    outcome = run_probes(ProbeJob(source={"kind": "file", "path": str(MODELS / "cnn.py")}, variant={},
+                                  **{"measured_steps": 3, "backend": "tensorflow", **job}))
     return outcome.probes
 
 
@@ -30,10 +32,18 @@ def test_a_forked_child_measures_the_bytes_a_fresh_process_measures(monkeypatch)
     forked = _probe(monkeypatch, "keep", batch_sizes=[8, 32])
     assert zygote.server_pid() is not None  # it ran through the server
     assert [(p.batch_size, p.status) for p in forked] == [(p.batch_size, p.status) for p in fresh]
-    # The same step's peak moves between fresh processes too, by when Python frees tensors (measured here for
-    # this cnn at batch 32, one thread: 6.67-7.74 MB fresh, 7.22-7.30 MB forked): within the run-to-run 15 %.
+    # The same step's peak moves between fresh processes too (measured here for this cnn at batch 32, 3 steps,
+    # 6 processes each: 7.34-7.83 MB fresh, 7.37-7.44 MB forked): within the run-to-run 15 %.
     for one, other in zip(forked, fresh):
         assert abs(one.peak_bytes - other.peak_bytes) <= 0.15 * other.peak_bytes, (one.peak_bytes, other.peak_bytes)
+
+
+def test_the_verdicts_probes_start_a_new_interpreter(monkeypatch):
+    zygote.stop()
+    monkeypatch.setenv("PREFLIGHT_FORK_SERVER", "keep")
+    outcome = run_probes(ProbeJob(source={"kind": "file", "path": str(MODELS / "cnn.py")}, batch_sizes=[8],
+                                  measured_steps=1, backend="tensorflow"))
+    assert outcome.probes[0].status == "ok" and zygote.server_pid() is None
 
 
 def test_a_forked_child_runs_under_its_own_memory_limit(monkeypatch):

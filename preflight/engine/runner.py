@@ -101,6 +101,15 @@ def backend_environment(backend: str, memory_limit_bytes: int | None) -> dict[st
     return env
 
 
+def forkable(job: ProbeJob) -> bool:
+    """A what-if variant or a search configuration: one of many children, each measured once. They are forked
+    from the fork server (preflight.engine.zygote). The verdict's probes, the planned batch's other processes
+    and the largest batch's fit runs start a new interpreter: forked children measured an LSTM's step in its
+    low mode only (batch 16: 2.19-2.39 MB in 11 forked children, 2.23-4.14 MB in 5 fresh processes, the same
+    step), and those figures must hold for the fresh process a real run is."""
+    return job.variant is not None or job.source.get("kind") == "hypermodel" or "hp_values" in job.source
+
+
 def run_probes(job: ProbeJob, on_progress: ProgressCallback | None = None) -> ProbeOutcome:
     """Probe the job's batch sizes (and, if adaptive, the child's later rounds) in one child process.
 
@@ -149,7 +158,8 @@ class _ChildRun:
             env["PREFLIGHT_CHILD_LOG"] = str(log_path)  # the allocator's own out-of-memory records land there
             with open(log_path, "wb") as log:
                 # forked from a process that has TensorFlow imported (preflight.engine.zygote), or a fresh one
-                process = zygote.start_child(str(job_path), env, log.fileno(), write_fd) or subprocess.Popen(
+                forked = zygote.start_child(str(job_path), env, log.fileno(), write_fd) if forkable(self.job) else None
+                process = forked or subprocess.Popen(
                     [sys.executable, "-m", "preflight.child", str(job_path)],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                     pass_fds=(write_fd,), start_new_session=True,

@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import psutil
-import pytest
 
 import preflight
 from preflight.engine import zygote

@@ -7,6 +7,7 @@
 - `budget`: search time (Hyperband's real schedule) and checkpoint disk estimates.
 - `guard`: keep a running search alive and on budget; watch host RSS between trials.
 - `plan`: `check_search(...)`, the report's `"search"` section.
+- `spread`: the dry runs shared out over keras-tuner's distributed processes (claim files in a shared folder).
 - `cli_support`: `check_search_file(path)`, a tune.py loaded without starting its search.
 
 May import the engine, analysis and the shared modules (preflight.errors, preflight.common); never the

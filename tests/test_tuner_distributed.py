@@ -22,7 +22,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_a_configuration_over_the_workers_budget_is_skipped_and_the_search_finishes(tmp_path):
+def _start_chief_and_workers(script: str, tmp_path: Path) -> dict[str, subprocess.Popen]:
+    """The chief and two workers of keras-tuner's distributed mode on loopback, each running `script` with the
+    shared folder and its own output file."""
     port = _free_port()
     processes = {}
     for tuner_id in ("chief", "tuner0", "tuner1"):
@@ -30,8 +32,13 @@ def test_a_configuration_over_the_workers_budget_is_skipped_and_the_search_finis
                "KERASTUNER_ORACLE_PORT": str(port), "PYTHONPATH": str(HERE.parent), "CUDA_VISIBLE_DEVICES": "",
                "TF_CPP_MIN_LOG_LEVEL": "3"}
         processes[tuner_id] = subprocess.Popen(
-            [sys.executable, str(HERE / "distributed_tuner_process.py"), str(tmp_path / "search"),
-             str(tmp_path / f"{tuner_id}.json")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            [sys.executable, str(HERE / script), str(tmp_path / "search"), str(tmp_path / f"{tuner_id}.json")],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return processes
+
+
+def test_a_configuration_over_the_workers_budget_is_skipped_and_the_search_finishes(tmp_path):
+    processes = _start_chief_and_workers("distributed_tuner_process.py", tmp_path)
     outputs = {}
     try:  # the workers first: if one dies, the chief would wait for it
         for name in ("tuner0", "tuner1", "chief"):
@@ -63,15 +70,8 @@ def test_a_configuration_over_the_workers_budget_is_skipped_and_the_search_finis
 def test_the_search_checks_dry_runs_are_shared_out_over_the_chief_and_two_workers(tmp_path):
     """Each process of the distributed mode runs the search check; every configuration is measured by one
     of them, and all three hold every measurement."""
-    port = _free_port()  # never listened on: the check reads the variables, it does not join the oracle
-    processes = {}
-    for tuner_id in ("chief", "tuner0", "tuner1"):
-        env = {**os.environ, "KERASTUNER_TUNER_ID": tuner_id, "KERASTUNER_ORACLE_IP": "127.0.0.1",
-               "KERASTUNER_ORACLE_PORT": str(port), "PYTHONPATH": str(HERE.parent), "CUDA_VISIBLE_DEVICES": "",
-               "TF_CPP_MIN_LOG_LEVEL": "3"}
-        processes[tuner_id] = subprocess.Popen(
-            [sys.executable, str(HERE / "spread_search_process.py"), str(tmp_path / "search"),
-             str(tmp_path / f"{tuner_id}.json")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # nothing listens on the oracle's port: the check reads keras-tuner's variables, it does not join the oracle
+    processes = _start_chief_and_workers("spread_search_process.py", tmp_path)
     try:
         for name, process in processes.items():
             output = process.communicate(timeout=300)[0].decode(errors="replace")

@@ -23,6 +23,7 @@ import selectors
 import socket
 import sys
 import time
+from pathlib import Path
 
 IDLE_SECONDS = 60.0
 
@@ -78,7 +79,7 @@ def main(argv: list[str]) -> int:
 def _fork_child(connection: socket.socket, server: socket.socket, import_seconds: float) -> int | None:
     try:
         message, fds, _, _ = socket.recv_fds(connection, 4096, 2)
-        request = json.loads(open(message.decode(), encoding="utf-8").read())
+        request = json.loads(Path(message.decode()).read_text(encoding="utf-8"))
         log_fd, events_fd = fds
     except (OSError, ValueError):
         return None
@@ -139,7 +140,7 @@ def _reaped() -> list[tuple[int, int]]:
             return ended
         if pid == 0:
             return ended
-        ended.append((pid, -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)))
+        ended.append((pid, os.waitstatus_to_exitcode(status)))
 
 
 if __name__ == "__main__":

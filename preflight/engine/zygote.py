@@ -95,11 +95,10 @@ class _Server:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-        for name in ("socket",):
-            try:
-                os.unlink(os.path.join(self.folder, name))
-            except OSError:
-                pass
+        try:
+            os.unlink(self.socket_path)
+        except OSError:
+            pass
         try:
             os.rmdir(self.folder)
         except OSError:

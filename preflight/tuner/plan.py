@@ -34,12 +34,11 @@ Owns the section's shape and its findings. The section (all bytes ints, all time
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Callable
 
 from preflight.analysis.search_checks import bounds_sentence, run_search_checks
 from preflight.common.units import parse_duration, parse_size
-from preflight.tuner.spread import FOLDER, search_fingerprint, spread_measure, tuner_id
+from preflight.tuner.spread import search_fingerprint, shared_folder, spread_measure, tuner_id
 
 
 def _num_samples(data: Any) -> int | None:
@@ -155,7 +154,7 @@ def check_search(hypermodel_or_tuner: Any, data: Any = None, *, batch_size: int 
         "custom_training": custom_training(hypermodel_or_tuner),
         # keras-tuner's distributed mode: this process's id and which configurations it measured itself
         "spread": None if me is None else {
-            "tuner_id": me, "folder": os.path.join(where, FOLDER),
+            "tuner_id": me, "folder": shared_folder(where),
             "measured_here": sum(1 for m in analysis.measurements if m.get("measured_by") == me),
             "measured": len(analysis.measurements)},
     }

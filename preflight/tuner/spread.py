@@ -13,7 +13,7 @@ A result or claim counts only for this run: the key holds the search's fingerpri
 versions measuring it), a result is read only when written after `REUSE_WINDOW_SECONDS` before this
 process started, and a claim whose owner left no result within the measurement's time limit is taken over.
 
-May import preflight.tuner.measure (ConfigMeasurement). No TensorFlow.
+May import preflight.tuner.measure (ConfigMeasurement) and preflight.engine.backends. No TensorFlow.
 """
 from __future__ import annotations
 
@@ -46,20 +46,15 @@ def search_fingerprint(hypermodel: Any, batch_size: int) -> str:
     """What the measurements depend on besides a configuration's values: the build code, the batch size,
     the versions that measure it."""
     import inspect
-    from importlib.metadata import PackageNotFoundError, version
 
-    def installed(name: str) -> str:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return "-"
+    from preflight.engine.backends import installed_version
 
     build = getattr(hypermodel, "build", hypermodel)
     try:
         source = inspect.getsource(build)
     except (OSError, TypeError):
         source = f"{type(hypermodel).__module__}.{type(hypermodel).__qualname__}"
-    versions = [installed(name) for name in ("preflight", "keras", "tensorflow", "keras-tuner")]
+    versions = [installed_version(name) for name in ("preflight", "keras", "tensorflow", "keras-tuner")]
     return _digest([source, batch_size, versions])
 
 
@@ -67,10 +62,15 @@ def _digest(parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
+def shared_folder(directory: str | os.PathLike) -> str:
+    """Where the claims and results of the processes sharing `directory` live."""
+    return os.path.join(directory, FOLDER)
+
+
 def spread_measure(measure: Callable[..., list[Any]], directory: str | os.PathLike, fingerprint: str, me: str,
                    *, timeout_seconds: float = 300.0) -> Callable[..., list[ConfigMeasurement]]:
     """`measure` (as analyse_space takes it) with its configurations shared out through `directory`."""
-    folder = Path(directory) / FOLDER
+    folder = Path(shared_folder(directory))
     started = time.time()
 
     def measured(hypermodel: Any, configs: list[dict[str, Any]], batch_size: int,

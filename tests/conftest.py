@@ -20,12 +20,34 @@ os.environ.setdefault("PREFLIGHT_MAX_BATCH_TIME", "0")
 # The planned batch is measured again in a second fresh process by default (the spread between processes);
 # a test that is not about that spread measures it once (tests/test_cli.py's mlp run passes --processes 2).
 os.environ.setdefault("PREFLIGHT_PROCESSES", "1")
-# The fork server (preflight.engine.zygote) stays between the checks a test worker runs in its own process:
-# each check's children are forked without importing TensorFlow again. A test that is about it sets its own.
-os.environ.setdefault("PREFLIGHT_FORK_SERVER", "keep")
+# The fork server (preflight.engine.zygote) stays between the checks a test worker runs in its own process,
+# and every child is forked from it, the verdict's too, without importing TensorFlow again. A user's check
+# starts the verdict's children fresh (forked ones reach a step's high modes less often; engine.runner.forkable):
+# these tests are about what is done with the figures; benchmarks/forked_children.py measures their spread.
+# A test that is about the server sets its own.
+os.environ.setdefault("PREFLIGHT_FORK_SERVER", "all")
 # Checks record their predictions in the calibration store (README "After the run"): never the user's own
 # during the tests; the tests of the store give their own path.
 os.environ.setdefault("PREFLIGHT_CALIBRATION", "none")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_fork_server():
+    """One fork server per test worker, shared with the CLI processes its tests start (they are given its
+    socket, preflight.engine.zygote.share): a `python -m preflight` check then imports TensorFlow in no
+    process of its own. Set up before the first test's environment is saved, so every test sees it."""
+    from preflight.engine import zygote
+    from preflight.engine.runner import ProbeJob, child_environment
+
+    if os.environ.get("PREFLIGHT_FORK_SERVER") == "all":
+        try:
+            os.environ[zygote.SHARED_VARIABLE] = zygote.share(
+                child_environment(ProbeJob(source={}, batch_sizes=[], backend="tensorflow")))
+        except OSError:
+            pass  # each check starts its own, as without it
+    yield
+    os.environ.pop(zygote.SHARED_VARIABLE, None)
+    zygote.stop_shared()
 
 
 @pytest.fixture(autouse=True)

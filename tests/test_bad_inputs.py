@@ -61,7 +61,7 @@ model.compile("sgd", stuck_loss)
 def no_child_left_behind():
     yield
     # the fork server the tests keep between checks (conftest) is meant to stay; its children are not
-    leftover = [p for p in psutil.Process().children(recursive=True) if p.pid != zygote.server_pid()]
+    leftover = [p for p in psutil.Process().children(recursive=True) if p.pid not in zygote.server_pids()]
     _, alive = psutil.wait_procs(leftover, timeout=3)  # one on its way out (a server leaving idle) is not left
     assert not alive, f"child processes left behind: {[p.cmdline() for p in alive]}"
 

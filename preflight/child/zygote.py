@@ -10,9 +10,10 @@ fresh as a new process, only without the import. The parent side is preflight.en
 Protocol, over a SOCK_SEQPACKET Unix socket: the parent sends the path of a request file (job, environment,
 working folder) with two file descriptors (the child's log, the events pipe's write end); the server forks,
 answers {"pid"}, and once the child ended {"exit": returncode as subprocess gives it}. The server leaves
-when its standard input closes (the parent is gone) or after `IDLE_SECONDS` with nothing to do.
+when its standard input closes (the parent is gone) or after `IDLE_SECONDS` with nothing to do (a server
+shared with other processes, `--shared`, only with its parent).
 
-    python -m preflight.child.zygote SOCKET_PATH
+    python -m preflight.child.zygote SOCKET_PATH [--shared]
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ def main(argv: list[str]) -> int:
     gc.freeze()
 
     server = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    idle_seconds = float("inf") if "--shared" in argv[1:] else IDLE_SECONDS
     server.bind(argv[0])
     server.listen(16)
     print(json.dumps({"ready": True, "import_seconds": import_seconds}), flush=True)
@@ -72,7 +74,7 @@ def main(argv: list[str]) -> int:
                 connection.close()
         if waiting:
             idle_since = time.monotonic()
-        elif time.monotonic() - idle_since > IDLE_SECONDS:
+        elif time.monotonic() - idle_since > idle_seconds:
             return 0
 
 
@@ -102,6 +104,8 @@ def _run_child(request: dict, log_fd: int, events_fd: int, import_seconds: float
         os.dup2(null, 0)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
+        if sys.path and sys.path[0] == os.getcwd():  # where `python -m preflight.child` there would look first
+            sys.path[0] = request["cwd"]
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])

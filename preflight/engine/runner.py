@@ -104,9 +104,13 @@ def backend_environment(backend: str, memory_limit_bytes: int | None) -> dict[st
 def forkable(job: ProbeJob) -> bool:
     """A what-if variant or a search configuration: one of many children, each measured once. They are forked
     from the fork server (preflight.engine.zygote). The verdict's probes, the planned batch's other processes
-    and the largest batch's fit runs start a new interpreter: forked children measured an LSTM's step in its
-    low mode only (batch 16: 2.19-2.39 MB in 11 forked children, 2.23-4.14 MB in 5 fresh processes, the same
-    step), and those figures must hold for the fresh process a real run is."""
+    and the largest batch's fit runs start a new interpreter: forked children reach a step's high modes less
+    often (benchmarks/forked_children.py, 16 each: the LSTM fixture's upper mode in 31 % of forked children
+    against 62 % of fresh processes, the cnn's highest peak 7.83 MB against 8.26 MB), and those figures must
+    hold for the fresh process a real run is. `PREFLIGHT_FORK_SERVER=all` forks them too: for a test suite,
+    whose assertions are about what is done with the figures, not about their spread."""
+    if os.environ.get("PREFLIGHT_FORK_SERVER") == "all":
+        return True
     return job.variant is not None or job.source.get("kind") == "hypermodel" or "hp_values" in job.source
 
 

@@ -6,8 +6,11 @@ imported (`IMPORT_TIME_VARIABLES`) are what the server was started with; otherwi
 start, the runner starts a fresh process as before. One server per parent process, started on the first child
 it can serve and stopped when the check that started it returns (`scoped`, on check(), check_search() and the
 CLI's search check), so that no process holding TensorFlow's import lingers beside a notebook.
-`PREFLIGHT_FORK_SERVER=0` turns it off; `keep` keeps it between checks, for a process that runs many (a test
-suite): it then leaves by itself 60 s after its last child, or with its parent.
+`PREFLIGHT_FORK_SERVER=0` turns it off; `keep` keeps it between checks, for a process that runs many: it then
+leaves by itself 60 s after its last child, or with its parent; `all` keeps it and forks the verdict's children
+too (engine.runner.forkable: a test suite's setting). A process given `PREFLIGHT_FORK_SERVER_SOCKET` (a
+server another process started with `share`: the test suite's, for the CLI processes its tests start) forks
+its children there while that server's import-time variables are its children's.
 """
 from __future__ import annotations
 
@@ -26,8 +29,11 @@ IMPORT_TIME_VARIABLES = ("KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL", "TF_CPU_ALLOCA
                          "PYTHONPATH", "TF_USE_LEGACY_KERAS")
 START_SECONDS = 120.0
 
+SHARED_VARIABLE = "PREFLIGHT_FORK_SERVER_SOCKET"
+
 _lock = threading.Lock()
-_server: "_Server | None" = None
+_server: "_Server | None" = None   # this process's own, started on its first child
+_shared: "_Server | None" = None   # one this process started for others too (share)
 
 
 class ForkedChild:
@@ -60,49 +66,72 @@ class ForkedChild:
 
 
 class _Server:
-    def __init__(self, env: dict[str, str]):
+    def __init__(self, env: dict[str, str], shared: bool = False):
         self.key = _import_key(env)
         self.folder = tempfile.mkdtemp(prefix="preflight-zygote-")
         self.socket_path = os.path.join(self.folder, "socket")
-        self.process = subprocess.Popen([sys.executable, "-m", "preflight.child.zygote", self.socket_path],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                        env=env, cwd=os.getcwd())
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "preflight.child.zygote", self.socket_path, *(["--shared"] if shared else [])],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=os.getcwd())
         ready = _read_line(self.process, START_SECONDS)
         if not ready.get("ready"):
             self.stop()
             raise OSError("the fork server did not start")
+        # what another process checks before it forks its children here (_shared_socket)
+        Path(_key_path(self.socket_path)).write_text(json.dumps(self.key), encoding="utf-8")
 
     def alive(self) -> bool:
         return self.process.poll() is None
-
-    def start_child(self, job_path: str, env: dict[str, str], log_fd: int, events_fd: int) -> ForkedChild:
-        request = Path(job_path).with_name("fork-request.json")
-        request.write_text(json.dumps({"job_path": job_path, "env": env, "cwd": os.getcwd()}), encoding="utf-8")
-        connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            connection.connect(self.socket_path)
-            socket.send_fds(connection, [str(request).encode()], [log_fd, events_fd])
-            connection.settimeout(30)
-            answer = connection.recv(4096)
-            connection.settimeout(None)
-            pid = int(json.loads(answer)["pid"])
-        except (OSError, ValueError, KeyError):
-            connection.close()
-            raise OSError("the fork server did not start the child")
-        return ForkedChild(connection, pid)
 
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-        try:
-            os.unlink(self.socket_path)
-        except OSError:
-            pass
+        for path in (self.socket_path, _key_path(self.socket_path)):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
         try:
             os.rmdir(self.folder)
         except OSError:
             pass
+
+
+def _fork_at(socket_path: str, job_path: str, env: dict[str, str], log_fd: int, events_fd: int) -> ForkedChild:
+    """Ask the server listening at socket_path for a child running job_path; OSError when it does not answer."""
+    request = Path(job_path).with_name("fork-request.json")
+    request.write_text(json.dumps({"job_path": job_path, "env": env, "cwd": os.getcwd()}), encoding="utf-8")
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        connection.connect(socket_path)
+        socket.send_fds(connection, [str(request).encode()], [log_fd, events_fd])
+        connection.settimeout(30)
+        answer = connection.recv(4096)
+        connection.settimeout(None)
+        pid = int(json.loads(answer)["pid"])
+    except (OSError, ValueError, KeyError):
+        connection.close()
+        raise OSError("the fork server did not start the child")
+    return ForkedChild(connection, pid)
+
+
+def _key_path(socket_path: str) -> str:
+    return socket_path + ".key"
+
+
+def _shared_socket(env: dict[str, str]) -> str | None:
+    """The socket of a server shared with this process whose imports are this child's, or None."""
+    if _shared is not None and _shared.alive():
+        return _shared.socket_path if _shared.key == _import_key(env) else None
+    path = env.get(SHARED_VARIABLE)
+    if not path:
+        return None
+    try:
+        key = tuple(json.loads(Path(_key_path(path)).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None  # gone with its parent
+    return path if key == _import_key(env) else None
 
 
 def _import_key(env: dict[str, str]) -> tuple:
@@ -131,6 +160,12 @@ def start_child(job_path: str, env: dict[str, str], log_fd: int, events_fd: int)
     global _server
     if not usable(env):
         return None
+    shared = _shared_socket(env)
+    if shared is not None:
+        try:
+            return _fork_at(shared, job_path, env, log_fd, events_fd)
+        except OSError:
+            pass  # it went away: this process's own
     with _lock:
         if _server is not None and (not _server.alive() or _server.key != _import_key(env)):
             _server.stop()
@@ -142,9 +177,28 @@ def start_child(job_path: str, env: dict[str, str], log_fd: int, events_fd: int)
                 return None
         server = _server
     try:
-        return server.start_child(job_path, env, log_fd, events_fd)
+        return _fork_at(server.socket_path, job_path, env, log_fd, events_fd)
     except OSError:
         return None
+
+
+def share(env: dict[str, str]) -> str:
+    """Start a server for children with this environment's imports that other processes may fork from too
+    (they are given the returned socket path as PREFLIGHT_FORK_SERVER_SOCKET). It stays until this process
+    ends or stop_shared(); stop() leaves it. OSError when it cannot start."""
+    global _shared
+    with _lock:
+        if _shared is None or not _shared.alive():
+            _shared = _Server({k: v for k, v in env.items() if k != SHARED_VARIABLE}, shared=True)
+        return _shared.socket_path
+
+
+def stop_shared() -> None:
+    global _shared
+    with _lock:
+        if _shared is not None:
+            _shared.stop()
+            _shared = None
 
 
 def stop() -> None:
@@ -164,12 +218,19 @@ def scoped(function):
         try:
             return function(*args, **kwargs)
         finally:
-            if os.environ.get("PREFLIGHT_FORK_SERVER") != "keep":
+            if os.environ.get("PREFLIGHT_FORK_SERVER") not in ("keep", "all"):
                 stop()
     return wrapped
 
 
 def server_pid() -> int | None:
-    """The running server's pid (a test that looks for processes left behind knows it is meant to stay)."""
+    """This process's own running server's pid."""
     with _lock:
         return _server.process.pid if _server is not None and _server.alive() else None
+
+
+def server_pids() -> set[int]:
+    """The running servers this process started, its own and the shared one (a test that looks for processes
+    left behind knows they are meant to stay)."""
+    with _lock:
+        return {server.process.pid for server in (_server, _shared) if server is not None and server.alive()}

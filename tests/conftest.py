@@ -40,11 +40,12 @@ def _shared_fork_server():
     from preflight.engine.runner import ProbeJob, child_environment
 
     if os.environ.get("PREFLIGHT_FORK_SERVER") == "all":
-        try:
-            os.environ[zygote.SHARED_VARIABLE] = zygote.share(
-                child_environment(ProbeJob(source={}, batch_sizes=[], backend="tensorflow")))
-        except OSError:
-            pass  # each check starts its own, as without it
+        for backend in ("tensorflow", "jax"):
+            try:
+                os.environ[zygote.SHARED_VARIABLE] = zygote.share(
+                    child_environment(ProbeJob(source={}, batch_sizes=[], backend=backend)))
+            except OSError:
+                pass  # each check starts its own, as without it
     yield
     os.environ.pop(zygote.SHARED_VARIABLE, None)
     zygote.stop_shared()

@@ -25,7 +25,7 @@ def suite_server(monkeypatch) -> set[int]:
     """These tests are about the server a check starts for itself, not the one the suite shares (conftest):
     set aside while they run; its pid, which stays."""
     pids = zygote.server_pids()
-    monkeypatch.setattr(zygote, "_shared", None)
+    monkeypatch.setattr(zygote, "_shared", {})
     monkeypatch.delenv(zygote.SHARED_VARIABLE, raising=False)
     return pids
 
@@ -45,10 +45,14 @@ def test_a_forked_child_measures_the_bytes_a_fresh_process_measures(monkeypatch)
     forked = _probe(monkeypatch, "keep", batch_sizes=[8, 32])
     assert zygote.server_pid() is not None  # it ran through the server
     assert [(p.batch_size, p.status) for p in forked] == [(p.batch_size, p.status) for p in fresh]
-    # The same step's peak moves between fresh processes too (measured here for this cnn at batch 32, 3 steps,
-    # 6 processes each: 7.34-7.83 MB fresh, 7.37-7.44 MB forked): within the run-to-run 15 %.
+    # A step's peak is steady within a process but moves between processes, fresh ones too, even with one
+    # thread (this cnn at batch 32, 3 runs each single-threaded: 6.24-7.57 MB fresh, 6.69-7.81 MB forked;
+    # threaded, 16 each: 6.49-8.26 MB and 6.38-7.83 MB, benchmarks/forked_children.py): one of each may lie
+    # up to 1.3x apart. A child that read another allocator (oneDNN's: an LSTM's 23 MiB against 128, notes §1)
+    # or ran another model is further.
     for one, other in zip(forked, fresh):
-        assert abs(one.peak_bytes - other.peak_bytes) <= 0.15 * other.peak_bytes, (one.peak_bytes, other.peak_bytes)
+        ratio = max(one.peak_bytes, other.peak_bytes) / min(one.peak_bytes, other.peak_bytes)
+        assert ratio <= 1.5, (one.peak_bytes, other.peak_bytes)
 
 
 def test_the_verdicts_probes_start_a_new_interpreter_unless_all_are_forked(monkeypatch):

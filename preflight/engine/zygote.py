@@ -1,7 +1,7 @@
 """Parent side of the fork server (preflight.child.zygote): dry-run children forked from a process that has
 TensorFlow and Keras imported already, instead of a fresh interpreter that imports them each time.
 
-Only TensorFlow-backend children on Linux use it, and only while the variables read when TensorFlow is
+Only TensorFlow-backend children on Linux use it (JAX's too under `all`, `usable`), and only while the variables read when TensorFlow is
 imported (`IMPORT_TIME_VARIABLES`) are what the server was started with; otherwise, or when the server cannot
 start, the runner starts a fresh process as before. One server per parent process, started on the first child
 it can serve and stopped when the check that started it returns (`scoped`, on check(), check_search() and the
@@ -26,14 +26,14 @@ from pathlib import Path
 
 # Read as TensorFlow and Keras are imported (the rest, the allocator's and the devices', after the fork).
 IMPORT_TIME_VARIABLES = ("KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL", "TF_CPU_ALLOCATOR_USE_BFC", "TF_ENABLE_ONEDNN_OPTS",
-                         "PYTHONPATH", "TF_USE_LEGACY_KERAS")
+                         "PYTHONPATH", "TF_USE_LEGACY_KERAS", "JAX_PLATFORMS", "JAX_ENABLE_X64")
 START_SECONDS = 120.0
 
 SHARED_VARIABLE = "PREFLIGHT_FORK_SERVER_SOCKET"
 
 _lock = threading.Lock()
 _server: "_Server | None" = None   # this process's own, started on its first child
-_shared: "_Server | None" = None   # one this process started for others too (share)
+_shared: "dict[tuple, _Server]" = {}  # those this process started for others too (share), by import key
 
 
 class ForkedChild:
@@ -122,16 +122,17 @@ def _key_path(socket_path: str) -> str:
 
 def _shared_socket(env: dict[str, str]) -> str | None:
     """The socket of a server shared with this process whose imports are this child's, or None."""
-    if _shared is not None and _shared.alive():
-        return _shared.socket_path if _shared.key == _import_key(env) else None
-    path = env.get(SHARED_VARIABLE)
-    if not path:
-        return None
-    try:
-        key = tuple(json.loads(Path(_key_path(path)).read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError):
-        return None  # gone with its parent
-    return path if key == _import_key(env) else None
+    key = _import_key(env)
+    own = _shared.get(key)
+    if own is not None and own.alive():
+        return own.socket_path
+    for path in filter(None, env.get(SHARED_VARIABLE, "").split(os.pathsep)):
+        try:
+            if tuple(json.loads(Path(_key_path(path)).read_text(encoding="utf-8"))) == key:
+                return path
+        except (OSError, ValueError, TypeError):
+            continue  # gone with its parent
+    return None
 
 
 def _import_key(env: dict[str, str]) -> tuple:
@@ -151,8 +152,12 @@ def _read_line(process: subprocess.Popen, timeout: float) -> dict:
 
 
 def usable(env: dict[str, str]) -> bool:
-    return (sys.platform.startswith("linux") and env.get("KERAS_BACKEND") == "tensorflow"
-            and env.get("PREFLIGHT_FORK_SERVER", "1") != "0" and hasattr(socket, "send_fds"))
+    """TensorFlow-backend children; JAX's too under `all` only: importing JAX starts a thread of its own, and
+    forking past a thread is a risk a test suite may take (a hung child is a failed test), a user's check not."""
+    mode = env.get("PREFLIGHT_FORK_SERVER", "1")
+    backends = ("tensorflow", "jax") if mode == "all" else ("tensorflow",)
+    return (sys.platform.startswith("linux") and env.get("KERAS_BACKEND") in backends and mode != "0"
+            and hasattr(socket, "send_fds"))
 
 
 def start_child(job_path: str, env: dict[str, str], log_fd: int, events_fd: int) -> ForkedChild | None:
@@ -183,22 +188,21 @@ def start_child(job_path: str, env: dict[str, str], log_fd: int, events_fd: int)
 
 
 def share(env: dict[str, str]) -> str:
-    """Start a server for children with this environment's imports that other processes may fork from too
-    (they are given the returned socket path as PREFLIGHT_FORK_SERVER_SOCKET). It stays until this process
-    ends or stop_shared(); stop() leaves it. OSError when it cannot start."""
-    global _shared
+    """Start a server for children with this environment's imports that other processes may fork from too;
+    the value they are given as PREFLIGHT_FORK_SERVER_SOCKET (the sockets of every server shared so far). It
+    stays until this process ends or stop_shared(); stop() leaves it. OSError when it cannot start."""
     with _lock:
-        if _shared is None or not _shared.alive():
-            _shared = _Server({k: v for k, v in env.items() if k != SHARED_VARIABLE}, shared=True)
-        return _shared.socket_path
+        key = _import_key(env)
+        if key not in _shared or not _shared[key].alive():
+            _shared[key] = _Server({k: v for k, v in env.items() if k != SHARED_VARIABLE}, shared=True)
+        return os.pathsep.join(server.socket_path for server in _shared.values())
 
 
 def stop_shared() -> None:
-    global _shared
     with _lock:
-        if _shared is not None:
-            _shared.stop()
-            _shared = None
+        for server in _shared.values():
+            server.stop()
+        _shared.clear()
 
 
 def stop() -> None:
@@ -230,7 +234,7 @@ def server_pid() -> int | None:
 
 
 def server_pids() -> set[int]:
-    """The running servers this process started, its own and the shared one (a test that looks for processes
+    """The running servers this process started, its own and the shared ones (a test that looks for processes
     left behind knows they are meant to stay)."""
     with _lock:
-        return {server.process.pid for server in (_server, _shared) if server is not None and server.alive()}
+        return {server.process.pid for server in (_server, *_shared.values()) if server is not None and server.alive()}

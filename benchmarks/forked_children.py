@@ -9,6 +9,7 @@ of the two extremes seen).
 
     python -m benchmarks.forked_children            # writes benchmarks/results/forked_children.json
     python -m benchmarks.forked_children --runs 8   # fewer runs
+    python -m benchmarks.forked_children --single-thread --runs 3   # one inter-op, one intra-op thread
 """
 from __future__ import annotations
 
@@ -27,13 +28,14 @@ RESULTS_PATH = Path(__file__).resolve().parent / "results" / "forked_children.js
 FIXTURES = {"lstm": ("tests/models/lstm.py", 16), "cnn": ("tests/models/cnn.py", 32)}
 
 
-def peaks(path: str, batch_size: int, runs: int, fork_server: str) -> tuple[list[int], float]:
+def peaks(path: str, batch_size: int, runs: int, fork_server: str, single_thread: bool) -> tuple[list[int], float]:
     os.environ["PREFLIGHT_FORK_SERVER"] = fork_server
     started = time.monotonic()
     measured = []
     for _ in range(runs):
         outcome = run_probes(ProbeJob(source={"kind": "file", "path": str(REPO_ROOT / path)},
-                                      batch_sizes=[batch_size], measured_steps=3, backend="tensorflow"))
+                                      batch_sizes=[batch_size], measured_steps=3, backend="tensorflow",
+                                      single_thread=single_thread))
         measured += [p.peak_bytes for p in outcome.probes if p.status == "ok"]
     zygote.stop()
     return measured, time.monotonic() - started
@@ -42,10 +44,11 @@ def peaks(path: str, batch_size: int, runs: int, fork_server: str) -> tuple[list
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=16)
+    parser.add_argument("--single-thread", action="store_true", help="one inter-op and one intra-op thread")
     args = parser.parse_args(argv)
     rows = []
     for name, (path, batch_size) in FIXTURES.items():
-        measured = {kind: peaks(path, batch_size, args.runs, server) for kind, server in
+        measured = {kind: peaks(path, batch_size, args.runs, server, args.single_thread) for kind, server in
                     (("forked", "keep"), ("fresh", "0"))}
         every = [p for values, _ in measured.values() for p in values]
         midpoint = (min(every) + max(every)) / 2
@@ -60,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['median_bytes'] / 1e6:9.2f} {row['max_bytes'] / 1e6:8.2f} {row['upper_mode_share']:6.0%} "
               f"{row['seconds_per_child']:7.1f}")
     RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_PATH.write_text(json.dumps({"runs": args.runs, "rows": rows}, indent=2) + "\n")
-    print(f"wrote {RESULTS_PATH.relative_to(REPO_ROOT)}")
+    results = RESULTS_PATH.with_name("forked_children_single_thread.json") if args.single_thread else RESULTS_PATH
+    results.write_text(json.dumps({"runs": args.runs, "single_thread": args.single_thread, "rows": rows}, indent=2) + "\n")
+    print(f"wrote {results.relative_to(REPO_ROOT)}")
     return 0
 
 

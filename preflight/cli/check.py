@@ -52,7 +52,7 @@ def parser() -> argparse.ArgumentParser:
                         help="seconds the largest-batch search (model.fit in fresh processes under the budget) may "
                              "take after the verdict (default 180; 0 skips it)")
     parser.add_argument("--single-thread", action="store_true", default=None,
-                        help="one inter-op and one intra-op thread: reproducible peaks, slower steps")
+                        help="one inter-op and one intra-op thread: the steps of one process agree, slower steps")
     parser.add_argument("--baseline", help="a previous JSON report (or a folder of <model name>.json reports): "
                                            "the report shows what grew; the --max-*-increase thresholds gate it "
                                            "('none' ignores the configured one)")

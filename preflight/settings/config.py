@@ -32,7 +32,7 @@ class Settings:
     max_batch_time: float = 180.0       # seconds the largest-batch search may take after the verdict; 0 skips it
     steps: int = 3                      # measured steps per batch size (after one warm-up step)
     processes: int = 2                  # fresh processes that measure the planned batch (1: no repeat)
-    single_thread: bool = False         # reproducible peaks, slower steps
+    single_thread: bool = False         # steps of one process agree (processes still differ), slower steps
     backend: str | None = None          # the Keras backend to measure under; None: KERAS_BACKEND, keras.json, tensorflow
     json: str | None = "preflight-report.json"
     html: str | None = "preflight-report.html"

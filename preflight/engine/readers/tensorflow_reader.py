@@ -27,7 +27,8 @@ class TensorFlowReader:
 
         self.tf = tf
         if job.get("single_thread"):
-            # One inter-op and one intra-op thread make the peak reproducible (notes §1), at a speed cost.
+            # One inter-op and one intra-op thread make a process's steps agree (notes §1), at a speed cost;
+            # processes still differ from each other (README "Steps").
             tf.config.threading.set_inter_op_parallelism_threads(1)
             tf.config.threading.set_intra_op_parallelism_threads(1)
         gpus = tf.config.list_physical_devices("GPU")  # lists without initializing the devices

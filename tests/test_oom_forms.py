@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from preflight.cli import main
 
 ROOT = Path(__file__).parent.parent
@@ -48,7 +50,11 @@ def _run(tmp_path, monkeypatch, *extra: str) -> tuple[int, dict, list[tuple[int,
     return code, json.loads((tmp_path / "r.json").read_text()), seen
 
 
-def test_memory_error_in_a_step_is_out_of_memory_and_the_next_batch_runs_in_a_fresh_process(tmp_path, monkeypatch):
+# "1": as a user's check runs, the verdict's children new interpreters; "all": forked, as the other tests run
+@pytest.mark.parametrize("fork_server", ["1", "all"], ids=["fresh-interpreters", "forked"])
+def test_memory_error_in_a_step_is_out_of_memory_and_the_next_batch_runs_in_a_fresh_process(tmp_path, monkeypatch,
+                                                                                         fork_server):
+    monkeypatch.setenv("PREFLIGHT_FORK_SERVER", fork_server)
     code, document, traces = _run(tmp_path, monkeypatch, "--max-batch-time", "120")  # the search finds <= 16
     probes = {p["batch_size"]: p for p in document["probes"]}
     assert probes[32]["status"] == "oom"

@@ -46,9 +46,9 @@ def test_a_forked_child_measures_the_bytes_a_fresh_process_measures(monkeypatch)
     assert zygote.server_pid() is not None  # it ran through the server
     assert [(p.batch_size, p.status) for p in forked] == [(p.batch_size, p.status) for p in fresh]
     # A step's peak is steady within a process but moves between processes, fresh ones too, even with one
-    # thread (this cnn at batch 32, 3 runs each single-threaded: 6.24-7.57 MB fresh, 6.69-7.81 MB forked;
-    # threaded, 16 each: 6.49-8.26 MB and 6.38-7.83 MB, benchmarks/forked_children.py): one of each may lie
-    # up to 1.3x apart. A child that read another allocator (oneDNN's: an LSTM's 23 MiB against 128, notes §1)
+    # thread (benchmarks/forked_children.py; this cnn at batch 32, 16 processes each: 6.49-8.26 MB fresh,
+    # 6.38-7.83 MB forked; single-threaded, 3 each: 6.98-7.31 MB and 6.29-7.23 MB): one of each may lie up to
+    # 1.3x apart. A child that read another allocator (oneDNN's: an LSTM's 23 MiB against 128, notes §1)
     # or ran another model is further.
     for one, other in zip(forked, fresh):
         ratio = max(one.peak_bytes, other.peak_bytes) / min(one.peak_bytes, other.peak_bytes)

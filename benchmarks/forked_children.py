@@ -57,14 +57,16 @@ def main(argv: list[str] | None = None) -> int:
                          "min_bytes": min(values), "median_bytes": int(statistics.median(values)),
                          "max_bytes": max(values), "upper_mode_share": sum(v > midpoint for v in values) / len(values),
                          "seconds_per_child": seconds / max(1, len(values)), "peaks": values})
-    print(f"{'model':6} {'children':8} {'runs':>4} {'min MB':>8} {'median MB':>9} {'max MB':>8} {'upper':>6} {'s/child':>7}")
+    print(f"{'model':6} {'children':8} {'runs':>4} {'min MB':>8} {'median MB':>9} {'max MB':>8} {'upper':>6} "
+          f"{'s/child':>7}")
     for row in rows:
         print(f"{row['model']:6} {row['children']:8} {row['runs']:4d} {row['min_bytes'] / 1e6:8.2f} "
               f"{row['median_bytes'] / 1e6:9.2f} {row['max_bytes'] / 1e6:8.2f} {row['upper_mode_share']:6.0%} "
               f"{row['seconds_per_child']:7.1f}")
     RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
     results = RESULTS_PATH.with_name("forked_children_single_thread.json") if args.single_thread else RESULTS_PATH
-    results.write_text(json.dumps({"runs": args.runs, "single_thread": args.single_thread, "rows": rows}, indent=2) + "\n")
+    summary = {"runs": args.runs, "single_thread": args.single_thread, "rows": rows}
+    results.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {results.relative_to(REPO_ROOT)}")
     return 0
 

@@ -1,9 +1,9 @@
 """Parent side of the fork server (preflight.child.zygote): dry-run children forked from a process that has
 TensorFlow and Keras imported already, instead of a fresh interpreter that imports them each time.
 
-Only TensorFlow-backend children on Linux use it (JAX's too under `all`, `usable`), and only while the variables read when TensorFlow is
-imported (`IMPORT_TIME_VARIABLES`) are what the server was started with; otherwise, or when the server cannot
-start, the runner starts a fresh process as before. One server per parent process, started on the first child
+Only TensorFlow-backend children on Linux use it (JAX's too under `all`, `usable`), and only while the
+variables read when TensorFlow is imported (`IMPORT_TIME_VARIABLES`) are what the server was started with;
+otherwise, or when the server cannot start, the runner starts a fresh process as before. One server per parent process, started on the first child
 it can serve and stopped when the check that started it returns (`scoped`, on check(), check_search() and the
 CLI's search check), so that no process holding TensorFlow's import lingers beside a notebook.
 `PREFLIGHT_FORK_SERVER=0` turns it off; `keep` keeps it between checks, for a process that runs many: it then

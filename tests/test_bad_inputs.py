@@ -453,8 +453,11 @@ def test_child_killed_mid_probe_is_a_result_not_a_crash(tmp_path, monkeypatch, c
 def test_ctrl_c_or_sigterm_to_the_cli_leaves_no_orphan_and_no_report(signum, code, says, tmp_path, earlier):
     marker = tmp_path / "marker"
     path = model_file(tmp_path, HANGS)
+    # Ctrl-C's SIGINT as a terminal delivers it: a suite started in the background (`cmd &` in a script) runs
+    # with SIGINT ignored, and a process inherits that
     cli = subprocess.Popen([sys.executable, "-m", "preflight", str(path), *report_flags(earlier)],
                            stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                            env={**os.environ, "PREFLIGHT_TEST_MARKER": str(marker), "PYTHONPATH": os.getcwd()})
     _when(marker.exists)
     children = psutil.Process(cli.pid).children(recursive=True)

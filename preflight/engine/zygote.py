@@ -3,9 +3,10 @@ TensorFlow and Keras imported already, instead of a fresh interpreter that impor
 
 Only TensorFlow-backend children on Linux use it (JAX's too under `all`, `usable`), and only while the
 variables read when TensorFlow is imported (`IMPORT_TIME_VARIABLES`) are what the server was started with;
-otherwise, or when the server cannot start, the runner starts a fresh process as before. One server per parent process, started on the first child
-it can serve and stopped when the check that started it returns (`scoped`, on check(), check_search() and the
-CLI's search check), so that no process holding TensorFlow's import lingers beside a notebook.
+otherwise, or when the server cannot start, the runner starts a fresh process as before. One server per
+parent process, started on the first child it can serve and stopped when the check that started it returns
+(`scoped`, on check(), check_search() and the CLI's search check), so that no process holding TensorFlow's
+import lingers beside a notebook.
 `PREFLIGHT_FORK_SERVER=0` turns it off; `keep` keeps it between checks, for a process that runs many: it then
 leaves by itself 60 s after its last child, or with its parent; `all` keeps it and forks the verdict's children
 too (engine.runner.forkable: a test suite's setting). A process given `PREFLIGHT_FORK_SERVER_SOCKET` (a
@@ -67,6 +68,8 @@ class ForkedChild:
 
 class _Server:
     def __init__(self, env: dict[str, str], shared: bool = False):
+        # the server's own environment: not one child's events pipe, nor where to find other servers
+        env = {k: v for k, v in env.items() if k not in ("PREFLIGHT_EVENTS_FD", SHARED_VARIABLE)}
         self.key = _import_key(env)
         self.folder = tempfile.mkdtemp(prefix="preflight-zygote-")
         self.socket_path = os.path.join(self.folder, "socket")
@@ -177,7 +180,7 @@ def start_child(job_path: str, env: dict[str, str], log_fd: int, events_fd: int)
             _server = None
         if _server is None:
             try:
-                _server = _Server({k: v for k, v in env.items() if k not in ("PREFLIGHT_EVENTS_FD",)})
+                _server = _Server(env)
             except OSError:
                 return None
         server = _server
@@ -194,7 +197,7 @@ def share(env: dict[str, str]) -> str:
     with _lock:
         key = _import_key(env)
         if key not in _shared or not _shared[key].alive():
-            _shared[key] = _Server({k: v for k, v in env.items() if k != SHARED_VARIABLE}, shared=True)
+            _shared[key] = _Server(env, shared=True)
         return os.pathsep.join(server.socket_path for server in _shared.values())
 
 
@@ -237,4 +240,5 @@ def server_pids() -> set[int]:
     """The running servers this process started, its own and the shared ones (a test that looks for processes
     left behind knows they are meant to stay)."""
     with _lock:
-        return {server.process.pid for server in (_server, *_shared.values()) if server is not None and server.alive()}
+        servers = [_server, *_shared.values()]
+        return {server.process.pid for server in servers if server is not None and server.alive()}

@@ -10,6 +10,7 @@ pytest_plugins = ("pytester",)  # tests/test_pytest_plugin.py runs pytest on gen
 
 MODELS = Path(__file__).parent / "models"
 EXAMPLES = Path(__file__).parent.parent / "examples"
+RECORDED = Path(__file__).parent / "recorded"  # child runs recorded by tests/record_children.py
 
 # Quieter TF logs in the children; the variable is inherited.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -29,6 +30,37 @@ os.environ.setdefault("PREFLIGHT_FORK_SERVER", "all")
 # Checks record their predictions in the calibration store (README "After the run"): never the user's own
 # during the tests; the tests of the store give their own path.
 os.environ.setdefault("PREFLIGHT_CALIBRATION", "none")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _child_runs_replayed(tmp_path_factory):
+    """A child run is measured once: the first run of a job (the same model file, settings, child environment
+    and preflight source) is recorded, and a later run of that job gets the record replayed through the
+    runner (preflight.engine.recordings). The records committed in tests/recorded (tests/record_children.py,
+    from a passing run of this suite) are replayed too: with them the suite measures only what they lack,
+    and a change to preflight's code makes them all stale, so a change is always measured. The tests assert
+    what is done with a real child's figures; a test about the children themselves (their spread, their
+    timing, their process) is marked `measured_children`."""
+    from preflight.engine import recordings
+
+    if recordings.VARIABLE not in os.environ:  # tests/record_children.py sets it to tests/recorded
+        base = tmp_path_factory.getbasetemp()
+        shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # one for both workers
+        os.environ[recordings.VARIABLE] = str(shared / "child-runs")
+        os.environ[recordings.READ_ONLY_VARIABLE] = str(RECORDED)
+    yield
+    os.environ.pop(recordings.VARIABLE, None)
+    os.environ.pop(recordings.READ_ONLY_VARIABLE, None)
+
+
+@pytest.fixture(autouse=True)
+def _measured_children(request, monkeypatch):
+    """A test marked `measured_children` runs every child for real, as a user's check does."""
+    if request.node.get_closest_marker("measured_children"):
+        from preflight.engine import recordings
+
+        monkeypatch.delenv(recordings.VARIABLE, raising=False)
+        monkeypatch.delenv(recordings.READ_ONLY_VARIABLE, raising=False)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -95,6 +95,7 @@ def test_each_backends_out_of_memory_error_is_read_as_oom():
 
 # --- JAX on CPU: XLA's buffer assignment -----------------------------------------------------------------
 
+@pytest.mark.measured_children  # against the compiled step's buffers read now
 def test_jax_on_cpu_reports_the_compiled_steps_buffers_exactly(tmp_path):
     pytest.importorskip("jax")
     json_path, html_path = tmp_path / "r.json", tmp_path / "r.html"

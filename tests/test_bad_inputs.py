@@ -413,6 +413,7 @@ def _when(condition, timeout: float = 180.0) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.measured_children  # a real child, stopped
 def test_a_step_that_hangs_becomes_a_timeout_result(tmp_path, monkeypatch, earlier, capsys):
     monkeypatch.setenv("PREFLIGHT_TEST_MARKER", str(tmp_path / "marker"))
     path = model_file(tmp_path, HANGS)
@@ -426,6 +427,7 @@ def test_a_step_that_hangs_becomes_a_timeout_result(tmp_path, monkeypatch, earli
     assert code == 1 and time.monotonic() - started < 120
 
 
+@pytest.mark.measured_children  # a real child, stopped
 def test_child_killed_mid_probe_is_a_result_not_a_crash(tmp_path, monkeypatch, capsys):
     """A SIGKILL is what the kernel's OOM killer sends: the probe counts as out of memory, and a smaller
     batch is measured in a fresh child."""
@@ -449,6 +451,7 @@ def test_child_killed_mid_probe_is_a_result_not_a_crash(tmp_path, monkeypatch, c
     assert code == 1 and "Traceback" not in err  # the planned batch 2 did not fit
 
 
+@pytest.mark.measured_children  # a real child, stopped
 @pytest.mark.parametrize("signum,code,says", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
 def test_ctrl_c_or_sigterm_to_the_cli_leaves_no_orphan_and_no_report(signum, code, says, tmp_path, earlier):
     marker = tmp_path / "marker"

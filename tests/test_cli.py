@@ -28,9 +28,10 @@ def test_fitting_model_exits_0_and_writes_both_reports(mlp_run):
     assert document["fits"] is True and document["format"] == 1
     assert set(document["footprint"]) == {"parameters", "gradients", "optimizer", "activations", "inputs", "other"}
     for probe in document["probes"]:
-        # The planned batch is measured again in a second fresh process (2 more steps).
+        # The planned batch is measured again in a second fresh process (2 more steps); a probe whose steps
+        # are slow (a loaded machine) stops after 2 of its 3.
         repeated = probe["batch_size"] == document["batch_size"]
-        assert probe["status"] == "ok" and len(probe["peak_bytes_runs"]) == (5 if repeated else 3)
+        assert probe["status"] == "ok" and len(probe["peak_bytes_runs"]) in ((4, 5) if repeated else (2, 3))
         assert probe["processes"] == (2 if repeated else 1)
     html = (out / "r.html").read_text()
     assert "mnist_mlp" in html and "hidden_1" in html

@@ -32,6 +32,7 @@ def assert_agrees(measured: int, measured_runs: list[int], reference: list[int])
     assert abs(measured - max(reference)) <= (high - low) + 0.05 * max(reference)
 
 
+@pytest.mark.measured_children  # against an independent measurement made now
 def test_mlp_peak_params_and_optimizer(examples_dir):
     report = preflight.check(str(examples_dir / "mnist_mlp.py"), progress=False, steps=3)
     doc = report.document
@@ -50,6 +51,7 @@ def test_mlp_peak_params_and_optimizer(examples_dir):
     assert layer["params"] == 784 * 1024 + 1024
 
 
+@pytest.mark.measured_children  # against an independent measurement made now
 def test_cnn_peak_agrees_with_independent_measurement(models_dir):
     doc = preflight.check(str(models_dir / "cnn.py"), progress=False).document
     params = (3 * 3 * 3 * 16 + 16) + (3 * 3 * 16 * 32 + 32) + (32 * 10 + 10)
@@ -58,6 +60,7 @@ def test_cnn_peak_agrees_with_independent_measurement(models_dir):
     assert_agrees(doc["peak_bytes"], planned["peak_bytes_runs"], independent_peaks(models_dir / "cnn.py", 32))
 
 
+@pytest.mark.measured_children  # against an independent measurement made now
 def test_lstm_with_its_own_dataset_and_sgd_momentum(models_dir):
     doc = preflight.check(str(models_dir / "lstm.py"), progress=False).document
     params = 500 * 32 + 4 * (32 * 64 + 64 * 64 + 64) + (64 + 1)

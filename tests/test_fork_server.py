@@ -16,6 +16,8 @@ import preflight
 from preflight.engine import zygote
 from preflight.engine.runner import ProbeJob, child_environment, run_probes
 
+pytestmark = pytest.mark.measured_children  # forked and fresh children compared: every one measured
+
 MODELS = Path(__file__).parent / "models"
 MIB = 2**20
 

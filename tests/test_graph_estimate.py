@@ -50,9 +50,12 @@ def test_cnn_per_sample_slope_matches_the_measured_slope():
         # One process's measured peak varies by up to 25 % between fresh processes (README, "More than one
         # fresh process"): an estimate above it by less than that is within what a real run may meet.
         assert 0.35 <= result["peak_bytes"] / result["measured_peak_bytes"] <= 1.25, result
+    # The measured slope, over the spread of each batch's peaks (a step lands in its high mode in some runs,
+    # a small batch's high mode against a large one's low would read a slope 30 % short).
     estimated_slope = (large["peak_bytes"] - small["peak_bytes"]) / 48
-    measured_slope = (large["measured_min_bytes"] - small["measured_min_bytes"]) / 48
-    assert 0.75 <= estimated_slope / measured_slope <= 1.33, (estimated_slope, measured_slope)
+    lowest = (large["measured_min_bytes"] - small["measured_peak_bytes"]) / 48
+    highest = (large["measured_peak_bytes"] - small["measured_min_bytes"]) / 48
+    assert 0.75 * lowest <= estimated_slope <= 1.33 * highest, (estimated_slope, lowest, highest)
     assert large["persistent_bytes"] == small["persistent_bytes"]   # weights and slots do not scale
 
 

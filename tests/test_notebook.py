@@ -22,6 +22,8 @@ import os
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 os.environ["PREFLIGHT_FORK_SERVER"] = "1"  # a user's kernel: not the test suite's fork servers (conftest)
 os.environ.pop("PREFLIGHT_FORK_SERVER_SOCKET", None)
+os.environ.pop("PREFLIGHT_REPLAY_DIR", None)  # every child measured, as in a user's kernel
+os.environ.pop("PREFLIGHT_REPLAY_FROM", None)
 import numpy as np, keras, psutil, preflight
 
 class ScaledDense(keras.layers.Layer):  # defined in the notebook: pickled by value for the child

@@ -3,7 +3,8 @@
 - `runner`: the parent side, `run_probes(ProbeJob) -> ProbeOutcome`; starts `python -m preflight.child`
   and survives its out-of-memory, hang or crash. `processes`: the planned batch again in fresh children.
   `zygote`: the fork server's parent side (the what-ifs' and search configurations' children forked from
-  a process that imported TensorFlow once).
+  a process that imported TensorFlow once). `recordings`: for a test suite only, a child run recorded
+  once and replayed through the runner (PREFLIGHT_REPLAY_DIR).
 - `probe`: the one place a training step is measured (warm-up, measured steps), through `readers`: one
   memory reader per Keras backend (TensorFlow, JAX, PyTorch). `backends`: which backend, chosen the Keras
   way, in the parent; `backend_errors`: a layer written for another backend, named.

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from preflight import errors
-from preflight.engine import zygote
+from preflight.engine import recordings, zygote
 from preflight.engine.backends import default_backend
 from preflight.engine.launch import gpu_total_bytes
 from preflight.common.measurements import DeviceInfo, ModelInfo, ProbeOutcome, ProbeResult
@@ -150,14 +150,21 @@ class _ChildRun:
         self.on_progress = on_progress or (lambda event: None)
         self.restart: Restart | None = None  # set when the child stopped after a failed step, or died of it
         self.stage = "starting"             # the child's last progress stage, for a death before the model
+        self.seen: list[dict] = []          # the child's events as read (engine.recordings)
+        self.ended_by_itself = False        # the child said it was done, or its process ended: not a timeout
 
     def run(self, outcome: ProbeOutcome) -> None:
         with tempfile.TemporaryDirectory(prefix="preflight-") as workdir:
             job_path = Path(workdir) / "job.json"
             job_path.write_text(json.dumps(asdict(self.job)), encoding="utf-8")
             log_path = Path(workdir) / "child.log"
-            read_fd, write_fd = os.pipe()
             env = child_environment(self.job)
+            record_key = recordings.key_for(self.job, env)  # None unless a test suite asks (engine.recordings)
+            recorded = recordings.load(record_key)
+            if recorded is not None:
+                self._replay(recorded, outcome, log_path)
+                return
+            read_fd, write_fd = os.pipe()
             env["PREFLIGHT_EVENTS_FD"] = str(write_fd)
             env["PREFLIGHT_CHILD_LOG"] = str(log_path)  # the allocator's own out-of-memory records land there
             with open(log_path, "wb") as log:
@@ -175,8 +182,18 @@ class _ChildRun:
             try:
                 self._follow(process, events, outcome, log_path)
             finally:
+                returncode = process.poll()
                 _kill_group(process)
                 reader.join(timeout=5)
+                if self.ended_by_itself:
+                    recordings.save(record_key, self.seen, returncode, _tail(log_path))
+
+    def _replay(self, recorded: dict, outcome: ProbeOutcome, log_path: Path) -> None:
+        log_path.write_text(recorded["log"], encoding="utf-8")
+        events: queue.Queue = queue.Queue()
+        for event in [*recorded["events"], {"event": "eof"}]:
+            events.put(event)
+        self._follow(recordings.Replayed(recorded["returncode"]), events, outcome, log_path)
 
     def _follow(self, process, events: queue.Queue, outcome: ProbeOutcome, log_path: Path) -> None:
         pending = list(self.job.batch_sizes)
@@ -192,16 +209,20 @@ class _ChildRun:
                                          f"no result within the {self.job.timeout_seconds:.0f} s timeout")
                     return
                 if process.poll() is not None and events.empty():
+                    self.ended_by_itself = True
                     self._child_died(process.returncode, outcome, pending, log_path)
                     return
                 continue
             if event.get("event") == "eof":
                 process.wait()
                 if events.empty():
+                    self.ended_by_itself = True
                     self._child_died(process.returncode, outcome, pending, log_path)
                     return
                 continue
+            self.seen.append(event)
             kind = event["event"]
+            self.ended_by_itself = kind in ("restart", "error", "done")
             if kind == "progress":
                 self.stage = event.get("stage", self.stage)
                 self.on_progress(event)

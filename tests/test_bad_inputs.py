@@ -418,7 +418,7 @@ def test_a_step_that_hangs_becomes_a_timeout_result(tmp_path, monkeypatch, earli
     monkeypatch.setenv("PREFLIGHT_TEST_MARKER", str(tmp_path / "marker"))
     path = model_file(tmp_path, HANGS)
     started = time.monotonic()
-    code, err = run_cli([path, "--timeout", "15", "--steps", "1", "--budget", "1GiB", "--json", tmp_path / "r.json",
+    code, err = run_cli([path, "--timeout", "10", "--steps", "1", "--budget", "1GiB", "--json", tmp_path / "r.json",
                          "--html", "none", "--quiet"], capsys)
     assert (tmp_path / "marker").exists()  # it timed out in the step, not while loading
     document = json.loads((tmp_path / "r.json").read_text())

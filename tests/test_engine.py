@@ -128,10 +128,10 @@ def test_broken_model_files_are_named(models_dir, name, pattern):
 
 
 def test_hanging_step_times_out_and_is_reported(models_dir):
-    report = preflight.check(str(models_dir / "hangs.py"), progress=False, timeout=20,
+    report = preflight.check(str(models_dir / "hangs.py"), progress=False, timeout=10,
                              probe_batch_sizes=[4])
     probe = report.document["probes"][0]
-    assert probe["status"] == "timeout" and "20 s" in probe["message"]
+    assert probe["status"] == "timeout" and "10 s" in probe["message"]
     assert any(f["id"] == "probe-timeout" for f in report.findings)
 
 

@@ -89,3 +89,22 @@ def test_without_the_variable_nothing_is_recorded(tmp_path, monkeypatch):
     assert recordings.key_for(_job(model), {}) is None
     run_probes(_job(model))
     assert not (tmp_path / "runs").exists()
+
+
+def test_without_a_budget_the_hosts_free_memory_is_not_part_of_the_key(tmp_path, monkeypatch):
+    """No budget: the probes' limit is a share of the host's free memory, which moves between runs; with a
+    budget the limit is the budget's and a different one is another record."""
+    monkeypatch.setenv(recordings.VARIABLE, str(tmp_path / "runs"))
+    model = tmp_path / "model.py"
+    model.write_text(MODEL.replace("UNITS", "16"))
+
+    def key(test: str, limit: int, usable: int | None) -> str:
+        _next_test(monkeypatch, test)
+        env = {"TF_CPU_BFC_MEM_LIMIT_IN_MB": str(limit // 2**20)}
+        return recordings.key_for(_job(model, memory_limit_bytes=limit, usable_bytes=usable), env)
+
+    assert key("h", 16 * 2**30, None) == key("i", 15 * 2**30, None)
+    assert key("j", 2 * 2**30, 2**30) != key("k", 3 * 2**30, 2**30)
+    before = key("l", 16 * 2**30, None)
+    model.write_text(MODEL.replace("UNITS", "32"))
+    assert key("m", 16 * 2**30, None) != before  # the model file's bytes are

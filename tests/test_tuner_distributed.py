@@ -37,6 +37,7 @@ def _start_chief_and_workers(script: str, tmp_path: Path) -> dict[str, subproces
     return processes
 
 
+@pytest.mark.slow  # a whole search in three processes (about 35 s)
 def test_a_configuration_over_the_workers_budget_is_skipped_and_the_search_finishes(tmp_path):
     processes = _start_chief_and_workers("distributed_tuner_process.py", tmp_path)
     outputs = {}

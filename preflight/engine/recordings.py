@@ -7,7 +7,8 @@ after the child (the runner's reading of events, the analysis, the report, the e
 figures a real child measured. `PREFLIGHT_REPLAY_FROM` names more folders to replay from, read only: the
 records committed with the tests (tests/recorded, made by tests/record_children.py from a passing run).
 
-A record is found by its key: the job, the bytes of the model file, the environment variables that change
+A record is found by its key: the job, the bytes of the model file (or of the folder a model or search space
+was handed over in), the environment variables that change
 what a child does, the installed versions of what it imports (its backend's), and the source of the preflight package that
 recorded it. Paths are made relative to the package's folder and pytest's temporary folders, so a record
 made in one checkout replays in another; any change to preflight's code makes every record stale, and those
@@ -53,14 +54,21 @@ def key_for(job, env: dict[str, str]) -> str | None:
     if not os.environ.get(VARIABLE) or job.profile_dir or any(k.startswith(_OBSERVED) for k in env):
         return None
     relevant = {k: v for k, v in env.items() if k.startswith(_RELEVANT_PREFIXES) and k not in _VOLATILE}
-    spelled = json.dumps([asdict(job), relevant], sort_keys=True, default=str)
+    fields = asdict(job)
+    if job.usable_bytes is None and job.memory_limit_bytes:
+        # No budget: the probes' limit is a share of the host's free memory, which moves by a few hundred MiB
+        # between runs; a test model's step is far under it, and runs the same under either figure.
+        fields["memory_limit_bytes"] = relevant["TF_CPU_BFC_MEM_LIMIT_IN_MB"] = "the host's free memory"
+    handed_over = job.source.get("dir")  # a new folder for each check: what it holds is what counts
+    spelled = json.dumps([fields, relevant], sort_keys=True, default=str)
     digest = hashlib.sha256(_fingerprint(job.backend).encode())
-    digest.update(_portable(spelled).encode())
-    if job.source.get("path"):
-        try:
-            digest.update(Path(job.source["path"]).read_bytes())  # a test may write another model at one path
-        except OSError:
-            return None
+    digest.update(_portable(spelled.replace(handed_over, "<handed-over>") if handed_over else spelled).encode())
+    try:
+        for path in _source_files(job.source):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())  # a test may write another model at one path
+    except OSError:
+        return None
     # The same job twice in one test is two processes (the planned batch's repeats, the largest batch's
     # confirmations): the n-th run of a job in a test replays the n-th record, never the first one again.
     scope = (os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0], digest.hexdigest())
@@ -141,6 +149,14 @@ def _folders() -> list[Path]:
     writable.mkdir(parents=True, exist_ok=True)
     extra = [Path(p) for p in os.environ.get(READ_ONLY_VARIABLE, "").split(os.pathsep) if p]
     return [writable, *extra]
+
+
+def _source_files(source: dict) -> list[Path]:
+    if source.get("path"):
+        return [Path(source["path"])]
+    if source.get("dir"):
+        return sorted(p for p in Path(source["dir"]).rglob("*") if p.is_file())
+    return []
 
 
 def _portable(text: str) -> str:

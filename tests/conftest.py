@@ -113,6 +113,21 @@ def has_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
+def pytest_terminal_summary(terminalreporter, config):
+    """How many child runs were replayed from records: a run after a change to preflight's code replays none
+    until `python -m tests.record_children` records them again (README, tests)."""
+    folder = os.environ.get("PREFLIGHT_REPLAY_DIR")
+    factory = getattr(config, "_tmp_path_factory", None)  # the workers' shared folder is under the run's
+    if not folder and factory is not None:
+        folder = str(factory.getbasetemp() / "child-runs")
+    try:
+        words = (Path(folder) / "runs.log").read_text(encoding="utf-8").split()
+    except (OSError, TypeError):
+        return
+    terminalreporter.write_line(f"child runs: {words.count('measured')} measured, {words.count('replayed')} "
+                                "replayed from records (tests/recorded)")
+
+
 def pytest_collection_modifyitems(config, items):
     if any("gpu" in item.keywords for item in items) and not has_gpu():
         skip = pytest.mark.skip(reason="no GPU on this machine")

@@ -33,9 +33,11 @@ READ_ONLY_VARIABLE = "PREFLIGHT_REPLAY_FROM"
 # Variables that change what the child runs; the rest of the environment (PATH, HOME, CI's own) does not.
 _RELEVANT_PREFIXES = ("KERAS_", "TF_", "XLA_", "JAX_", "CUDA_", "PREFLIGHT_", "COLAB_", "TPU_", "KAGGLE_",
                       "OMP_", "PYTHONPATH", "PYTHONHASHSEED")
-# Set per child (the events pipe, the log's path, the shared fork server's socket) or naming these folders.
+# Set per child (the events pipe, the log's path, the shared fork server's socket) or naming these folders;
+# TensorFlow sets the TPU_ML_PLATFORM* and TPU_SKIP_MDS_QUERY ones when it is imported: whether a test worker
+# imported it before depends on which tests ran there first, and the child imports it either way.
 _VOLATILE = ("PREFLIGHT_EVENTS_FD", "PREFLIGHT_CHILD_LOG", "PREFLIGHT_FORK_SERVER_SOCKET", VARIABLE,
-             READ_ONLY_VARIABLE)
+             READ_ONLY_VARIABLE, "TPU_ML_PLATFORM", "TPU_ML_PLATFORM_VERSION", "TPU_SKIP_MDS_QUERY")
 # A test's fixture model told to write what the test then reads (a marker, the batches it traced), or to fail
 # on cue: the child itself is what that test looks at.
 _OBSERVED = "PREFLIGHT_TEST_"

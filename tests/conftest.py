@@ -116,16 +116,16 @@ def has_gpu() -> bool:
 def pytest_terminal_summary(terminalreporter, config):
     """How many child runs were replayed from records: a run after a change to preflight's code replays none
     until `python -m tests.record_children` records them again (README, tests)."""
-    folder = os.environ.get("PREFLIGHT_REPLAY_DIR")
+    from preflight.engine import recordings
+
+    folder = os.environ.get(recordings.VARIABLE)
     factory = getattr(config, "_tmp_path_factory", None)  # the workers' shared folder is under the run's
     if not folder and factory is not None:
         folder = str(factory.getbasetemp() / "child-runs")
-    try:
-        words = (Path(folder) / "runs.log").read_text(encoding="utf-8").split()
-    except (OSError, TypeError):
-        return
-    terminalreporter.write_line(f"child runs: {words.count('measured')} measured, {words.count('replayed')} "
-                                "replayed from records (tests/recorded)")
+    measured, replayed = recordings.counts(Path(folder)) if folder else (0, 0)
+    if measured or replayed:
+        terminalreporter.write_line(f"child runs: {measured} measured, {replayed} replayed from records "
+                                    "(tests/recorded)")
 
 
 def pytest_collection_modifyitems(config, items):

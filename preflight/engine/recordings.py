@@ -130,10 +130,10 @@ class Replayed:
         return self.returncode
 
 
-def counts() -> tuple[int, int]:
-    """(runs measured, runs replayed) through the writable folder so far."""
+def counts(folder: Path | None = None) -> tuple[int, int]:
+    """(runs measured, runs replayed) through the writable folder (or `folder`) so far."""
     try:
-        words = (_folders()[0] / "runs.log").read_text(encoding="utf-8").split()
+        words = ((folder or _folders()[0]) / "runs.log").read_text(encoding="utf-8").split()
     except OSError:
         return 0, 0
     return words.count("measured"), words.count("replayed")

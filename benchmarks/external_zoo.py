@@ -13,6 +13,9 @@ For each case (a model file, a budget), in this order:
 
 The fit runs are written without preflight's code (`benchmarks/max_batch_fit.py`'s worker). Results go to
 `benchmarks/results/external_zoo.json` after every case (earlier cases kept); the table is printed.
+A fit measurement does not depend on preflight's code, only on the model file, the batch, the limit and the
+installed TensorFlow: each is kept in `benchmarks/results/external_zoo_fits.json` under those (the file's
+sha256, the TensorFlow version) and reused when preflight picks the same size again (`--fresh-fits`: never).
 
     python -m benchmarks.external_zoo                      # every case, about 2 hours on 2 idle cores
     python -m benchmarks.external_zoo --cases benchmarks/external/bilstm_text.py:256MiB
@@ -55,6 +58,43 @@ def truth_sizes(document: dict) -> list[int]:
     return (below[-2:] + above)[:2]
 
 
+FITS_PATH = Path(__file__).resolve().parent / "results" / "external_zoo_fits.json"
+
+
+class FitCache:
+    """runs_everywhere's results by (model file sha256, batch, limit, processes, TensorFlow version)."""
+
+    def __init__(self, path: Path, fresh: bool):
+        self.path, self.fresh = path, fresh
+        self.entries = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        self.reused = 0
+
+    @staticmethod
+    def key(model_file: str, batch_size: int, limit: int, processes: int) -> str:
+        import hashlib
+        from importlib import metadata
+
+        digest = hashlib.sha256(Path(model_file).read_bytes()).hexdigest()[:16]
+        return f"{Path(model_file).name}:{digest}:{batch_size}:{limit}:{processes}:tf{metadata.version('tensorflow')}"
+
+    def runs_everywhere(self, model_file: str, batch_size: int, limit: int, processes: int) -> dict:
+        key = self.key(model_file, batch_size, limit, processes)
+        if not self.fresh and key in self.entries:
+            self.reused += 1
+            return self.entries[key]
+        result = runs_everywhere(model_file, batch_size, limit, processes)
+        self.entries[key] = result
+        self.path.write_text(json.dumps(self.entries, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        return result
+
+
+FITS: FitCache | None = None
+
+
+def fits_everywhere(model_file: str, batch_size: int, limit: int, processes: int) -> dict:
+    return (FITS or FitCache(FITS_PATH, fresh=True)).runs_everywhere(model_file, batch_size, limit, processes)
+
+
 def measure_case(case: str, processes: int) -> dict:
     from preflight.api import check
     from preflight.common.units import parse_size
@@ -68,7 +108,7 @@ def measure_case(case: str, processes: int) -> dict:
     curve = {row["batch_size"]: row["peak_bytes"] for row in document.get("curve") or []}
     predictions = []
     for batch_size in truth_sizes(document):
-        truth = runs_everywhere(model_file, batch_size, TRUTH_LIMIT_BYTES, processes)
+        truth = fits_everywhere(model_file, batch_size, TRUTH_LIMIT_BYTES, processes)
         if truth["peaks"] and len(truth["peaks"]) == processes:
             predictions.append({"batch_size": batch_size, "predicted_bytes": curve[batch_size],
                                 "truth_bytes": max(truth["peaks"]), "peaks": truth["peaks"],
@@ -80,8 +120,8 @@ def measure_case(case: str, processes: int) -> dict:
            "base_status": base.get("status"), "predictions": predictions,
            "probed": sorted({p["batch_size"] for p in document.get("probes") or []})}
     if largest:
-        row["at_max"] = runs_everywhere(model_file, largest, budget_bytes, processes)
-        row["past_10_percent"] = runs_everywhere(model_file, int(largest * 1.1) + 1, budget_bytes, processes)
+        row["at_max"] = fits_everywhere(model_file, largest, budget_bytes, processes)
+        row["past_10_percent"] = fits_everywhere(model_file, int(largest * 1.1) + 1, budget_bytes, processes)
     return row
 
 
@@ -129,7 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="+", default=list(DEFAULT_CASES), help="MODEL.py:BUDGET")
     parser.add_argument("--processes", type=int, default=3)
+    parser.add_argument("--fresh-fits", action="store_true", help="measure every model.fit again")
     args = parser.parse_args(argv)
+    global FITS
+    FITS = FitCache(FITS_PATH, fresh=args.fresh_fits)
     rows = {row["case"]: row for row in (json.loads(RESULTS_PATH.read_text(encoding="utf-8"))["rows"]
                                           if RESULTS_PATH.exists() else [])}
     for case in args.cases:
@@ -150,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         if "error" in row:
             print(f"{row['case']}: {row['error']}")
     print(json.dumps(summary(measured), indent=1))
+    print(f"model.fit measurements reused from {FITS_PATH.name}: {FITS.reused}")
     return 0
 
 

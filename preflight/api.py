@@ -29,7 +29,7 @@ from preflight.engine.loader import check_source
 from preflight.engine.program import is_notebook, program_text, read_program
 from preflight.engine.saved_model import is_saved_model, saved_model_source
 from preflight.engine.plan import first_round
-from preflight.engine.processes import repeat_planned_batch
+from preflight.engine.processes import PlannedRepeats
 from preflight.whatif.recommend import confirm_batch_sizes
 from preflight.render.progress import ProgressDisplay
 from preflight.render.report import Report
@@ -178,6 +178,8 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
         job = ProbeJob(source=source, batch_sizes=probe_batch_sizes or first_round(batch_size),
                        measured_steps=steps, memory_limit_bytes=limit, timeout_seconds=timeout,
                        single_thread=single_thread, adaptive=probe_batch_sizes is None,
+                       # the largest-batch search below measures what the decision round would, in fresh processes
+                       decision_round=not (max_batch_time > 0 and usable is not None and usable <= limit),
                        planned_batch_size=batch_size, usable_bytes=usable,
                        list_variants=whatif is not False, target_kind=target_kind,
                        profile_dir=str(Path(profile).resolve()) if profile else None,
@@ -186,9 +188,13 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
         notebook_skipped = read_program(model).skipped if (
             isinstance(model, (str, os.PathLike)) and is_notebook(model)) else []
         with ProgressDisplay(enabled=progress) as display:
-            outcome = run_probes(job, on_progress=display)
-            if probe_batch_sizes is None and not outcome.device.deterministic:
-                repeat_planned_batch(job, outcome, display, processes)  # the verdict's peak: max over processes
+            # the verdict's peak: the max over fresh processes, the others started once the first measured it
+            repeats = PlannedRepeats(job, display, processes if probe_batch_sizes is None else 1)
+            try:
+                outcome = run_probes(job, on_progress=repeats.watch)
+                repeats.fold_into(outcome)
+            finally:
+                repeats.stop()
             if outcome.fit_plan is not None:  # the fit(...) call the code stopped at: its numbers plan the run
                 launch = {**launch, "plan": plan_with_fit_call(str(model), outcome.fit_plan, batch_size, **launch_flags)}
             facts = CheckFacts(outcome, replace(settings, batch_size=batch_size, launch=launch), _model_name(model),

@@ -111,3 +111,35 @@ def test_a_bad_gate_is_refused_before_anything_runs(gate, message):
     with pytest.raises(UsageError) as raised:
         preflight.check(str(MODELS / "cnn.py"), budget="1GiB", gate=gate, progress=False)
     assert message in str(raised.value)
+
+
+def test_the_sizes_the_largest_batch_search_ran_are_measured_points_of_the_curve():
+    """Issue 21: near the largest batch the curve is what model.fit measured in fresh processes, not a
+    prediction from probes that ran far below it (built by hand: no TensorFlow)."""
+    from preflight.analysis.assemble import CheckFacts, assemble_check
+    from preflight.analysis.document import RunSettings, confirmation_record
+    from preflight.common.measurements import DeviceInfo, ProbeOutcome, ProbeResult
+
+    mib = 2**20
+
+    def ok(size: int, *peaks_mib: int) -> ProbeResult:
+        runs = [p * mib for p in peaks_mib]
+        return ProbeResult(size, "ok", peak_bytes=max(runs), peak_bytes_runs=runs, step_seconds=0.01)
+
+    outcome = ProbeOutcome(device=DeviceInfo("CPU", "cpu", "BFC", memory_limit_bytes=2048 * mib),
+                           probes=[ok(1, 40), ok(8, 110), ok(16, 180), ok(32, 330, 340)])
+    largest = {**confirmation_record(88, "ok", 950 * mib, 1024 * mib, [100], process_peaks=[940 * mib, 950 * mib]),
+               "method": "model.fit, 3 steps",
+               "runs": {"64": [700 * mib], "80": [820 * mib, 830 * mib], "88": [940 * mib, 950 * mib]}}
+    facts = CheckFacts(outcome, RunSettings(batch_size=32, budget_bytes=1024 * mib), "by hand")
+    before = {row["batch_size"]: row for row in assemble_check(facts)["curve"]}
+    facts.confirmations = {"largest": largest, "recommended": None}
+    document = assemble_check(facts)
+    curve = {row["batch_size"]: row for row in document["curve"]}
+    assert 64 not in before or before[64]["source"] == "predicted"
+    assert curve[64]["source"] == "measured" and curve[80]["source"] == "measured"
+    assert curve[80]["measured_bytes"] == 830 * mib
+    assert 88 not in curve or curve[88]["source"] == "predicted"   # 93 % of the limit: perhaps squeezed
+    # between measured points the curve interpolates them, with the spread seen between processes as margin
+    assert 830 * mib < curve[80]["peak_bytes"] < 830 * mib * 1.1
+    assert document["max_batch_size"] == 88

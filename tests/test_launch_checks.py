@@ -171,6 +171,11 @@ def test_rebuild_growth_counts_builds_that_grew_before_a_collection_freed_them()
     assert _rebuild_finding([500 * MIB + step * MIB for step in (0, 4, 3, 7, 6, 10)], flat) is None  # never 3 in a row
     leaking = [500 * MIB + step * 4 * MIB for step in range(6)]
     assert _rebuild_finding(lingering, leaking).id == "rebuild-ram-leak"
+    # a leak whose last build dipped by less than a build leaks (measured: 811, 815, 819, 823, 830, 829 MiB)
+    dipping = [m * MIB for m in (811, 815, 819, 823, 830, 829)]
+    assert _rebuild_finding(dipping, dipping).id == "rebuild-ram-leak"
+    freed = [m * MIB for m in (811, 815, 819, 823, 830, 800)]   # a collection at the end freed them
+    assert _rebuild_finding(flat, freed) is None
 
 
 def test_clean_fixture_records_its_strategy_and_per_replica_batch(cli_reports, api_reports):

@@ -6,6 +6,7 @@ import pytest
 from preflight.analysis.devices import get_target
 from preflight.common.measurements import ProbeResult
 from preflight.analysis.predict import (
+    MEASURED_SPREAD_RUN_MARGIN,
     MIN_RUN_MARGIN,
     STATIC_BUFFERS_RUN_MARGIN,
     PeakModel,
@@ -176,3 +177,21 @@ def test_a_statically_assigned_step_without_spread_gets_the_small_floor_and_noth
     assert run_margin_floor(True, [probe(1, 40, 40), probe(32, 400, 380)]) == MIN_RUN_MARGIN  # it did vary here
     model = PeakModel(steady, min_run_margin=run_margin_floor(True, steady))
     assert model.predict_peak(16).peak_bytes == pytest.approx((40 + (400 - 40) * 15 / 31) * MIB * 1.02, rel=1e-6)
+
+
+def test_once_a_step_ran_in_several_processes_the_margin_is_their_spread_over_a_small_floor():
+    one_process = [probe(8, 100, 98), probe(32, 400, 396)]
+    two_processes = [probe(8, 100, 98),
+                     ProbeResult(32, "ok", peak_bytes=int(420 * MIB), peak_bytes_runs=[int(400 * MIB), int(420 * MIB)],
+                                 processes=2, process_peaks=[int(400 * MIB), int(420 * MIB)])]
+    assert run_margin_floor(False, one_process) == MIN_RUN_MARGIN         # nothing seen between processes
+    assert run_margin_floor(False, two_processes) == MEASURED_SPREAD_RUN_MARGIN
+    assert run_margin_floor(False, two_processes, recurrent=True) == MIN_RUN_MARGIN  # bimodal: two may agree
+    model = PeakModel(two_processes, min_run_margin=run_margin_floor(False, two_processes))
+    spread = (420 - 400) / 420
+    assert model.run_margin == pytest.approx(spread)                        # the measured spread, over the floor
+    assert model.predict_peak(32).peak_bytes == pytest.approx(420 * MIB * (1 + spread), rel=1e-6)
+    # A repeat that failed adds a process but no peak: no spread was measured.
+    failed_repeat = [probe(8, 100, 98), ProbeResult(32, "ok", peak_bytes=int(400 * MIB),
+                                                    peak_bytes_runs=[int(400 * MIB)], processes=2)]
+    assert run_margin_floor(False, failed_repeat) == MIN_RUN_MARGIN

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from preflight.common.version import __version__
 from preflight.analysis.checks import CheckContext, run_checks
@@ -20,8 +20,8 @@ from preflight.analysis.host import host_section
 from preflight.analysis.lengths import length_section
 from preflight.analysis.per_device import (one_device_measured, per_device_prediction, per_device_section,
                                           shares_one_allocator)
-from preflight.analysis.predict import PeakModel, project_to_target, run_margin_floor
-from preflight.common.measurements import ModelInfo, ProbeOutcome
+from preflight.analysis.predict import PeakModel, is_recurrent, project_to_target, run_margin_floor
+from preflight.common.measurements import ModelInfo, ProbeOutcome, ProbeResult
 
 FORMAT_VERSION = 1  # of the document; a saved report of another format is refused (preflight.render.report)
 
@@ -57,7 +57,10 @@ def backend_record(device) -> dict[str, Any]:
     return {"name": device.backend, "version": version, "method": device.method or device.allocator}
 
 
-def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str = "model") -> dict[str, Any]:
+def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str = "model",
+                   fresh_points: Sequence[ProbeResult] = ()) -> dict[str, Any]:
+    """`fresh_points`: sizes the largest-batch search ran in fresh processes (model.fit under the budget,
+    whatif.recommend): measured points of the curve beside the probes."""
     model = outcome.model or _unknown_model(model_name)
     batch_size = settings.batch_size
     budget = usable_bytes(settings)
@@ -68,11 +71,13 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
     probe_limit = outcome.device.memory_limit_bytes
     planned = next((p for p in outcome.probes if p.batch_size == batch_size and p.status == "ok"), None)
     peak_model = None
+    recurrent = is_recurrent(layer.type for layer in model.layers)
     if any(p.status == "ok" for p in outcome.probes):
         static_buffers = model.jit_compile or outcome.device.deterministic  # XLA: the same peak in every process
-        peak_model = PeakModel(outcome.probes, min_bytes_per_sample=model.input_bytes_per_sample,
+        points = [*outcome.probes, *fresh_points]
+        peak_model = PeakModel(points, min_bytes_per_sample=model.input_bytes_per_sample,
                                graph_estimates=outcome.graph_estimates, memory_limit_bytes=probe_limit,
-                               min_run_margin=run_margin_floor(static_buffers, outcome.probes))
+                               min_run_margin=run_margin_floor(static_buffers, points, recurrent))
 
     document: dict[str, Any] = {
         "format": FORMAT_VERSION,
@@ -168,7 +173,8 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
                                or outcome.load_oom):
         document["fits"] = False
     lengths = length_section(outcome, batch_size, _step_budget(budget, pipeline_on_host),
-                             run_margin_floor(model.jit_compile or outcome.device.deterministic, outcome.probes))
+                             run_margin_floor(model.jit_compile or outcome.device.deterministic, outcome.probes,
+                                              recurrent))
     if lengths is not None:
         document["length_curve"] = lengths
     document["findings"] = run_checks(CheckContext(document, settings.host_available_bytes))

@@ -118,6 +118,8 @@ def run_job(job: dict, events: EventWriter) -> None:
             break
         if any(p.status == "ok" for p in probes):
             decided = True
+            if not job.get("decision_round", True):
+                break
             # The liveness estimate reads a TF graph; XLA's buffer assignment needs no such help.
             slope = graph_slope(model, pool, job["planned_batch_size"], events) if backend == "tensorflow" else 0.0
             round_sizes = plan.decision_round(

@@ -9,39 +9,101 @@ prediction's margin (preflight.analysis.predict takes the probes' spread as its 
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 
 from preflight.analysis.per_device import shares_one_allocator
 from preflight.errors import PreflightError
-from preflight.common.measurements import ProbeResult
-from preflight.engine.runner import ProbeJob, ProbeOutcome, run_probes
+from preflight.common.measurements import DeviceInfo, ProbeResult
+from preflight.engine.runner import Cancelled, ProbeJob, ProbeOutcome, run_probes
 
 REPEAT_STEPS = 2
 FIT_STEPS = 3  # model.fit's steps, as the largest batch's confirming runs take them (whatif.recommend)
 REPEAT_MAX_STEP_SECONDS = 30.0  # slower steps are not repeated: the wait would dwarf the rest of the check
+PROCESS_BASE_BYTES = 2 * 2**30  # a child with TensorFlow imported and a model built: 1.7 GiB RSS (MobileNetV2)
 
 
-def repeat_planned_batch(job: ProbeJob, outcome: ProbeOutcome, on_progress, processes: int) -> None:
-    """Measure the planned batch in `processes - 1` more fresh children (the first is the probe child) and fold
-    them into its probe. How many is the `processes` setting (preflight.settings.config, default 2)."""
-    planned = job.planned_batch_size
-    index = next((i for i, p in enumerate(outcome.probes) if p.batch_size == planned and p.status == "ok"), None)
-    if index is None or (outcome.probes[index].step_seconds or 0) > REPEAT_MAX_STEP_SECONDS:
-        return
-    # Replicas on logical CPUs of one allocator (a MirroredStrategy): fit's distributed dataset holds its
-    # per-replica batches in the allocator the step uses, a visible share of a small model's peak (a 220 KB
-    # step read 15-20 % over the probe's): the other processes run model.fit itself (engine.probe.fit_probe).
-    under_fit = outcome.device is not None and shares_one_allocator(outcome.device, outcome.device.replicas)
-    for _ in range(processes - 1):
-        repeat = replace(job, batch_sizes=[planned], adaptive=False,
+class PlannedRepeats:
+    """The planned batch's other fresh processes, started as soon as the first child has measured it.
+
+    They run beside the first child's smaller probes (on another thread, each in its own process and
+    allocator, so neither measurement sees the other), when the host has room for a second process of that
+    size; else after the first child, one at a time. Use `watch` as the first child's progress callback,
+    then `fold_into(outcome)`; `stop()` in a `finally` kills a repeat still running."""
+
+    def __init__(self, job: ProbeJob, on_progress, processes: int):
+        self.job, self.processes = job, processes
+        self._show = on_progress or (lambda event: None)
+        self._lock = threading.Lock()          # the display hears both threads
+        self._cancel = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._device: DeviceInfo | None = None
+        self._results: list[ProbeResult | None] = []
+
+    def show(self, event: dict) -> None:
+        with self._lock:
+            self._show(event)
+
+    def watch(self, event: dict) -> None:
+        self.show(event)
+        if event.get("event") == "model":
+            self._device = DeviceInfo.from_dict(event["device"])
+        elif event.get("event") == "probe" and self._thread is None and self._wanted(event["probe"]):
+            if host_room_for(event["probe"].get("peak_bytes") or 0):
+                self._thread = threading.Thread(target=self._run, daemon=True, name="preflight-repeats")
+                self._thread.start()
+
+    def _wanted(self, probe: dict) -> bool:
+        return (self.processes > 1 and probe["batch_size"] == self.job.planned_batch_size
+                and probe["status"] == "ok" and (probe.get("step_seconds") or 0) <= REPEAT_MAX_STEP_SECONDS
+                and self._device is not None and not self._device.deterministic)
+
+    def _run(self) -> None:
+        # Replicas on logical CPUs of one allocator (a MirroredStrategy): fit's distributed dataset holds its
+        # per-replica batches in the allocator the step uses, a visible share of a small model's peak (a 220 KB
+        # step read 15-20 % over the probe's): the other processes run model.fit itself (engine.probe.fit_probe).
+        under_fit = self._device is not None and shares_one_allocator(self._device, self._device.replicas)
+        planned = self.job.planned_batch_size
+        repeat = replace(self.job, batch_sizes=[planned], adaptive=False,
                          measured_steps=FIT_STEPS if under_fit else REPEAT_STEPS, as_fit=under_fit,
                          list_variants=False, profile_dir=None, prior_probes=[], readiness=False,
                          length_curve=False)
-        try:
-            probe = next((p for p in run_probes(repeat, on_progress).probes if p.batch_size == planned), None)
-        except PreflightError:
-            return  # the first process measured it; a failing repeat adds nothing to trust
-        outcome.probes[index] = merge_processes(outcome.probes[index], probe)
+        for _ in range(self.processes - 1):
+            try:
+                outcome = run_probes(repeat, self.show, cancel=self._cancel)
+            except (PreflightError, Cancelled):
+                return  # the first process measured it; a failing repeat adds nothing to trust
+            self._results.append(next((p for p in outcome.probes if p.batch_size == planned), None))
+
+    def fold_into(self, outcome: ProbeOutcome) -> None:
+        """Wait for the repeats (or run them now, when none started) and fold them into the planned probe."""
+        index = next((i for i, p in enumerate(outcome.probes)
+                      if p.batch_size == self.job.planned_batch_size and p.status == "ok"), None)
+        if index is None or outcome.device.deterministic:
+            self.stop()
+            return
+        if self._thread is None:
+            self._device = self._device or outcome.device
+            if not self._wanted(outcome.probes[index].to_dict()):
+                return
+            self._run()
+        else:
+            self._thread.join()
+        for probe in self._results:
+            outcome.probes[index] = merge_processes(outcome.probes[index], probe)
+
+    def stop(self) -> None:
+        self._cancel.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+def host_room_for(peak_bytes: int) -> bool:
+    """Whether the host can hold a second process of this size beside the first child: its step's peak twice
+    over (the first child keeps its allocator's regions) and an interpreter with TensorFlow loaded."""
+    import psutil
+
+    return psutil.virtual_memory().available >= 2 * peak_bytes + PROCESS_BASE_BYTES
 
 
 def merge_processes(first: ProbeResult, repeat: ProbeResult | None) -> ProbeResult:

@@ -51,6 +51,9 @@ class ProbeJob:
     timeout_seconds: float = 600.0     # per probe; loading the model gets the same allowance
     single_thread: bool = False
     adaptive: bool = False             # let the child add rounds of batch sizes (preflight.engine.plan)
+    # with adaptive: after a size ran, measure the sizes that decide the largest batch (plan.decision_round);
+    # off where the largest-batch search in fresh processes follows and measures them under model.fit
+    decision_round: bool = True
     planned_batch_size: int | None = None
     usable_bytes: int | None = None    # the budget or target memory the recommendation aims at
     prior_probes: list[dict] = field(default_factory=list)  # results of an earlier child of the same run
@@ -114,16 +117,21 @@ def forkable(job: ProbeJob) -> bool:
     return job.variant is not None or job.source.get("kind") == "hypermodel" or "hp_values" in job.source
 
 
-def run_probes(job: ProbeJob, on_progress: ProgressCallback | None = None) -> ProbeOutcome:
+class Cancelled(Exception):
+    """run_probes was told to stop (its `cancel` event set): its child was killed."""
+
+
+def run_probes(job: ProbeJob, on_progress: ProgressCallback | None = None,
+               cancel: threading.Event | None = None) -> ProbeOutcome:
     """Probe the job's batch sizes (and, if adaptive, the child's later rounds) in one child process.
 
     After an out-of-memory, hang or crash at one batch size nothing larger is tried: it would fail the
-    same way, after a long wait.
+    same way, after a long wait. `cancel`: for a run on another thread, set to kill its child (Cancelled).
     """
     outcome = ProbeOutcome()
     current = job
     for _ in range(MAX_CHILD_STARTS):
-        run = _ChildRun(current, on_progress)
+        run = _ChildRun(current, on_progress, cancel)
         run.run(outcome)
         if run.restart is None:
             break
@@ -145,8 +153,9 @@ class Restart:
 class _ChildRun:
     """One child process: spawn, follow events until done, timeout or death."""
 
-    def __init__(self, job: ProbeJob, on_progress: ProgressCallback | None):
+    def __init__(self, job: ProbeJob, on_progress: ProgressCallback | None, cancel: threading.Event | None = None):
         self.job = job
+        self.cancel = cancel
         self.on_progress = on_progress or (lambda event: None)
         self.restart: Restart | None = None  # set when the child stopped after a failed step, or died of it
         self.stage = "starting"             # the child's last progress stage, for a death before the model
@@ -203,6 +212,8 @@ class _ChildRun:
                 event = events.get(timeout=0.2)
             except queue.Empty:
                 event = None
+            if self.cancel is not None and self.cancel.is_set():
+                raise Cancelled("stopped by its caller")
             if event is None:
                 if time.monotonic() > deadline:
                     self._record_failure(outcome, pending, "timeout",

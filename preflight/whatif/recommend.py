@@ -217,7 +217,9 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
     top = max(ran)
     return {**confirmation_record(top, "ok", max(ran[top]), budget, sorted(failed), process_peaks=ran[top],
                                   near_limit=near_limit), "method": method,
-            "process_spread": round(cross_process_spread(document, ran), 4)}
+            "process_spread": round(cross_process_spread(document, ran), 4),
+            # every size that ran with room, each process's peak: measured points of the report's curve
+            "runs": {str(size): list(peaks) for size, peaks in sorted(ran.items())}}
 
 
 class SearchClock:

@@ -195,3 +195,20 @@ def test_once_a_step_ran_in_several_processes_the_margin_is_their_spread_over_a_
     failed_repeat = [probe(8, 100, 98), ProbeResult(32, "ok", peak_bytes=int(400 * MIB),
                                                     peak_bytes_runs=[int(400 * MIB)], processes=2)]
     assert run_margin_floor(False, failed_repeat) == MIN_RUN_MARGIN
+
+
+def test_between_far_points_a_curve_that_bends_down_is_bounded_by_the_segment_below_continued():
+    """The recommender: optimizer slots over a 200,000-row table grow fast at first, then saturate; the chord
+    from batch 1,024 to a point 100 times larger passes far under the curve."""
+    def concave(b):  # MiB: steep, then flattening
+        return 300 + 0.02 * b if b <= 20_000 else 700 + 0.004 * (b - 20_000)
+
+    probes = [probe(b, concave(b)) for b in (256, 512, 1024, 99_000)]
+    model = PeakModel(probes, min_run_margin=0.0)
+    for size in (4096, 32_768, 65_536):
+        assert model.predict_peak(size).peak_bytes >= concave(size) * MIB * (1 - 1e-6)
+        assert model.predict_peak(size).peak_bytes <= concave(99_000) * MIB   # never over the next point
+    assert "bend down" in model.predict_peak(32_768).method
+    # a straight or convex curve keeps its chord
+    linear = PeakModel([probe(b, 10 + b) for b in (1, 8, 16, 32)], min_run_margin=0.0)
+    assert linear.predict_peak(24).peak_bytes == pytest.approx(34 * MIB, rel=1e-6)

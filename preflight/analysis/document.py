@@ -72,8 +72,8 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
     planned = next((p for p in outcome.probes if p.batch_size == batch_size and p.status == "ok"), None)
     peak_model = None
     recurrent = is_recurrent(layer.type for layer in model.layers)
+    static_buffers = model.jit_compile or outcome.device.deterministic  # XLA: the same peak in every process
     if any(p.status == "ok" for p in outcome.probes):
-        static_buffers = model.jit_compile or outcome.device.deterministic  # XLA: the same peak in every process
         points = [*outcome.probes, *fresh_points]
         peak_model = PeakModel(points, min_bytes_per_sample=model.input_bytes_per_sample,
                                graph_estimates=outcome.graph_estimates, memory_limit_bytes=probe_limit,
@@ -173,8 +173,7 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
                                or outcome.load_oom):
         document["fits"] = False
     lengths = length_section(outcome, batch_size, _step_budget(budget, pipeline_on_host),
-                             run_margin_floor(model.jit_compile or outcome.device.deterministic, outcome.probes,
-                                              recurrent))
+                             run_margin_floor(static_buffers, outcome.probes, recurrent))
     if lengths is not None:
         document["length_curve"] = lengths
     document["findings"] = run_checks(CheckContext(document, settings.host_available_bytes))

@@ -1,8 +1,8 @@
 """Which batch sizes the dry run measures, round by round.
 
-Round 1: the planned batch B, then B/2 and B/4 (an out-of-memory at B still leaves points).
-If everything ran out of memory: smaller batches, a quarter each time, until one fits. Then one
-decision round: the points that decide the answer (predict.next_probe_batch_sizes: 2B, the predicted
+Round 1: the planned batch B, then B/2, B/4 and 1 (an out-of-memory at B still leaves points).
+If everything ran out of memory: smaller batches, a quarter each time, until one fits. Then, unless the
+largest-batch search in fresh processes follows (the job's decision_round off), one decision round: the points that decide the answer (predict.next_probe_batch_sizes: 2B, the predicted
 max batch) and the recommended batch, so a recommendation that fits this machine is confirmed by a real
 step. The decision round is skipped where it would cost more time than half of everything before it
 (its steps, and its memory touched for the first time): the prediction is there to save that time. Pure Python; the child calls it between probes, so one

@@ -124,6 +124,48 @@ def test_the_largest_batch_search_lands_within_10_percent_below_the_truth_from_e
     assert max(s for s in asked if s <= 1_500) >= 1_500 / 2
 
 
+def test_a_step_down_that_runs_is_followed_back_up_toward_the_failure_above_it():
+    from preflight.whatif.recommend import MAX_BATCH_RESOLUTION, MAX_BATCH_STEP_DOWN, search_from
+
+    def step_down(size: int) -> int:
+        return int(size * MAX_BATCH_STEP_DOWN)
+
+    # MobileNetV2 under 512 MiB: the predicted 37 failed, 33 ran, 36 runs under model.fit.
+    attempt, asked = _attempts_against(36)
+    assert search_from(37, step_down, attempt, lambda size: False, True, lambda refused: 0) is True
+    best = max(s for s in asked if s <= 36)
+    assert asked[:2] == [37, 33]
+    # the answer is closed in from both sides: the smallest failure above it lies within the resolution
+    assert min(s for s in asked if s > best) <= best * MAX_BATCH_RESOLUTION
+    # The recommended batch is not searched: its step down stands.
+    attempt, asked = _attempts_against(36)
+    search_from(37, step_down, attempt, lambda size: False, False, lambda refused: 0)
+    assert asked == [37, 33]
+    # Out of time on the first try: no answer.
+    assert search_from(37, step_down, lambda size: None, lambda size: False, True, lambda refused: 0) is None
+
+
+def test_the_search_up_goes_where_the_measured_peaks_point_not_a_fixed_step_at_a_time():
+    from preflight.whatif.recommend import MAX_BATCH_LEAP, MAX_BATCH_RESOLUTION, _search
+
+    # The recommender under 1 GiB: predicted 17,140, about 120,000 runs under model.fit.
+    attempt, asked = _attempts_against(120_000)
+    aims: list[int] = []
+
+    def aim(low: int) -> int:   # the line through what ran points at 125,000
+        aims.append(low)
+        return 125_000
+
+    _search(17_140, None, attempt, aim=aim)
+    best = max(s for s in asked if s <= 120_000)
+    assert aims and asked[0] == int(17_140 * MAX_BATCH_LEAP)            # a leap, capped
+    assert 120_000 / MAX_BATCH_RESOLUTION <= best <= 120_000 and len(asked) <= 6
+    # Without an aim the 1.25x steps end well short in as many tries.
+    attempt, asked = _attempts_against(120_000)
+    _search(17_140, None, attempt)
+    assert max(asked) < 120_000 / MAX_BATCH_RESOLUTION
+
+
 def test_the_largest_batch_leaves_room_for_the_spread_fresh_processes_showed():
     from preflight.whatif.recommend import NEAR_LIMIT_FILL, cross_process_spread, sizes_without_room
 

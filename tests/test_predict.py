@@ -212,3 +212,6 @@ def test_between_far_points_a_curve_that_bends_down_is_bounded_by_the_segment_be
     # a straight or convex curve keeps its chord
     linear = PeakModel([probe(b, 10 + b) for b in (1, 8, 16, 32)], min_run_margin=0.0)
     assert linear.predict_peak(24).peak_bytes == pytest.approx(34 * MIB, rel=1e-6)
+    # so does a curve that bends between near points (MobileNetV2 under 512 MiB: 24 peaks at 331 MiB)
+    near = PeakModel([probe(b, mib) for b, mib in ((1, 51), (8, 136), (16, 250), (32, 416))], min_run_margin=0.0)
+    assert near.predict_peak(24).peak_bytes == pytest.approx(333 * MIB, rel=1e-6)

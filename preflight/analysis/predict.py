@@ -40,6 +40,7 @@ RECURRENT_LAYER_TYPES = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "Co
 # the interpolation between probes only (measured there: under 2 %), when every probe's steps agreed.
 STATIC_BUFFERS_RUN_MARGIN = 0.02
 STATIC_BUFFERS_MAX_SPREAD = 0.01
+FAR_APART_RATIO = 3                       # two measured points this far apart may hide a bend between them
 EXTRAPOLATION_MARGIN_PER_DOUBLING = 0.10  # on extrapolated growth, per doubling past the largest probe (peaks grow convexly)
 RECOMMEND_FRACTION = 0.90                # recommended batch keeps 10 % headroom under usable memory
 MAX_SEARCH_BATCH = 1 << 24               # max_batch_size stops looking here (a flat curve never crosses)
@@ -185,10 +186,12 @@ class PeakModel:
         p0, p1 = self.envelope[upper - 1], self.envelope[upper]
         value = p0 + (p1 - p0) * (batch_size - b0) / (b1 - b0)
         how = f"interpolated on the upper envelope between batch {b0} and {b1}"
-        if upper >= 2:
+        if upper >= 2 and b1 >= FAR_APART_RATIO * b0:
             # A curve that bends down between two far points lies above their chord (the recommender's
             # optimizer slots over a 200,000-row table: 505 MiB at batch 32,768, its chord from 1,024 to
             # 99,000 said 325): the segment below, continued, bounds it, and the next point's peak caps that.
+            # Between near points (round 1's doubling) the chord stands: MobileNetV2's 16 to 32 took 24 to
+            # 331 MiB, its chord 333, where the segment from 8 continued said 364.
             below = sizes[upper - 2]
             continued = p0 + (p0 - self.envelope[upper - 2]) / (b0 - below) * (batch_size - b0)
             if continued > value:

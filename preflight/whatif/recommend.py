@@ -11,6 +11,7 @@ import time
 from dataclasses import replace
 from typing import Any, Callable
 
+from preflight.analysis.assemble import UNSQUEEZED_FILL
 from preflight.analysis.document import confirmation_record
 from preflight.errors import PreflightError
 from preflight.engine.runner import ProbeJob, ProbeOutcome, run_probes
@@ -106,12 +107,15 @@ CONFIRM_PROCESSES = 2        # fresh processes that must each run the batch unde
 NEAR_LIMIT_FILL = 0.96       # a peak above this share of the limit was squeezed against it: not a fit
 PREFETCHED_BATCHES = 2       # batches model.fit's tf.data pipeline holds beside a probe's step (not under fit)
 MAX_BATCH_STEP_DOWN = 0.9    # the largest batch is stepped down finely: it is the number reported
-MAX_BATCH_STEP_UP = 1.25     # upward, until a batch fails ...
+MAX_BATCH_STEP_UP = 1.25     # upward, until a batch fails: at least this step ...
+MAX_BATCH_LEAP = 4.0         # ... at most this one, aimed where the measured peaks reach AIM_FILL of the limit
+AIM_FILL = 0.92
 MAX_BATCH_RESOLUTION = 1.1   # ... then bisected until the failure is within 10 % of the largest that ran
 RECOMMENDED_STEP_DOWN = 0.85
 CONFIRM_MAX_STEP_SECONDS = 20.0
 UNCONFIRMED_PIPELINE_SHARE = 0.1  # on a CPU, an input pipeline over this share of the budget: no confirmation
 FIT_STEPS = 3                # model.fit steps per confirming process (TensorFlow)
+SETTLE_ROUNDS = 3            # searches again below an answer its own repeats refused
 
 
 def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_limit_bytes: int,
@@ -179,38 +183,56 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
             return None  # out of time: what ran so far stands
         return run(size, 1)
 
-    for _ in range(CONFIRM_ATTEMPTS):
-        status = attempt(batch)
-        if status is None:
-            return None
-        if status == "ok":
-            break
-        smaller = step_down(batch)
-        if smaller < 1 or smaller >= batch:
-            break
-        batch = smaller
-        if search_up and not ran and len(failed) + len(near_limit) >= 2:
-            # Two steps down did not reach it: the prediction is far off (a recommender's predicted 290,164
-            # failed, and so did 261,147 and 235,032); bisect between the largest probe within the budget
-            # and the smallest failure instead of stepping down 10 % at a time.
-            smallest_refused = min([*failed, *near_limit])
-            _bisect(largest_probe_under(document, smallest_refused), smallest_refused, attempt, too_slow)
-            break
-    if ran and search_up and not failed and not near_limit:
-        _search(batch, None, attempt, too_slow)
     input_bytes_per_sample = (document.get("model") or {}).get("input_bytes_per_sample")
 
     def limit_of(size: int) -> int:
         return _fresh_process_limit(baseline_job, budget, size, input_bytes_per_sample)
 
-    while ran:   # the answer must run in every one of its fresh processes, with room for their spread
-        for size in sizes_without_room(ran, cross_process_spread(document, ran), limit_of):
-            near_limit[size] = max(ran.pop(size))
-        top = max(ran)
-        if len(ran[top]) >= needed:
+    def aim(low: int) -> int | None:
+        """Where the straight line through the two largest sizes measured (fit runs under the budget, else
+        the probes below them) reaches AIM_FILL of the limit; None where it does not rise."""
+        measured = {p.batch_size: p.peak_bytes for p in probes if p.status == "ok" and p.peak_bytes}
+        measured.update({size: max(peaks) for size, peaks in ran.items()})
+        sizes = sorted(size for size in measured if size <= low)[-2:]
+        if len(sizes) < 2 or measured[sizes[1]] <= measured[sizes[0]]:
+            return None
+        slope = (measured[sizes[1]] - measured[sizes[0]]) / (sizes[1] - sizes[0])
+        return int(sizes[1] + (AIM_FILL * limit_of(low) - measured[sizes[1]]) / slope)
+
+    if search_from(batch, step_down, attempt, too_slow, search_up,
+                   lambda refused: largest_probe_under(document, refused), aim) is None:
+        return None
+
+    def processes_for(size: int) -> int:
+        """A peak the limit squeezed (over UNSQUEEZED_FILL of it) hides what the step would take unlimited,
+        which may vary between processes by more than the processes showed (the recommender's 124,345 ran
+        at 95 % of 1 GiB in two processes and ran out of memory in one of two `fit` runs after): one more."""
+        squeezed = max(ran[size]) > UNSQUEEZED_FILL * limit_of(size)
+        return needed + (1 if squeezed and not deterministic else 0)
+
+    def settle() -> None:
+        while ran:   # the answer must run in every one of its fresh processes, with room for their spread
+            for size in sizes_without_room(ran, cross_process_spread(document, ran), limit_of):
+                near_limit[size] = max(ran.pop(size))
+            top = max(ran)
+            if len(ran[top]) >= processes_for(top):
+                return
+            if run(top, processes_for(top) - len(ran[top])) != "ok":
+                del ran[top]
+
+    for _ in range(SETTLE_ROUNDS):
+        settle()
+        # An answer its repeats refused leaves a gap below the refusal: close in on it again.
+        top = max(ran, default=0)
+        above = min((size for size in [*failed, *near_limit] if size > top), default=None)
+        if (not search_up or above is None or (top and above <= top * MAX_BATCH_RESOLUTION)
+                or not clock.allows_another()):
             break
-        if run(top, needed - len(ran[top])) != "ok":
-            del ran[top]
+        if top:
+            _search(top, above, attempt, too_slow)
+        else:
+            _bisect(largest_probe_under(document, above), above, attempt, too_slow)
+    settle()
     method = f"model.fit, {FIT_STEPS} steps" if baseline_job.backend == "tensorflow" else "training steps"
     if not ran:
         return {**confirmation_record(None, "oom", None, budget, failed, near_limit=near_limit), "method": method}
@@ -242,13 +264,62 @@ class SearchClock:
         return now + self.owed_processes * self.last_process_seconds <= self.deadline
 
 
+def search_from(batch: int, step_down: Callable[[int], int], attempt: Callable[[int], str | None],
+                too_slow: Callable[[int], bool], search_up: bool,
+                probe_under: Callable[[int], int],
+                aim: Callable[[int], int | None] = lambda low: None) -> bool | None:
+    """The order in which the confirmation tries sizes, each by `attempt` ("ok", or why not; None: out of
+    time): the prediction, stepped down on failure up to CONFIRM_ATTEMPTS times. With `search_up` (the largest
+    batch, whose figure is the answer) the search then closes in from both sides: up from a first try that
+    ran, and from a step down that ran, back up between it and the failure above it, which may be up to
+    1/MAX_BATCH_STEP_DOWN wide (MobileNetV2's predicted 37 failed under 512 MiB, 33 ran, 36 runs in three
+    `fit` processes). None when the first try could not be run; else whether any size ran."""
+    outcomes: dict[int, str] = {}
+
+    def tried(size: int) -> str | None:
+        outcomes[size] = attempt(size)
+        return outcomes[size]
+
+    for _ in range(CONFIRM_ATTEMPTS):
+        status = tried(batch)
+        if status is None:
+            return None
+        if status == "ok":
+            break
+        smaller = step_down(batch)
+        if smaller < 1 or smaller >= batch:
+            break
+        batch = smaller
+        if search_up and len(outcomes) >= 2:
+            # Two steps down did not reach it: the prediction is far off (a recommender's predicted 290,164
+            # failed, and so did 261,147 and 235,032); bisect between the largest probe within the budget
+            # and the smallest failure instead of stepping down 10 % at a time.
+            smallest_refused = min(outcomes)
+            _bisect(probe_under(smallest_refused), smallest_refused, tried, too_slow)
+            break
+    ran = [size for size, status in outcomes.items() if status == "ok"]
+    if ran and search_up:
+        refused_above = [size for size, status in outcomes.items() if status != "ok" and size > max(ran)]
+        _search(max(ran), min(refused_above, default=None), tried, too_slow, aim)
+    return any(status == "ok" for status in outcomes.values())
+
+
 def _search(low: int, high: int | None, attempt: Callable[[int], str | None],
-            too_slow: Callable[[int], bool] = lambda size: False) -> None:
-    """From a batch that ran (`low`): up by MAX_BATCH_STEP_UP until one does not, then bisect between the two
-    until they are within MAX_BATCH_RESOLUTION (the prediction's margin may leave a quarter of the memory
-    unused). With `high` (a batch that did not run) it bisects at once."""
-    for _ in range(CONFIRM_UP_ATTEMPTS):
-        size = int(low * MAX_BATCH_STEP_UP) + 1 if high is None else (low + high) // 2
+            too_slow: Callable[[int], bool] = lambda size: False,
+            aim: Callable[[int], int | None] = lambda low: None) -> None:
+    """From a batch that ran (`low`): up until one does not, then bisect between the two until they are within
+    MAX_BATCH_RESOLUTION (the prediction's margin may leave a quarter of the memory unused). Each step up
+    goes where the measured peaks point (`aim`), at least MAX_BATCH_STEP_UP and at most MAX_BATCH_LEAP times
+    `low`: a recommender predicted at 17,140 runs 118,909 under fit, and 1.25x steps ended 2.4x up with
+    nothing refused. With `high` (a batch that did not run) it bisects at once."""
+    for _ in range(CONFIRM_UP_ATTEMPTS + 2):
+        if high is None:
+            aimed = aim(low)
+            size = int(low * MAX_BATCH_STEP_UP) + 1
+            if aimed is not None:
+                size = max(size, min(aimed, int(low * MAX_BATCH_LEAP)))
+        else:
+            size = (low + high) // 2
         if high is not None and high <= low * MAX_BATCH_RESOLUTION or size <= low:
             return
         if too_slow(size):

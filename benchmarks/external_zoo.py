@@ -118,7 +118,11 @@ def measure_case(case: str, processes: int) -> dict:
            "peak_bytes": document.get("peak_bytes"), "preflight_max": largest,
            "timing": document.get("timing"), "base_seconds": base.get("process_seconds"),
            "base_status": base.get("status"), "predictions": predictions,
-           "probed": sorted({p["batch_size"] for p in document.get("probes") or []})}
+           "probed": sorted({p["batch_size"] for p in document.get("probes") or []}),
+           # what the probes and the largest-batch search measured, and the curve made from them: enough to
+           # replay a change to the prediction (analysis.predict) against the truths above without new runs
+           "probe_results": document.get("probes"), "search": document.get("max_batch_confirmation"),
+           "curve": document.get("curve")}
     if largest:
         row["at_max"] = fits_everywhere(model_file, largest, budget_bytes, processes)
         row["past_10_percent"] = fits_everywhere(model_file, int(largest * 1.1) + 1, budget_bytes, processes)
@@ -170,11 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", nargs="+", default=list(DEFAULT_CASES), help="MODEL.py:BUDGET")
     parser.add_argument("--processes", type=int, default=3)
     parser.add_argument("--fresh-fits", action="store_true", help="measure every model.fit again")
+    parser.add_argument("--results", type=Path, default=RESULTS_PATH,
+                        help="the JSON the rows go to (earlier rows in it kept)")
     args = parser.parse_args(argv)
     global FITS
     FITS = FitCache(FITS_PATH, fresh=args.fresh_fits)
-    rows = {row["case"]: row for row in (json.loads(RESULTS_PATH.read_text(encoding="utf-8"))["rows"]
-                                          if RESULTS_PATH.exists() else [])}
+    results = args.results
+    rows = {row["case"]: row for row in (json.loads(results.read_text(encoding="utf-8"))["rows"]
+                                          if results.exists() else [])}
     for case in args.cases:
         started = time.monotonic()
         print(f"{case}:", flush=True)
@@ -184,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             rows[case] = {"case": case, "error": f"{type(exc).__name__}: {exc}"[:500], "predictions": []}
         rows[case]["case_seconds"] = round(time.monotonic() - started, 1)
         measured = [row for row in rows.values() if "error" not in row]
-        RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS_PATH.write_text(json.dumps({"rows": list(rows.values()), "summary": summary(measured)}, indent=1)
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(json.dumps({"rows": list(rows.values()), "summary": summary(measured)}, indent=1)
                                 + "\n", encoding="utf-8")
     measured = [row for row in rows.values() if "error" not in row]
     print(table(measured))

@@ -119,10 +119,9 @@ def measure_case(case: str, processes: int) -> dict:
            "timing": document.get("timing"), "base_seconds": base.get("process_seconds"),
            "base_status": base.get("status"), "predictions": predictions,
            "probed": sorted({p["batch_size"] for p in document.get("probes") or []}),
-           # what the probes and the largest-batch search measured, and the curve made from them: enough to
-           # replay a change to the prediction (analysis.predict) against the truths above without new runs
-           "probe_results": document.get("probes"), "search": document.get("max_batch_confirmation"),
-           "curve": document.get("curve")}
+           # the whole report (probes, the largest-batch search's runs, the curve made from them): enough to
+           # replay a change to the prediction against the truths above without new runs (benchmarks.replay_zoo)
+           "report": document}
     if largest:
         row["at_max"] = fits_everywhere(model_file, largest, budget_bytes, processes)
         row["past_10_percent"] = fits_everywhere(model_file, int(largest * 1.1) + 1, budget_bytes, processes)

@@ -1,0 +1,87 @@
+"""Replay the held-out zoo's predictions with the prediction code as it is now, without running anything.
+
+`benchmarks/external_zoo.py` keeps each case's report (its probes, the largest-batch search's `fit` runs) beside
+the truths it measured (`model.fit`, 3 fresh processes). This script rebuilds the report's peak curve from
+those measurements with the current `preflight.analysis.predict` and compares it with the same truths, so a
+change to the curve or its margin is judged against 24 truths in seconds rather than a 60-minute zoo run. The
+truths stay where the zoo measured them; a replayed curve may pick other points, which only a zoo run measures.
+
+First it checks that the replay is faithful: with unchanged code, the rebuilt curve must equal the stored one.
+
+    python -m benchmarks.replay_zoo                                   # benchmarks/results/external_zoo.json
+    python -m benchmarks.replay_zoo --results /tmp/trial.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from benchmarks.external_zoo import RESULTS_PATH
+
+OUT_PATH = Path(__file__).resolve().parent / "results" / "replay_zoo.json"
+
+
+def rebuilt_curve(report: dict) -> dict[int, int]:
+    """{batch: peak bytes} as analysis.document builds the report's curve from the same measurements."""
+    from preflight.analysis.assemble import fresh_points
+    from preflight.analysis.predict import PeakModel, is_recurrent, run_margin_floor
+    from preflight.common.measurements import ProbeResult
+
+    probes = [ProbeResult.from_dict(p) for p in report.get("probes") or []]
+    confirmations = {"largest": report.get("max_batch_confirmation"), "recommended": report.get("confirmation")}
+    points = [*probes, *fresh_points(confirmations)]
+    model, device = report.get("model") or {}, report.get("device") or {}
+    static_buffers = bool(model.get("jit_compile") or device.get("deterministic"))
+    recurrent = is_recurrent(layer.get("type", "") for layer in report.get("layers") or [])
+    graph = {int(b): int(v) for b, v in (report.get("graph_estimates") or {}).items()}
+    peak_model = PeakModel(points, min_bytes_per_sample=model.get("input_bytes_per_sample") or 0.0,
+                           graph_estimates=graph, memory_limit_bytes=device.get("memory_limit_bytes"),
+                           min_run_margin=run_margin_floor(static_buffers, points, recurrent))
+    sizes = [row["batch_size"] for row in report.get("curve") or []]
+    return {row["batch_size"]: row["peak_bytes"] for row in peak_model.curve(sizes)}
+
+
+def replay(rows: list[dict]) -> tuple[list[dict], list[str]]:
+    replayed, unfaithful = [], []
+    for row in rows:
+        report = row.get("report")
+        if not report:
+            continue
+        curve = rebuilt_curve(report)
+        stored = {r["batch_size"]: r["peak_bytes"] for r in report.get("curve") or []}
+        if any(curve.get(b) != v for b, v in stored.items()):
+            unfaithful.append(row["case"])
+        for point in row.get("predictions") or []:
+            batch = point["batch_size"]
+            replayed.append({"case": row["case"], "batch_size": batch, "truth_bytes": point["truth_bytes"],
+                             "stored_error": point["error"],
+                             "error": round(curve[batch] / point["truth_bytes"] - 1, 4)})
+    return replayed, unfaithful
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", type=Path, default=RESULTS_PATH)
+    args = parser.parse_args(argv)
+    rows = json.loads(args.results.read_text(encoding="utf-8"))["rows"]
+    points, unfaithful = replay(rows)
+    if not points:
+        print(f"no row of {args.results} keeps its report: run benchmarks.external_zoo first", file=sys.stderr)
+        return 1
+    print("| case | batch | stored error | replayed error |\n|---|---|---|---|")
+    for p in points:
+        print(f"| {Path(p['case']).name} | {p['batch_size']} | {p['stored_error']:+.1%} | {p['error']:+.1%} |")
+    errors = [p["error"] for p in points]
+    summary = {"points": len(points), "median_error": round(statistics.median(errors), 4),
+               "worst_over": max(errors), "below_2_percent": sum(1 for e in errors if e < -0.02),
+               "unfaithful_cases": unfaithful}
+    print(json.dumps(summary, indent=1))
+    OUT_PATH.write_text(json.dumps({"points": points, "summary": summary}, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

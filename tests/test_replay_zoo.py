@@ -1,0 +1,43 @@
+"""benchmarks.replay_zoo rebuilds a report's curve from its stored measurements: it must rebuild exactly what the
+report holds, or a replayed change to the prediction would be judged against the wrong baseline."""
+from benchmarks.replay_zoo import rebuilt_curve, replay
+from preflight.analysis.assemble import CheckFacts, assemble_check
+from preflight.analysis.document import RunSettings, confirmation_record
+from preflight.common.measurements import DeviceInfo, ProbeOutcome, ProbeResult
+
+MIB = 2**20
+
+
+def _report(jit: bool = False) -> dict:
+    def ok(size: int, *peaks_mib: int, processes: bool = False) -> ProbeResult:
+        runs = [p * MIB for p in peaks_mib]
+        return ProbeResult(size, "ok", peak_bytes=max(runs), peak_bytes_runs=runs, step_seconds=0.01,
+                           processes=len(runs) if processes else 1, process_peaks=runs if processes else [])
+
+    outcome = ProbeOutcome(device=DeviceInfo("CPU", "cpu", "BFC", memory_limit_bytes=2048 * MIB),
+                           probes=[ok(1, 40, 38), ok(8, 110), ok(16, 180, 171), ok(32, 330, 340, processes=True)])
+    largest = {**confirmation_record(88, "ok", 950 * MIB, 1024 * MIB, [100], process_peaks=[940 * MIB, 950 * MIB]),
+               "method": "model.fit, 3 steps",
+               "runs": {"64": [700 * MIB], "80": [820 * MIB, 830 * MIB], "88": [940 * MIB, 950 * MIB]}}
+    facts = CheckFacts(outcome, RunSettings(batch_size=32, budget_bytes=1024 * MIB), "by hand")
+    facts.confirmations = {"largest": largest, "recommended": None}
+    return assemble_check(facts)
+
+
+def test_the_replay_rebuilds_the_reports_own_curve():
+    report = _report()
+    stored = {row["batch_size"]: row["peak_bytes"] for row in report["curve"]}
+    assert len(stored) >= 6 and rebuilt_curve(report) == stored
+
+
+def test_a_replayed_point_is_compared_with_the_truth_the_zoo_measured():
+    report = _report()
+    at_4 = next(row["peak_bytes"] for row in report["curve"] if row["batch_size"] == 4)
+    truth = int(at_4 / 1.05)
+    row = {"case": "by hand", "report": report,
+           "predictions": [{"batch_size": 4, "truth_bytes": truth, "error": 0.05}]}
+    points, unfaithful = replay([row])
+    assert unfaithful == [] and points[0]["error"] == round(at_4 / truth - 1, 4)
+    # a curve that no longer matches its report is named, not silently replayed
+    report["curve"][0]["peak_bytes"] += 1
+    assert replay([row])[1] == ["by hand"]

@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         measured = [row for row in rows.values() if "error" not in row]
         results.parent.mkdir(parents=True, exist_ok=True)
         results.write_text(json.dumps({"rows": list(rows.values()), "summary": summary(measured)}, indent=1)
-                                + "\n", encoding="utf-8")
+                           + "\n", encoding="utf-8")
     measured = [row for row in rows.values() if "error" not in row]
     print(table(measured))
     for row in rows.values():

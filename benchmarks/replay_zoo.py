@@ -26,22 +26,10 @@ OUT_PATH = Path(__file__).resolve().parent / "results" / "replay_zoo.json"
 
 def rebuilt_curve(report: dict) -> dict[int, int]:
     """{batch: peak bytes} as analysis.document builds the report's curve from the same measurements."""
-    from preflight.analysis.assemble import fresh_points
-    from preflight.analysis.predict import PeakModel, is_recurrent, run_margin_floor
-    from preflight.common.measurements import ProbeResult
+    from preflight.analysis.document import curve_model_of_report
 
-    probes = [ProbeResult.from_dict(p) for p in report.get("probes") or []]
-    confirmations = {"largest": report.get("max_batch_confirmation"), "recommended": report.get("confirmation")}
-    points = [*probes, *fresh_points(confirmations)]
-    model, device = report.get("model") or {}, report.get("device") or {}
-    static_buffers = bool(model.get("jit_compile") or device.get("deterministic"))
-    recurrent = is_recurrent(layer.get("type", "") for layer in report.get("layers") or [])
-    graph = {int(b): int(v) for b, v in (report.get("graph_estimates") or {}).items()}
-    peak_model = PeakModel(points, min_bytes_per_sample=model.get("input_bytes_per_sample") or 0.0,
-                           graph_estimates=graph, memory_limit_bytes=device.get("memory_limit_bytes"),
-                           min_run_margin=run_margin_floor(static_buffers, points, recurrent))
     sizes = [row["batch_size"] for row in report.get("curve") or []]
-    return {row["batch_size"]: row["peak_bytes"] for row in peak_model.curve(sizes)}
+    return {row["batch_size"]: row["peak_bytes"] for row in curve_model_of_report(report).curve(sizes)}
 
 
 def replay(rows: list[dict]) -> tuple[list[dict], list[str]]:

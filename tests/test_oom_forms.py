@@ -142,7 +142,7 @@ def test_a_step_down_that_runs_is_followed_back_up_toward_the_failure_above_it()
     search_from(37, step_down, attempt, lambda size: False, False, lambda refused: 0)
     assert asked == [37, 33]
     # Out of time on the first try: no answer.
-    assert search_from(37, step_down, lambda size: None, lambda size: False, True, lambda refused: 0) is None
+    assert search_from(37, step_down, lambda size: None, lambda size: False, True, lambda refused: 0) is False
 
 
 def test_the_search_up_goes_where_the_measured_peaks_point_not_a_fixed_step_at_a_time():

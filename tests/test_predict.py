@@ -197,6 +197,21 @@ def test_once_a_step_ran_in_several_processes_the_margin_is_their_spread_over_a_
     assert run_margin_floor(False, failed_repeat) == MIN_RUN_MARGIN
 
 
+def test_the_margin_covers_how_far_the_processes_peaks_moved_not_the_steps_below_a_peak():
+    # BERT at batch 16 (MiB): steps 364, 373, 367 in one process, 393, 388 in the next: 7.4 % between steps,
+    # 5.1 % between the two processes' peaks, which is what a third process's peak may move by.
+    steps = [363.7, 373.0, 366.7, 393.0, 387.9]
+    bert_16 = ProbeResult(16, "ok", peak_bytes=int(393.0 * MIB), peak_bytes_runs=[int(s * MIB) for s in steps],
+                          processes=2, process_peaks=[int(373.0 * MIB), int(393.0 * MIB)])
+    points = [probe(1, 85.6, 85.5, 84.2), probe(8, 218.1, 217.2, 218.1), bert_16]
+    model = PeakModel(points, min_run_margin=run_margin_floor(False, points))
+    assert bert_16.spread == pytest.approx((393.0 - 363.7) / 393.0, abs=1e-3)
+    assert model.run_margin == pytest.approx((393.0 - 373.0) / 393.0, abs=1e-3)
+    # one process: its steps are all there is to go by
+    single = [probe(1, 85.6, 85.5, 84.2), probe(16, 363.7, 373.0, 393.0)]
+    assert PeakModel(single, min_run_margin=0.0).run_margin == pytest.approx((393.0 - 363.7) / 393.0, abs=1e-3)
+
+
 def test_between_far_points_a_curve_that_bends_down_is_bounded_by_the_segment_below_continued():
     """The recommender: optimizer slots over a 200,000-row table grow fast at first, then saturate; the chord
     from batch 1,024 to a point 100 times larger passes far under the curve."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from preflight.analysis import report_checks
 from preflight.analysis.checks import CheckContext, run_checks
-from preflight.analysis.document import RunSettings, build_document, search_document
+from preflight.analysis.document import RunSettings, build_document, fresh_points, search_document
 from preflight.analysis.gate import GateThresholds, evaluate_gate
 
 
@@ -57,7 +57,7 @@ def assemble_check(facts: CheckFacts) -> dict[str, Any]:
     outcome = facts.outcome
     launch = dict(facts.settings.launch or {})
     document = build_document(outcome, replace(facts.settings, launch=launch), model_name=facts.model_name,
-                              fresh_points=fresh_points(facts.confirmations))
+                              search_points=fresh_points(facts.confirmations))
     if (outcome.peak_composition or {}).get("composition") is not None:
         document["peak_composition"] = outcome.peak_composition["composition"]
     if facts.confirmations is not None:
@@ -76,29 +76,6 @@ def assemble_check(facts: CheckFacts) -> dict[str, Any]:
 
         apply_calibration(document, facts.calibration_records)
     return _with_gate(document, facts.baseline, facts.thresholds)
-
-
-# A peak near the limit it ran under may have been squeezed against it (the allocator retries a failed request
-# once others are freed): the recommender read 985 MiB under 1 GiB at batch 122,645 and 1021 MiB unlimited at
-# 116,256. Such a size tells what fits, not what the step needs.
-UNSQUEEZED_FILL = 0.90
-
-
-def fresh_points(confirmations: dict[str, Any] | None) -> list:
-    """The sizes the largest-batch search ran in fresh processes well under the budget, as probes of several
-    processes: the curve is measured there, by model.fit, rather than predicted."""
-    from preflight.common.measurements import ProbeResult
-
-    runs: dict[int, list[int]] = {}
-    for record in (confirmations or {}).values():
-        limit = (record or {}).get("limit_bytes") or 0
-        for size, peaks in ((record or {}).get("runs") or {}).items():
-            if peaks and max(peaks) <= UNSQUEEZED_FILL * limit:
-                runs.setdefault(int(size), []).extend(int(p) for p in peaks)
-    return [ProbeResult(batch_size=size, status="ok", peak_bytes=max(peaks), peak_bytes_runs=peaks,
-                        processes=len(peaks), process_peaks=peaks if len(peaks) > 1 else [],
-                        message="model.fit in fresh processes under the budget")
-            for size, peaks in sorted(runs.items()) if peaks]
 
 
 def assemble_search(facts: SearchFacts) -> dict[str, Any]:

@@ -58,8 +58,8 @@ def backend_record(device) -> dict[str, Any]:
 
 
 def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str = "model",
-                   fresh_points: Sequence[ProbeResult] = ()) -> dict[str, Any]:
-    """`fresh_points`: sizes the largest-batch search ran in fresh processes (model.fit under the budget,
+                   search_points: Sequence[ProbeResult] = ()) -> dict[str, Any]:
+    """`search_points`: sizes the largest-batch search ran in fresh processes (model.fit under the budget,
     whatif.recommend): measured points of the curve beside the probes."""
     model = outcome.model or _unknown_model(model_name)
     batch_size = settings.batch_size
@@ -74,10 +74,9 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
     recurrent = is_recurrent(layer.type for layer in model.layers)
     static_buffers = model.jit_compile or outcome.device.deterministic  # XLA: the same peak in every process
     if any(p.status == "ok" for p in outcome.probes):
-        points = [*outcome.probes, *fresh_points]
-        peak_model = PeakModel(points, min_bytes_per_sample=model.input_bytes_per_sample,
-                               graph_estimates=outcome.graph_estimates, memory_limit_bytes=probe_limit,
-                               min_run_margin=run_margin_floor(static_buffers, points, recurrent))
+        peak_model = curve_model(outcome.probes, search_points, input_bytes_per_sample=model.input_bytes_per_sample,
+                                 graph_estimates=outcome.graph_estimates, memory_limit_bytes=probe_limit,
+                                 static_buffers=static_buffers, recurrent=recurrent)
 
     document: dict[str, Any] = {
         "format": FORMAT_VERSION,
@@ -178,6 +177,52 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
         document["length_curve"] = lengths
     document["findings"] = run_checks(CheckContext(document, settings.host_available_bytes))
     return document
+
+
+# A peak near the limit it ran under may have been squeezed against it (the allocator retries a failed request
+# once others are freed): the recommender read 985 MiB under 1 GiB at batch 122,645 and 1021 MiB unlimited at
+# 116,256. Such a size tells what fits, not what the step needs.
+UNSQUEEZED_FILL = 0.90
+
+
+def fresh_points(confirmations: dict[str, Any] | None) -> list[ProbeResult]:
+    """The sizes the largest-batch search ran in fresh processes well under the budget, as probes of several
+    processes: the curve is measured there, by model.fit, rather than predicted."""
+    runs: dict[int, list[int]] = {}
+    for record in (confirmations or {}).values():
+        limit = (record or {}).get("limit_bytes") or 0
+        for size, peaks in ((record or {}).get("runs") or {}).items():
+            if peaks and max(peaks) <= UNSQUEEZED_FILL * limit:
+                runs.setdefault(int(size), []).extend(int(p) for p in peaks)
+    return [ProbeResult(batch_size=size, status="ok", peak_bytes=max(peaks), peak_bytes_runs=peaks,
+                        processes=len(peaks), process_peaks=peaks if len(peaks) > 1 else [],
+                        message="model.fit in fresh processes under the budget")
+            for size, peaks in sorted(runs.items()) if peaks]
+
+
+def curve_model(probes: Sequence[ProbeResult], search_points: Sequence[ProbeResult] = (), *,
+                input_bytes_per_sample: float = 0.0, graph_estimates: dict[int, int] | None = None,
+                memory_limit_bytes: int | None = None, static_buffers: bool = False,
+                recurrent: bool = False) -> PeakModel:
+    """The report's peak curve: the probes and the sizes the largest-batch search ran in fresh processes, with
+    the margin's floor those measurements allow. One place, so a replayed report (benchmarks.replay_zoo) is
+    rebuilt exactly as it was made."""
+    points = [*probes, *search_points]
+    return PeakModel(points, min_bytes_per_sample=input_bytes_per_sample or 0.0, graph_estimates=graph_estimates,
+                     memory_limit_bytes=memory_limit_bytes,
+                     min_run_margin=run_margin_floor(static_buffers, points, recurrent))
+
+
+def curve_model_of_report(document: dict[str, Any]) -> PeakModel:
+    """`curve_model` from a saved report's own measurements (its probes and its confirmations' runs)."""
+    model, device = document.get("model") or {}, document.get("device") or {}
+    confirmations = {"largest": document.get("max_batch_confirmation"), "recommended": document.get("confirmation")}
+    return curve_model([ProbeResult.from_dict(p) for p in document.get("probes") or []], fresh_points(confirmations),
+                       input_bytes_per_sample=model.get("input_bytes_per_sample") or 0.0,
+                       graph_estimates={int(b): int(v) for b, v in (document.get("graph_estimates") or {}).items()},
+                       memory_limit_bytes=device.get("memory_limit_bytes"),
+                       static_buffers=bool(model.get("jit_compile") or device.get("deterministic")),
+                       recurrent=is_recurrent(layer.get("type", "") for layer in document.get("layers") or []))
 
 
 def _step_budget(budget: int | None, pipeline_on_host: int) -> int | None:

@@ -11,8 +11,7 @@ import time
 from dataclasses import replace
 from typing import Any, Callable
 
-from preflight.analysis.assemble import UNSQUEEZED_FILL
-from preflight.analysis.document import confirmation_record
+from preflight.analysis.document import UNSQUEEZED_FILL, confirmation_record
 from preflight.errors import PreflightError
 from preflight.engine.runner import ProbeJob, ProbeOutcome, run_probes
 from preflight.analysis.recommendations import apply_largest, largest_probe_under, unmeasured_entry
@@ -109,6 +108,8 @@ PREFETCHED_BATCHES = 2       # batches model.fit's tf.data pipeline holds beside
 MAX_BATCH_STEP_DOWN = 0.9    # the largest batch is stepped down finely: it is the number reported
 MAX_BATCH_STEP_UP = 1.25     # upward, until a batch fails: at least this step ...
 MAX_BATCH_LEAP = 4.0         # ... at most this one, aimed where the measured peaks reach AIM_FILL of the limit
+# Aimed under NEAR_LIMIT_FILL, so a straight line that misses the curve's bend up still lands on a size that runs
+# (0.88, under the curve's unsqueezed fill, brought no closer answer on the VAE or the recommender).
 AIM_FILL = 0.92
 MAX_BATCH_RESOLUTION = 1.1   # ... then bisected until the failure is within 10 % of the largest that ran
 RECOMMENDED_STEP_DOWN = 0.85
@@ -199,8 +200,8 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
         slope = (measured[sizes[1]] - measured[sizes[0]]) / (sizes[1] - sizes[0])
         return int(sizes[1] + (AIM_FILL * limit_of(low) - measured[sizes[1]]) / slope)
 
-    if search_from(batch, step_down, attempt, too_slow, search_up,
-                   lambda refused: largest_probe_under(document, refused), aim) is None:
+    if not search_from(batch, step_down, attempt, too_slow, search_up,
+                       lambda refused: largest_probe_under(document, refused), aim):
         return None
 
     def processes_for(size: int) -> int:
@@ -248,7 +249,10 @@ class SearchClock:
     """Whether the search may try one more size before `deadline` (time.monotonic(); None: no limit): the
     processes owed once it has (that one and the answer's second) must end by then at the last process's
     pace. Not the slowest's: a recommender's first sizes, far above what fits, took 30 s a process, and
-    reserving that pace for the bisection's smaller sizes ended the search at the largest probe (2,048)."""
+    reserving that pace for the bisection's smaller sizes ended the search at the largest probe (2,048).
+    Not owed: the third process an answer squeezed over UNSQUEEZED_FILL of the limit gets (processes_for), so
+    such an answer may end one process past the deadline; without it the answer would stand on two processes
+    that cannot show its spread."""
 
     def __init__(self, deadline: float | None, owed_processes: int):
         self.deadline, self.owed_processes = deadline, owed_processes
@@ -267,13 +271,13 @@ class SearchClock:
 def search_from(batch: int, step_down: Callable[[int], int], attempt: Callable[[int], str | None],
                 too_slow: Callable[[int], bool], search_up: bool,
                 probe_under: Callable[[int], int],
-                aim: Callable[[int], int | None] = lambda low: None) -> bool | None:
+                aim: Callable[[int], int | None] = lambda low: None) -> bool:
     """The order in which the confirmation tries sizes, each by `attempt` ("ok", or why not; None: out of
     time): the prediction, stepped down on failure up to CONFIRM_ATTEMPTS times. With `search_up` (the largest
     batch, whose figure is the answer) the search then closes in from both sides: up from a first try that
     ran, and from a step down that ran, back up between it and the failure above it, which may be up to
     1/MAX_BATCH_STEP_DOWN wide (MobileNetV2's predicted 37 failed under 512 MiB, 33 ran, 36 runs in three
-    `fit` processes). None when the first try could not be run; else whether any size ran."""
+    `fit` processes). False when the first try could not be run (out of time): nothing to report."""
     outcomes: dict[int, str] = {}
 
     def tried(size: int) -> str | None:
@@ -283,7 +287,7 @@ def search_from(batch: int, step_down: Callable[[int], int], attempt: Callable[[
     for _ in range(CONFIRM_ATTEMPTS):
         status = tried(batch)
         if status is None:
-            return None
+            return False
         if status == "ok":
             break
         smaller = step_down(batch)
@@ -301,7 +305,7 @@ def search_from(batch: int, step_down: Callable[[int], int], attempt: Callable[[
     if ran and search_up:
         refused_above = [size for size, status in outcomes.items() if status != "ok" and size > max(ran)]
         _search(max(ran), min(refused_above, default=None), tried, too_slow, aim)
-    return any(status == "ok" for status in outcomes.values())
+    return True
 
 
 def _search(low: int, high: int | None, attempt: Callable[[int], str | None],

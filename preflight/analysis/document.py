@@ -75,6 +75,8 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
     static_buffers = model.jit_compile or outcome.device.deterministic  # XLA: the same peak in every process
     if any(p.status == "ok" for p in outcome.probes):
         peak_model = curve_model(outcome.probes, search_points, input_bytes_per_sample=model.input_bytes_per_sample,
+                                 largest_output_bytes_per_sample=max(
+                                     (layer.activation_bytes_per_sample for layer in model.layers), default=0),
                                  graph_estimates=outcome.graph_estimates, memory_limit_bytes=probe_limit,
                                  static_buffers=static_buffers, recurrent=recurrent)
 
@@ -201,28 +203,37 @@ def fresh_points(confirmations: dict[str, Any] | None) -> list[ProbeResult]:
 
 
 def curve_model(probes: Sequence[ProbeResult], search_points: Sequence[ProbeResult] = (), *,
-                input_bytes_per_sample: float = 0.0, graph_estimates: dict[int, int] | None = None,
-                memory_limit_bytes: int | None = None, static_buffers: bool = False,
-                recurrent: bool = False) -> PeakModel:
+                input_bytes_per_sample: float = 0.0, largest_output_bytes_per_sample: int = 0,
+                graph_estimates: dict[int, int] | None = None, memory_limit_bytes: int | None = None,
+                static_buffers: bool = False, recurrent: bool = False) -> PeakModel:
     """The report's peak curve: the probes and the sizes the largest-batch search ran in fresh processes, with
     the margin's floor those measurements allow. One place, so a replayed report (benchmarks.replay_zoo) is
-    rebuilt exactly as it was made."""
+    rebuilt exactly as it was made.
+
+    Past the largest measured point the curve grows at least by the input's and by the largest layer output's
+    bytes per sample: at batch b that one tensor alone takes b times them. It matters where the probes' own
+    growth is lost in their noise: the recommender's batches 256, 512 and 1,024 peaked at 307, 289 and 306 MiB,
+    a flat envelope that said batch 16,777,216 fits 1 GiB (its largest output is 1 KiB a sample; about
+    100,000 fits)."""
     points = [*probes, *search_points]
-    return PeakModel(points, min_bytes_per_sample=input_bytes_per_sample or 0.0, graph_estimates=graph_estimates,
-                     memory_limit_bytes=memory_limit_bytes,
+    return PeakModel(points, min_bytes_per_sample=max(input_bytes_per_sample or 0.0, largest_output_bytes_per_sample),
+                     graph_estimates=graph_estimates, memory_limit_bytes=memory_limit_bytes,
                      min_run_margin=run_margin_floor(static_buffers, points, recurrent))
 
 
 def curve_model_of_report(document: dict[str, Any]) -> PeakModel:
     """`curve_model` from a saved report's own measurements (its probes and its confirmations' runs)."""
     model, device = document.get("model") or {}, document.get("device") or {}
+    layers = document.get("layers") or []
     confirmations = {"largest": document.get("max_batch_confirmation"), "recommended": document.get("confirmation")}
     return curve_model([ProbeResult.from_dict(p) for p in document.get("probes") or []], fresh_points(confirmations),
                        input_bytes_per_sample=model.get("input_bytes_per_sample") or 0.0,
+                       largest_output_bytes_per_sample=max(
+                           (layer.get("activation_bytes_per_sample") or 0 for layer in layers), default=0),
                        graph_estimates={int(b): int(v) for b, v in (document.get("graph_estimates") or {}).items()},
                        memory_limit_bytes=device.get("memory_limit_bytes"),
                        static_buffers=bool(model.get("jit_compile") or device.get("deterministic")),
-                       recurrent=is_recurrent(layer.get("type", "") for layer in document.get("layers") or []))
+                       recurrent=is_recurrent(layer.get("type", "") for layer in layers))
 
 
 def _step_budget(budget: int | None, pipeline_on_host: int) -> int | None:

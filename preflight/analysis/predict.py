@@ -10,8 +10,9 @@ Pure Python, no TensorFlow. Why it is shaped this way (notes §1, §3):
   steepest credible slope (the last two envelope segments, and any
   per-sample lower bound the caller knows, e.g. from the graph estimate or the input bytes).
 - The allocator peak of the same step moves from run to run (±15 % CNN, ±50 % LSTM across processes),
-  so every figure carries a margin: the spread the probes showed, at least `MIN_RUN_MARGIN`, plus,
-  on the growth extrapolated past the largest probe, `EXTRAPOLATION_MARGIN_PER_DOUBLING` per doubling.
+  so every figure carries a margin: the spread between fresh processes at every batch (at least a floor,
+  `run_margin_floor`), the spread between one process's steps beside the batch that showed it, plus, on the
+  growth extrapolated past the largest probe, `EXTRAPOLATION_MARGIN_PER_DOUBLING` per doubling.
 
 Entry points: `PeakModel(probes, ...)` with `predict_peak`, `curve`, `max_batch_size`,
 `recommended_batch_size`; `next_probe_batch_sizes` (the adaptive probe plan); `project_to_target`.
@@ -95,6 +96,7 @@ class _Point:
     batch_size: int
     peak_bytes: int      # max over the measured steps
     spread: float
+    across_processes: bool = False  # the spread is between fresh processes' peaks (peak_spread), not steps
 
 
 class PeakModel:
@@ -122,7 +124,7 @@ class PeakModel:
             min_bytes_per_sample = max(min_bytes_per_sample, graph_slope)
         points = sorted(
             (_Point(p.batch_size, int(p.peak_bytes if p.peak_bytes is not None else max(p.peak_bytes_runs)),
-                    peak_spread(p))
+                    peak_spread(p), len(p.process_peaks) >= 2)
              for p in probes if p.status == "ok" and (p.peak_bytes is not None or p.peak_bytes_runs)),
             key=lambda point: point.batch_size)
         if not points:
@@ -131,14 +133,29 @@ class PeakModel:
         for point in points:   # the same batch probed twice: keep the higher peak, the wider spread
             old = merged.get(point.batch_size)
             merged[point.batch_size] = point if old is None else _Point(
-                point.batch_size, max(old.peak_bytes, point.peak_bytes), max(old.spread, point.spread))
+                point.batch_size, max(old.peak_bytes, point.peak_bytes), max(old.spread, point.spread),
+                old.across_processes or point.across_processes)
         self.points = [merged[b] for b in sorted(merged)]
-        self.run_margin = max(min_run_margin, max(point.spread for point in self.points))
+        # Between fresh processes a step's peak moves with the process (its allocator's and thread pools' start):
+        # that spread holds at every batch. Between the steps of one process it moves with how that batch's ops
+        # were scheduled: that spread holds beside that batch only (the VAE's batch 32 peaked 13.5 to 16.1 MiB in
+        # one process, 16 %, where its 639 peaked 201.4 MiB in both of two: 16 % everywhere read +15 % at 592).
+        self.run_margin = max(min_run_margin, max((point.spread for point in self.points if point.across_processes),
+                                                  default=0.0))
         self.envelope: list[int] = []
         running = 0
         for point in self.points:
             running = max(running, point.peak_bytes)
             self.envelope.append(running)
+        # The bound never falls as the batch grows: the bound at each measured point, and at the upper end of the
+        # segment below it, carried to every larger batch.
+        self._bound_floor: list[float] = []
+        carried = 0.0
+        for index, point in enumerate(self.points):
+            carried = max(carried, self.envelope[index] * (1 + self._point_margin(index)))
+            if index:
+                carried = max(carried, self.envelope[index] * (1 + self._segment_margin(index - 1)))
+            self._bound_floor.append(carried)
         self.slope_bytes_per_sample, self.slope_method = self._extrapolation_slope(min_bytes_per_sample)
         self.curvature = self._curvature() if convex else 0.0
         oom_sizes = [p.batch_size for p in probes if p.status == "oom"]
@@ -175,6 +192,27 @@ class PeakModel:
             self.slope_bytes_per_sample = tangent
             self.slope_method = f"the quadratic through the last three probes ({x1}, {x2}, {x3})"
         return curvature
+
+    def _point_margin(self, index: int) -> float:
+        return max(self.run_margin, self.points[index].spread)
+
+    def _segment_margin(self, lower_index: int) -> float:
+        """Between measured points `lower_index` and the next: the wider of their margins."""
+        return max(self._point_margin(lower_index), self._point_margin(lower_index + 1))
+
+    def _margin_and_floor(self, batch_size: int) -> tuple[float, float]:
+        """(the run-to-run margin at `batch_size`: the spread everywhere, or the nearest measured points' own;
+        the bound carried from the measured points at or below it)."""
+        sizes = [point.batch_size for point in self.points]
+        if batch_size <= sizes[0]:
+            return self._point_margin(0), 0.0
+        below = max(i for i, size in enumerate(sizes) if size <= batch_size)
+        if sizes[below] == batch_size:
+            return self._point_margin(below), self._bound_floor[below]
+        if below == len(sizes) - 1:   # past the largest: the last segment's margin, as its slope
+            margin = self._segment_margin(below - 1) if below else self._point_margin(below)
+            return margin, self._bound_floor[below]
+        return self._segment_margin(below), self._bound_floor[below]
 
     def _envelope_at(self, batch_size: int) -> tuple[float, str, int | None]:
         """(envelope bytes without margin, how, measured bytes if probed)."""
@@ -225,12 +263,13 @@ class PeakModel:
         if batch_size > largest:
             extrapolation = EXTRAPOLATION_MARGIN_PER_DOUBLING * math.log2(batch_size / largest)
         growth = max(value - self.envelope[-1], 0.0) if batch_size > largest else 0.0
-        peak = int(math.ceil(value * (1 + self.run_margin) + growth * extrapolation))
+        run_margin, floor = self._margin_and_floor(batch_size)
+        peak = int(math.ceil(max(value * (1 + run_margin), floor) + growth * extrapolation))
         margin = peak / value - 1 if value else 0.0
         if self.oom_batch_size is not None and batch_size >= self.oom_batch_size:
             peak = max(peak, int(self.memory_limit_bytes) + 1)
             how += f"; batch {self.oom_batch_size} ran out of memory under {format_bytes(self.memory_limit_bytes)}"
-        method = (f"{how} + {margin:.0%} margin (run-to-run spread {self.run_margin:.0%}"
+        method = (f"{how} + {margin:.0%} margin (run-to-run spread {run_margin:.0%}"
                   + (f", {extrapolation:.0%} of the extrapolated growth" if extrapolation else "") + ")")
         return Prediction(batch_size, peak, "measured" if measured is not None else "predicted",
                           round(margin, 4), method, measured)

@@ -8,7 +8,7 @@ from preflight.common.measurements import DeviceInfo, ProbeOutcome, ProbeResult
 MIB = 2**20
 
 
-def _report(jit: bool = False) -> dict:
+def _report() -> dict:
     def ok(size: int, *peaks_mib: int, processes: bool = False) -> ProbeResult:
         runs = [p * MIB for p in peaks_mib]
         return ProbeResult(size, "ok", peak_bytes=max(runs), peak_bytes_runs=runs, step_seconds=0.01,

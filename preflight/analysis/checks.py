@@ -160,7 +160,8 @@ def peak_varies(ctx: CheckContext) -> Finding | None:
     return Finding("peak-varies", "info" if spread < 0.15 else "warning",
                    f"The same step's peak varied by {spread:.0%} across {where} at batch {batch} "
                    "(the executor orders ops differently each time); verdicts use the largest, and the "
-                   "prediction's margin is at least that spread.")
+                   "prediction's margin carries the spread between fresh processes at every batch and one "
+                   "process's spread between steps beside the batch that showed it.")
 
 
 @check

@@ -6,7 +6,8 @@ those measurements with the current `preflight.analysis.predict` and compares it
 change to the curve or its margin is judged against 24 truths in seconds rather than a 60-minute zoo run. The
 truths stay where the zoo measured them; a replayed curve may pick other points, which only a zoo run measures.
 
-First it checks that the replay is faithful: with unchanged code, the rebuilt curve must equal the stored one.
+It lists the cases whose rebuilt curve differs from the stored one: with the code that made the results none
+should (the replay is faithful); after a change to the prediction, the cases the change moved.
 
     python -m benchmarks.replay_zoo                                   # benchmarks/results/external_zoo.json
     python -m benchmarks.replay_zoo --results /tmp/trial.json
@@ -33,7 +34,7 @@ def rebuilt_curve(report: dict) -> dict[int, int]:
 
 
 def replay(rows: list[dict]) -> tuple[list[dict], list[str]]:
-    replayed, unfaithful = [], []
+    replayed, curve_differs = [], []
     for row in rows:
         report = row.get("report")
         if not report:
@@ -41,13 +42,13 @@ def replay(rows: list[dict]) -> tuple[list[dict], list[str]]:
         curve = rebuilt_curve(report)
         stored = {r["batch_size"]: r["peak_bytes"] for r in report.get("curve") or []}
         if any(curve.get(b) != v for b, v in stored.items()):
-            unfaithful.append(row["case"])
+            curve_differs.append(row["case"])
         for point in row.get("predictions") or []:
             batch = point["batch_size"]
             replayed.append({"case": row["case"], "batch_size": batch, "truth_bytes": point["truth_bytes"],
                              "stored_error": point["error"],
                              "error": round(curve[batch] / point["truth_bytes"] - 1, 4)})
-    return replayed, unfaithful
+    return replayed, curve_differs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS_PATH)
     args = parser.parse_args(argv)
     rows = json.loads(args.results.read_text(encoding="utf-8"))["rows"]
-    points, unfaithful = replay(rows)
+    points, curve_differs = replay(rows)
     if not points:
         print(f"no row of {args.results} keeps its report: run benchmarks.external_zoo first", file=sys.stderr)
         return 1
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     errors = [p["error"] for p in points]
     summary = {"points": len(points), "median_error": round(statistics.median(errors), 4),
                "worst_over": max(errors), "below_2_percent": sum(1 for e in errors if e < -0.02),
-               "unfaithful_cases": unfaithful}
+               "curve_differs": curve_differs}
     print(json.dumps(summary, indent=1))
     OUT_PATH.write_text(json.dumps({"points": points, "summary": summary}, indent=1) + "\n", encoding="utf-8")
     return 0

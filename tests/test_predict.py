@@ -280,3 +280,31 @@ def test_between_far_points_a_curve_that_bends_down_is_bounded_by_the_segment_be
     # so does a curve that bends between near points (MobileNetV2 under 512 MiB: 24 peaks at 331 MiB)
     near = PeakModel([probe(b, mib) for b, mib in ((1, 51), (8, 136), (16, 250), (32, 416))], min_run_margin=0.0)
     assert near.predict_peak(24).peak_bytes == pytest.approx(333 * MIB, rel=1e-6)
+
+
+def test_a_size_the_search_ran_squeezed_against_the_limit_is_a_lower_bound_and_its_spread_is_in_the_margin():
+    from preflight.analysis.document import curve_model, fresh_points, squeezed_points
+
+    # The timeseries Transformer under 1 GiB (MiB): probes at 1 and 16 (one process each), model.fit under the
+    # budget at 8 in two processes, and at 12 in three (squeezed: over 90 % of the limit); 13 ran once at 1,010
+    # before a process ran out of memory. Unlimited, three other processes at 12 peaked up to 986.
+    limit = 1024 * MIB
+    confirmation = {"limit_bytes": limit, "runs": {"8": [int(591.7 * MIB)] * 2,
+                                                   "12": [int(981.1 * MIB), int(943.5 * MIB), int(931.5 * MIB)]},
+                    "near_limit": {"13": int(1010.0 * MIB)}}
+    confirmations = {"largest": confirmation, "recommended": None}
+    fresh, squeezed = fresh_points(confirmations), squeezed_points(confirmations)
+    assert [p.batch_size for p in fresh] == [8] and [p.batch_size for p in squeezed] == [12, 13]
+    probes = [probe(1, 78.1, 77.2, 76.3), probe(16, 1224.3, 1178.4, 1208.7)]
+    without = curve_model(probes, fresh)
+    model = curve_model(probes, fresh, squeezed)
+    at_12, at_13 = int(981.1 * MIB), int(1010.0 * MIB)
+    assert without.predict_peak(12).peak_bytes < at_12                    # under what was measured there
+    assert model.predict_peak(12).peak_bytes >= at_12
+    assert model.predict_peak(13).peak_bytes >= at_13                     # a refused size's peak bounds it too
+    assert model.run_margin >= (981.1 - 931.5) / 981.1 - 1e-3             # the squeezed processes' spread
+    # a lower bound never makes the curve fall, and does not move it where it is already higher
+    bounds = [model.predict_peak(size).peak_bytes for size in range(1, 40)]
+    assert all(later >= earlier for earlier, later in zip(bounds, bounds[1:]))
+    assert model.predict_peak(16).peak_bytes == PeakModel(
+        [*probes, *fresh], min_run_margin=model.run_margin).predict_peak(16).peak_bytes

@@ -36,8 +36,21 @@ def test_a_replayed_point_is_compared_with_the_truth_the_zoo_measured():
     truth = int(at_4 / 1.05)
     row = {"case": "by hand", "report": report,
            "predictions": [{"batch_size": 4, "truth_bytes": truth, "error": 0.05}]}
-    points, unfaithful = replay([row])
-    assert unfaithful == [] and points[0]["error"] == round(at_4 / truth - 1, 4)
+    points, curve_differs = replay([row])
+    assert curve_differs == [] and points[0]["error"] == round(at_4 / truth - 1, 4)
     # a curve that no longer matches its report is named, not silently replayed
     report["curve"][0]["peak_bytes"] += 1
     assert replay([row])[1] == ["by hand"]
+
+
+def test_the_largest_batch_check_runs_the_smallest_batch_the_answer_is_under_ninety_percent_of():
+    from benchmarks.external_zoo import past_ninety_percent, rescore
+
+    for largest in (1, 12, 83, 99_859):
+        past = past_ninety_percent(largest)
+        assert largest / past < 0.9 <= largest / (past - 1)
+    # a stored check that failed at a smaller batch stands (a larger one needs more); none is measured again
+    row = {"case": "benchmarks/external/recommender.py:1GiB", "preflight_max": 99_859,
+           "past_10_percent": {"batch_size": 109_845, "fits": False, "statuses": ["oom"], "peaks": []}}
+    rescore(row, processes=3)
+    assert row["past_10_percent"]["batch_size"] == 109_845 and "past_checked_before" not in row

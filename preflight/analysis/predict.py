@@ -13,6 +13,7 @@ Pure Python, no TensorFlow. Why it is shaped this way (notes §1, §3):
   so every figure carries a margin: the spread between fresh processes at every batch (at least a floor,
   `run_margin_floor`), the spread between one process's steps beside the batch that showed it, plus, on the
   growth extrapolated past the largest probe, `EXTRAPOLATION_MARGIN_PER_DOUBLING` per doubling.
+- A size that ran squeezed against a limit is a lower bound: the curve never promises less than it reached.
 
 Entry points: `PeakModel(probes, ...)` with `predict_peak`, `curve`, `max_batch_size`,
 `recommended_batch_size`; `next_probe_batch_sizes` (the adaptive probe plan); `project_to_target`.
@@ -110,13 +111,18 @@ class PeakModel:
       taken as another lower bound on the per-sample slope.
     convex: past the largest probe, growth the last three probes show to be quadratic stays quadratic (a
       sequence length: attention scores grow with its square; analysis.lengths); the batch axis is linear.
+    lower_bounds: sizes that ran squeezed against a limit (ProbeResults): the curve is never under what they
+      reached, at their batch or above, and their processes' spread (which squeezing only narrows) is in the
+      margin; they do not shape the curve, since a squeezed peak is not what the step takes unlimited.
     """
 
     def __init__(self, probes: Iterable[ProbeResult], *, min_bytes_per_sample: float = 0.0,
                  graph_estimates: dict[int, int] | None = None,
                  memory_limit_bytes: int | None = None, min_run_margin: float = MIN_RUN_MARGIN,
-                 convex: bool = False):
+                 convex: bool = False, lower_bounds: Iterable[ProbeResult] = ()):
         probes = list(probes)
+        lower_bounds = [p for p in lower_bounds if p.status == "ok" and p.peak_bytes]
+        self.lower_bounds = sorted((p.batch_size, int(p.peak_bytes)) for p in lower_bounds)
         if graph_estimates and len(graph_estimates) >= 2:
             # The liveness estimate misses fragmentation and scratch, so its slope is a lower bound.
             sizes = sorted(graph_estimates)
@@ -141,7 +147,8 @@ class PeakModel:
         # were scheduled: that spread holds beside that batch only (the VAE's batch 32 peaked 13.5 to 16.1 MiB in
         # one process, 16 %, where its 639 peaked 201.4 MiB in both of two: 16 % everywhere read +15 % at 592).
         self.run_margin = max(min_run_margin, max((point.spread for point in self.points if point.across_processes),
-                                                  default=0.0))
+                                                  default=0.0),
+                              max((peak_spread(p) for p in lower_bounds if len(p.process_peaks) >= 2), default=0.0))
         self.envelope: list[int] = []
         running = 0
         for point in self.points:
@@ -265,12 +272,16 @@ class PeakModel:
         growth = max(value - self.envelope[-1], 0.0) if batch_size > largest else 0.0
         run_margin, floor = self._margin_and_floor(batch_size)
         peak = int(math.ceil(max(value * (1 + run_margin), floor) + growth * extrapolation))
+        method = (f"{how} + {(peak / value - 1 if value else 0.0):.0%} margin (run-to-run spread {run_margin:.0%}"
+                  + (f", {extrapolation:.0%} of the extrapolated growth" if extrapolation else "") + ")")
+        reached = max(((bound, size) for size, bound in self.lower_bounds if size <= batch_size), default=None)
+        if reached is not None and reached[0] > peak:
+            peak = reached[0]
+            method += f"; raised to the {format_bytes(reached[0])} batch {reached[1]} reached against a limit"
         margin = peak / value - 1 if value else 0.0
         if self.oom_batch_size is not None and batch_size >= self.oom_batch_size:
             peak = max(peak, int(self.memory_limit_bytes) + 1)
-            how += f"; batch {self.oom_batch_size} ran out of memory under {format_bytes(self.memory_limit_bytes)}"
-        method = (f"{how} + {margin:.0%} margin (run-to-run spread {run_margin:.0%}"
-                  + (f", {extrapolation:.0%} of the extrapolated growth" if extrapolation else "") + ")")
+            method += f"; batch {self.oom_batch_size} ran out of memory under {format_bytes(self.memory_limit_bytes)}"
         return Prediction(batch_size, peak, "measured" if measured is not None else "predicted",
                           round(margin, 4), method, measured)
 

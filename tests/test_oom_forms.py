@@ -183,6 +183,11 @@ def test_the_largest_batch_leaves_room_for_the_spread_fresh_processes_showed():
     assert 236 * mib < NEAR_LIMIT_FILL * limit and sizes_without_room(ran, 0.0, lambda size: limit) == []
     # ... and the smallest size that ran is kept even when it too lacks room: nothing smaller was run.
     assert sizes_without_room({75: [250 * mib], 94: [255 * mib]}, spread, lambda size: limit) == [94]
+    # ... but not by the largest batch's search, which bisects below a size without room instead.
+    assert sizes_without_room({75: [250 * mib], 94: [255 * mib]}, spread, lambda size: limit,
+                              keep_smallest=False) == [94, 75]
+    assert sizes_without_room({75: [190 * mib], 94: [255 * mib]}, spread, lambda size: limit,
+                              keep_smallest=False) == [94]
     assert cross_process_spread({"probes": []}, {94: [236 * mib]}) == 0.0
 
 

@@ -76,7 +76,8 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
     recurrent = is_recurrent(layer.type for layer in model.layers)
     static_buffers = model.jit_compile or outcome.device.deterministic  # XLA: the same peak in every process
     if any(p.status == "ok" for p in outcome.probes):
-        peak_model = curve_model(outcome.probes, search_points, squeezed, input_bytes_per_sample=model.input_bytes_per_sample,
+        peak_model = curve_model(outcome.probes, search_points, squeezed,
+                                 input_bytes_per_sample=model.input_bytes_per_sample,
                                  largest_output_bytes_per_sample=max(
                                      (layer.activation_bytes_per_sample for layer in model.layers), default=0),
                                  graph_estimates=outcome.graph_estimates, memory_limit_bytes=probe_limit,
@@ -231,12 +232,13 @@ def squeezed_points(confirmations: dict[str, Any] | None) -> list[ProbeResult]:
 
 
 def curve_model(probes: Sequence[ProbeResult], search_points: Sequence[ProbeResult] = (),
-                squeezed: Sequence[ProbeResult] = (), *, input_bytes_per_sample: float = 0.0, largest_output_bytes_per_sample: int = 0,
+                squeezed: Sequence[ProbeResult] = (), *, input_bytes_per_sample: float = 0.0,
+                largest_output_bytes_per_sample: int = 0,
                 graph_estimates: dict[int, int] | None = None, memory_limit_bytes: int | None = None,
                 static_buffers: bool = False, recurrent: bool = False) -> PeakModel:
     """The report's peak curve: the probes and the sizes the largest-batch search ran in fresh processes, with
-    the margin's floor those measurements allow; the sizes it ran squeezed against the limit are lower bounds. One place, so a replayed report (benchmarks.replay_zoo) is
-    rebuilt exactly as it was made.
+    the margin's floor those measurements allow; the sizes it ran squeezed against the limit are lower bounds.
+    One place, so a replayed report (benchmarks.replay_zoo) is rebuilt exactly as it was made.
 
     Past the largest measured point the curve grows at least by the input's and by the largest layer output's
     bytes per sample: at batch b that one tensor alone takes b times them. It matters where the probes' own

@@ -252,3 +252,19 @@ def test_the_decision_round_counts_the_fresh_memory_a_huge_batch_would_touch():
     assert all(size * 3000 / FRESH_MEMORY_BYTES_PER_SECOND > 3.0 for size in roomy)
     # By step time alone each would cost 4 x 2 ms; the fresh memory makes each over a 3 s allowance.
     assert decision_round(16, probes, time_allowance_seconds=3.0, **arguments) == []
+
+
+def test_a_recommended_batch_refused_as_too_near_the_limit_is_lowered_to_what_ran():
+    from preflight.analysis.document import confirmation_record
+    from preflight.analysis.recommendations import apply_recommended
+
+    mib = 1 << 20
+    # The cnn fixture under 256 MiB: 752 ran once, then too near the limit in its second process; 688 ran twice.
+    confirmation = confirmation_record(688, "ok", 200 * mib, 256 * mib, [], process_peaks=[200 * mib, 198 * mib],
+                                       near_limit={752: 250 * mib})
+    document = {"recommended_batch_size": 752, "max_batch_size": 800}
+    apply_recommended(document, confirmation)
+    assert document["recommended_batch_size"] == 688 and document["confirmation"] is confirmation
+    document = {"recommended_batch_size": 688, "max_batch_size": 800}
+    apply_recommended(document, confirmation_record(688, "ok", 200 * mib, 256 * mib, [], process_peaks=[200 * mib]))
+    assert document["recommended_batch_size"] == 688

@@ -211,10 +211,11 @@ def _ran_with_headroom(largest: dict[str, Any] | None) -> bool:
 
 
 def apply_recommended(document: dict[str, Any], confirmation: dict[str, Any] | None) -> None:
-    """The recommended batch's confirming runs into the document: a failure lowers it to what ran."""
+    """The recommended batch's confirming runs into the document: a failure, or a run too near the limit to
+    count, lowers it to what ran."""
     if confirmation is not None:
         document["confirmation"] = confirmation
-        if confirmation["failed_batch_sizes"]:
+        if confirmation["failed_batch_sizes"] or confirmation.get("near_limit"):
             document["recommended_batch_size"] = confirmation["batch_size"]
 
 

@@ -191,6 +191,14 @@ def rescore(row: dict, processes: int) -> None:
     row["past_checked_before"] = checked
 
 
+def save(results: Path, rows: dict[str, dict]) -> None:
+    """The rows (by case) and the summary of those measured, to `results`."""
+    measured = [row for row in rows.values() if "error" not in row]
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps({"rows": list(rows.values()), "summary": summary(measured)}, indent=1) + "\n",
+                       encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="+", default=list(DEFAULT_CASES), help="MODEL.py:BUDGET")
@@ -214,16 +222,11 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # one model's failure is a row, the others go on
             rows[case] = {"case": case, "error": f"{type(exc).__name__}: {exc}"[:500], "predictions": []}
         rows[case]["case_seconds"] = round(time.monotonic() - started, 1)
-        measured = [row for row in rows.values() if "error" not in row]
-        results.parent.mkdir(parents=True, exist_ok=True)
-        results.write_text(json.dumps({"rows": list(rows.values()), "summary": summary(measured)}, indent=1)
-                           + "\n", encoding="utf-8")
+        save(results, rows)
     if args.rescore:
         for row in rows.values():
             rescore(row, args.processes)
-        measured = [row for row in rows.values() if "error" not in row]
-        results.write_text(json.dumps({"rows": list(rows.values()), "summary": summary(measured)}, indent=1)
-                           + "\n", encoding="utf-8")
+        save(results, rows)
     measured = [row for row in rows.values() if "error" not in row]
     print(table(measured))
     for row in rows.values():

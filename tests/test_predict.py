@@ -283,7 +283,7 @@ def test_between_far_points_a_curve_that_bends_down_is_bounded_by_the_segment_be
 
 
 def test_a_size_the_search_ran_squeezed_against_the_limit_is_a_lower_bound_and_its_spread_is_in_the_margin():
-    from preflight.analysis.document import curve_model, fresh_points, squeezed_points
+    from preflight.analysis.document import curve_model, split_search_runs
 
     # The timeseries Transformer under 1 GiB (MiB): probes at 1 and 16 (one process each), model.fit under the
     # budget at 8 in two processes, and at 12 in three (squeezed: over 90 % of the limit); 13 ran once at 1,010
@@ -293,7 +293,7 @@ def test_a_size_the_search_ran_squeezed_against_the_limit_is_a_lower_bound_and_i
                                                    "12": [int(981.1 * MIB), int(943.5 * MIB), int(931.5 * MIB)]},
                     "near_limit": {"13": int(1010.0 * MIB)}}
     confirmations = {"largest": confirmation, "recommended": None}
-    fresh, squeezed = fresh_points(confirmations), squeezed_points(confirmations)
+    fresh, squeezed = split_search_runs(confirmations)
     assert [p.batch_size for p in fresh] == [8] and [p.batch_size for p in squeezed] == [12, 13]
     probes = [probe(1, 78.1, 77.2, 76.3), probe(16, 1224.3, 1178.4, 1208.7)]
     without = curve_model(probes, fresh)

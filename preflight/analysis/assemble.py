@@ -15,8 +15,7 @@ from typing import Any
 
 from preflight.analysis import report_checks
 from preflight.analysis.checks import CheckContext, run_checks
-from preflight.analysis.document import (RunSettings, build_document, fresh_points, search_document,
-                                         squeezed_points)
+from preflight.analysis.document import RunSettings, build_document, search_document, split_search_runs
 from preflight.analysis.gate import GateThresholds, evaluate_gate
 
 
@@ -57,9 +56,9 @@ def assemble_check(facts: CheckFacts) -> dict[str, Any]:
 
     outcome = facts.outcome
     launch = dict(facts.settings.launch or {})
+    fresh, squeezed = split_search_runs(facts.confirmations)
     document = build_document(outcome, replace(facts.settings, launch=launch), model_name=facts.model_name,
-                              search_points=fresh_points(facts.confirmations),
-                              squeezed=squeezed_points(facts.confirmations))
+                              search_points=fresh, squeezed=squeezed)
     if (outcome.peak_composition or {}).get("composition") is not None:
         document["peak_composition"] = outcome.peak_composition["composition"]
     if facts.confirmations is not None:

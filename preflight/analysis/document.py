@@ -62,7 +62,7 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
                    squeezed: Sequence[ProbeResult] = ()) -> dict[str, Any]:
     """`search_points`: sizes the largest-batch search ran in fresh processes (model.fit under the budget,
     whatif.recommend): measured points of the curve beside the probes; `squeezed`: sizes it ran against the
-    limit, lower bounds of the curve (`fresh_points`, `squeezed_points`)."""
+    limit, lower bounds of the curve (`split_search_runs`)."""
     model = outcome.model or _unknown_model(model_name)
     batch_size = settings.batch_size
     budget = usable_bytes(settings)
@@ -190,45 +190,32 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
 UNSQUEEZED_FILL = 0.90
 
 
-def _search_runs(confirmations: dict[str, Any] | None) -> list[tuple[int, list[int], int]]:
-    """(batch, its processes' peaks, the limit they ran under) for every size the largest-batch search ran,
-    with room or not (a size refused as too near the limit keeps the peak it reached)."""
-    runs = []
+def split_search_runs(confirmations: dict[str, Any] | None) -> tuple[list[ProbeResult], list[ProbeResult]]:
+    """The sizes the largest-batch search ran in fresh processes (each a probe of several processes; a size
+    refused as too near the limit keeps the peak it reached), split by the limit they ran under:
+
+    - fresh: well under it (at most UNSQUEEZED_FILL): the curve is measured there, by model.fit, not predicted;
+    - squeezed: over it: what the step needs unlimited is at least what they reached, and their processes
+      differed by at least as much as they showed (squeezing only narrows it). The timeseries Transformer's
+      three `fit` processes at 12 read 932 to 981 MiB under 1 GiB where its curve, between the points at 8 and
+      16, said 944; unlimited, three others read up to 986."""
+    fresh: dict[int, list[int]] = {}
+    squeezed: dict[int, list[int]] = {}
     for record in (confirmations or {}).values():
         limit = (record or {}).get("limit_bytes") or 0
-        for size, peaks in ((record or {}).get("runs") or {}).items():
-            runs.append((int(size), [int(p) for p in peaks], limit))
-        for size, peak in ((record or {}).get("near_limit") or {}).items():
-            runs.append((int(size), [int(peak)], limit))
-    return runs
+        runs = [(int(size), [int(p) for p in peaks]) for size, peaks in ((record or {}).get("runs") or {}).items()]
+        runs += [(int(size), [int(peak)]) for size, peak in ((record or {}).get("near_limit") or {}).items()]
+        for size, peaks in runs:
+            if peaks:
+                (fresh if max(peaks) <= UNSQUEEZED_FILL * limit else squeezed).setdefault(size, []).extend(peaks)
+    return (_as_probes(fresh, "model.fit in fresh processes under the budget"),
+            _as_probes(squeezed, "model.fit in fresh processes against the budget's limit"))
 
 
 def _as_probes(runs: dict[int, list[int]], message: str) -> list[ProbeResult]:
     return [ProbeResult(batch_size=size, status="ok", peak_bytes=max(peaks), peak_bytes_runs=peaks,
                         processes=len(peaks), process_peaks=peaks if len(peaks) > 1 else [], message=message)
-            for size, peaks in sorted(runs.items()) if peaks]
-
-
-def fresh_points(confirmations: dict[str, Any] | None) -> list[ProbeResult]:
-    """The sizes the largest-batch search ran in fresh processes well under the budget, as probes of several
-    processes: the curve is measured there, by model.fit, rather than predicted."""
-    runs: dict[int, list[int]] = {}
-    for size, peaks, limit in _search_runs(confirmations):
-        if peaks and max(peaks) <= UNSQUEEZED_FILL * limit:
-            runs.setdefault(size, []).extend(peaks)
-    return _as_probes(runs, "model.fit in fresh processes under the budget")
-
-
-def squeezed_points(confirmations: dict[str, Any] | None) -> list[ProbeResult]:
-    """The sizes the search ran against the limit (over UNSQUEEZED_FILL of it): what the step needs unlimited is
-    at least what they reached, and their processes differed by at least as much as they showed (squeezing only
-    narrows it). The timeseries Transformer's three `fit` processes at 12 read 932 to 981 MiB under 1 GiB where
-    its curve, between the points at 8 and 16, said 944; unlimited, three others read up to 986."""
-    runs: dict[int, list[int]] = {}
-    for size, peaks, limit in _search_runs(confirmations):
-        if peaks and max(peaks) > UNSQUEEZED_FILL * limit:
-            runs.setdefault(size, []).extend(peaks)
-    return _as_probes(runs, "model.fit in fresh processes against the budget's limit")
+            for size, peaks in sorted(runs.items())]
 
 
 def curve_model(probes: Sequence[ProbeResult], search_points: Sequence[ProbeResult] = (),
@@ -256,8 +243,8 @@ def curve_model_of_report(document: dict[str, Any]) -> PeakModel:
     model, device = document.get("model") or {}, document.get("device") or {}
     layers = document.get("layers") or []
     confirmations = {"largest": document.get("max_batch_confirmation"), "recommended": document.get("confirmation")}
-    return curve_model([ProbeResult.from_dict(p) for p in document.get("probes") or []], fresh_points(confirmations),
-                       squeezed_points(confirmations),
+    return curve_model([ProbeResult.from_dict(p) for p in document.get("probes") or []],
+                       *split_search_runs(confirmations),
                        input_bytes_per_sample=model.get("input_bytes_per_sample") or 0.0,
                        largest_output_bytes_per_sample=max(
                            (layer.get("activation_bytes_per_sample") or 0 for layer in layers), default=0),

@@ -238,9 +238,84 @@ def test_cli_exit_codes_for_the_issue_and_its_fix(records, tmp_path):
     assert code == 1 and "pipeline-over-host-ram" not in text and "host RAM" in text, text
 
 
-def test_no_fit_confirmation_under_the_whole_budget_when_the_pipeline_shares_it(issue_run):
-    from preflight.whatif.recommend import confirm_under_budget
+def test_the_fit_confirmation_runs_under_what_the_pipeline_leaves_of_the_budget(issue_run):
+    from preflight.whatif.recommend import _step_share
 
     document = build_document(issue_run, RunSettings(batch_size=BATCH, budget_bytes=4 * BUDGET))
     assert document["host"]["fits"] is True and document["max_batch_size"]  # the step gets what is left
-    assert confirm_under_budget(document, None, 2**40, document["max_batch_size"], lambda b: b - 1) is None
+    held = document["host"]["pipeline_bytes"]
+    assert held >= 0.1 * 4 * BUDGET and _step_share(document, 4 * BUDGET) == (4 * BUDGET - held, False)
+    # NumPy arrays under TensorFlow: fit's prefetched batches come off the share too; a small share: the budget.
+    arrays = {**document, "data": {"kind": "numpy", "host_bytes": held}}
+    assert _step_share(arrays, 4 * BUDGET) == (4 * BUDGET - held, True)
+    assert _step_share(arrays, 20 * held) == (20 * held, False)
+
+
+# --- model.fit's copy of NumPy arrays ---------------------------------------------------------------------
+
+def test_numpy_arrays_under_tensorflow_are_a_copy_fit_holds_beside_the_step():
+    from preflight.analysis.host import array_copy_pipeline, host_section, pipeline_bytes
+
+    data = {"kind": "numpy", "host_bytes": 20_640_000, "pipeline": None}
+    pipeline = array_copy_pipeline(data, "tensorflow", 1032)
+    assert pipeline["dataset_elements"] == 20_000
+    assert pipeline_bytes(pipeline) == (20_640_000, "the NumPy arrays' size: model.fit copies them into one tensor")
+    # On a CPU the copy and the step share the budget; for a GPU the copy is host RAM.
+    cpu = host_section(pipeline, "CPU", None, 50 * MIB, 64 * MIB, None)
+    assert cpu["total_bytes"] == 20_640_000 + 50 * MIB and cpu["fits"] is False and cpu["step_fits_alone"]
+    assert [b["kind"] for b in cpu["large_buffers"]] == ["copy"]
+    gpu = host_section(pipeline, "CPU", "GPU", 50 * MIB, 64 * MIB, (16 * 2**30, "--host-budget"))
+    assert gpu["step_bytes"] is None and gpu["fits"] is True
+    # Other data and other backends hand fit no such copy (JAX and torch slice the arrays batch by batch).
+    assert array_copy_pipeline({**data, "kind": "tf.data"}, "tensorflow", 1032) is None
+    assert array_copy_pipeline(data, "jax", 1032) is None
+
+
+NUMPY_MODEL = """
+import keras
+import numpy as np
+
+
+def get_dataset():
+    rng = np.random.default_rng(0)
+    return rng.random((20000, 256), dtype=np.float32), rng.integers(0, 10, 20000)
+
+
+model = keras.Sequential([keras.Input((256,)), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(10)])
+model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+batch_size = 64
+"""
+FIT_ARRAYS = """
+import runpy, sys
+import tensorflow as tf
+namespace = runpy.run_path(sys.argv[1])
+x, y = namespace["get_dataset"]()
+namespace["model"].fit(x, y, batch_size=int(sys.argv[2]), steps_per_epoch=3, epochs=1, verbose=0, shuffle=False)
+print("PEAK", tf.config.experimental.get_memory_info("CPU:0")["peak"])
+"""
+
+
+@pytest.mark.slow
+def test_the_largest_batch_leaves_room_for_the_arrays_fit_copies(tmp_path):
+    """20,000 samples of 256 floats (19.7 MiB) under 64 MiB: from the step alone the largest batch was 16,318,
+    where model.fit(x, y) crashed under the limit (exit 139). The copy counted, the search confirms the step
+    under what the arrays leave, less the batches fit prefetches: fit(x, y) runs the answer."""
+    path = tmp_path / "model.py"
+    path.write_text(NUMPY_MODEL, encoding="utf-8")
+    code = subprocess.run([sys.executable, "-m", "preflight", str(path), "--budget", "64MiB", "--max-batch-time",
+                           "300", "--processes", "2", "--json",
+                           str(tmp_path / "r.json"), "--html", "none", "--quiet"], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=600).returncode
+    document = json.loads((tmp_path / "r.json").read_text())
+    assert code == 0 and document["host"]["pipeline_bytes"] == 20000 * 256 * 4 + 20000 * 8
+    assert "pipeline-copy" in _ids(document)
+    largest = document["max_batch_size"]
+    assert largest and largest * (256 * 4 + 8) < 64 * MIB - document["host"]["pipeline_bytes"]
+    (tmp_path / "fit.py").write_text(FIT_ARRAYS, encoding="utf-8")
+    import os
+
+    fit = subprocess.run([sys.executable, str(tmp_path / "fit.py"), str(path), str(largest)], capture_output=True,
+                         text=True, timeout=600, env={**os.environ, "TF_CPU_ALLOCATOR_USE_BFC": "true",
+                                                      "TF_CPU_BFC_MEM_LIMIT_IN_MB": "64", "CUDA_VISIBLE_DEVICES": ""})
+    assert fit.returncode == 0 and "PEAK" in fit.stdout, (largest, fit.returncode, fit.stderr[-500:])
+    assert int(fit.stdout.split("PEAK")[-1].split()[0]) <= 0.96 * 64 * MIB, largest  # not squeezed against it

@@ -221,6 +221,8 @@ _BUFFER_FIXES = {
     ("cache", False): "cache on disk: .cache('/tmp/train.cache')",
     ("prefetch", True): "a fixed small buffer (.prefetch(1)) or smaller batches",
     ("prefetch", False): "a fixed small buffer (.prefetch(1)) or smaller batches",
+    ("copy", False): "stream the samples instead of handing fit whole arrays: tf.data from files (TFRecord), or "
+                     "a keras.utils.PyDataset that reads each batch from a memory-mapped .npy (np.load(mmap_mode='r'))",
 }
 
 
@@ -238,7 +240,9 @@ def pipeline_buffers(ctx: CheckContext) -> list[Finding]:
                 "cache": f"The in-memory .cache(){where} holds the whole dataset once the first epoch has passed, "
                          f"{buffer['elements']:,} {'decoded ' if buffer['decoded'] else 'encoded '}elements",
                 "prefetch": f"The prefetch buffer{where} holds {buffer['elements']} batches"
-                            + (" (AUTOTUNE, counted as 2; it may grow)" if buffer.get("autotune") else "")}[kind]
+                            + (" (AUTOTUNE, counted as 2; it may grow)" if buffer.get("autotune") else ""),
+                "copy": f"model.fit copies the NumPy arrays into one tensor before the first step and holds it "
+                        f"through training: {buffer['elements']:,} samples"}[kind]
         shared = " (the same tensors as the cache it reads from, counted once)" if buffer.get("shares_cache") else ""
         share = f", {buffer['bytes'] / host['budget_bytes']:.0%} of {format_bytes(host['budget_bytes'])}" \
             if host.get("budget_bytes") else ""

@@ -9,19 +9,20 @@ states (run-to-run spread, extrapolation), carried to the target device when one
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 from preflight.common.version import __version__
 from preflight.analysis.checks import CheckContext, run_checks
 from preflight.analysis.devices import get_target
 from preflight.analysis.footprint import OPTIONAL_PARTS, PARTS, footprint
-from preflight.analysis.host import host_section
+from preflight.analysis.host import array_copy_pipeline, host_section
 from preflight.analysis.lengths import length_section
 from preflight.analysis.per_device import (one_device_measured, per_device_prediction, per_device_section,
                                           shares_one_allocator)
 from preflight.analysis.predict import PeakModel, is_recurrent, project_to_target, run_margin_floor
 from preflight.common.measurements import ModelInfo, ProbeOutcome, ProbeResult
+from preflight.common.units import format_bytes
 
 FORMAT_VERSION = 1  # of the document; a saved report of another format is refused (preflight.render.report)
 
@@ -125,7 +126,8 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
     }
     verdict_bytes = None
     target_kind = get_target(settings.target_name).kind if settings.target_name else None
-    pipeline = (outcome.data or {}).get("pipeline")
+    pipeline = ((outcome.data or {}).get("pipeline")
+                or array_copy_pipeline(outcome.data, outcome.device.backend, model.input_bytes_per_sample))
     provisional = host_section(pipeline, outcome.device.kind, target_kind, None, None, None)
     pipeline_on_host = provisional["pipeline_bytes"] if provisional and provisional["step_on_host"] else 0
     if pipeline_on_host and budget is not None and document["fits_at_no_batch"] is False:
@@ -145,7 +147,11 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
             # total); a JAX SPMD step's figure is one device's (the budget is each device's).
             device_budget = (get_target(settings.target_name).usable_bytes if settings.target_name
                              else None if budget is None else budget // replicas if shared else budget)
-            document["per_device"] = per_device_section(prediction, outcome.device, replicas,
+            # The pipeline's memory on the host (fit's copy of NumPy arrays) is in the same allocator.
+            total = replace(prediction, peak_bytes=prediction.peak_bytes + pipeline_on_host,
+                            method=prediction.method + (f"; + {format_bytes(pipeline_on_host)} the input pipeline "
+                                                        "holds in the same memory" if pipeline_on_host else ""))
+            document["per_device"] = per_device_section(total if shared else prediction, outcome.device, replicas,
                                                         outcome.device.strategy, device_budget)
         if settings.target_name:
             target = get_target(settings.target_name)

@@ -105,6 +105,9 @@ CONFIRM_UP_ATTEMPTS = 4      # ... and upward from a prediction that ran: geomet
 CONFIRM_PROCESSES = 2        # fresh processes that must each run the batch under the budget
 NEAR_LIMIT_FILL = 0.96       # a peak above this share of the limit was squeezed against it: not a fit
 PREFETCHED_BATCHES = 2       # batches model.fit's tf.data pipeline holds beside a probe's step (not under fit)
+# ... and beside fit's step on one batch repeated, when fit slices NumPy arrays under TensorFlow: 1-3 batches past
+# the step and the arrays at batch 64 (benchmarks/array_copy.py), 3.5 at 7,580 under a 64 MiB limit
+ARRAY_PREFETCHED_BATCHES = 4
 MAX_BATCH_STEP_DOWN = 0.9    # the largest batch is stepped down finely: it is the number reported
 MAX_BATCH_STEP_UP = 1.25     # upward, until a batch fails: at least this step ...
 MAX_BATCH_LEAP = 4.0         # ... at most this one, aimed where the measured peaks reach AIM_FILL of the limit
@@ -114,7 +117,7 @@ AIM_FILL = 0.92
 MAX_BATCH_RESOLUTION = 1.1   # ... then bisected until the failure is within 10 % of the largest that ran
 RECOMMENDED_STEP_DOWN = 0.85
 CONFIRM_MAX_STEP_SECONDS = 20.0
-UNCONFIRMED_PIPELINE_SHARE = 0.1  # on a CPU, an input pipeline over this share of the budget: no confirmation
+PIPELINE_SHARE_OFF_BUDGET = 0.1  # on a CPU, an input pipeline over this share of the budget: the step gets the rest
 FIT_STEPS = 3                # model.fit steps per confirming process (TensorFlow)
 SETTLE_ROUNDS = 3            # searches again below an answer its own repeats refused
 
@@ -144,10 +147,8 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
     budget = document.get("budget_bytes")
     if not budget or not batch or budget > host_limit_bytes:
         return None
-    host = document.get("host") or {}
-    if host.get("step_on_host") and host["pipeline_bytes"] >= UNCONFIRMED_PIPELINE_SHARE * budget:
-        # The input pipeline takes a large share of the same memory (analysis.host): the step run alone under
-        # the whole budget would overstate what fits, so the prediction from what is left stands.
+    budget, prefetched = _step_share(document, budget)
+    if budget < 1:
         return None
     probes = [ProbeResult.from_dict(p) for p in document["probes"]]
     if estimated_step_seconds(probes, batch) > CONFIRM_MAX_STEP_SECONDS:
@@ -166,7 +167,7 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
         started = time.monotonic()
         status, peaks = _run_in_fresh_processes(baseline_job, size, budget, on_progress,
                                                 (document.get("model") or {}).get("input_bytes_per_sample"),
-                                                processes)
+                                                processes, prefetched)
         clock.record((time.monotonic() - started) / max(1, len(peaks)))
         seen[size] = seen.get(size, []) + peaks
         if status == "ok":
@@ -189,7 +190,7 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
     input_bytes_per_sample = (document.get("model") or {}).get("input_bytes_per_sample")
 
     def limit_of(size: int) -> int:
-        return _fresh_process_limit(baseline_job, budget, size, input_bytes_per_sample)
+        return _fresh_process_limit(baseline_job, budget, size, input_bytes_per_sample, prefetched)
 
     def aim(low: int, fill: float = AIM_FILL, runs: dict[int, list[int]] | None = None) -> int | None:
         """Where the straight line through the two largest sizes up to `low` measured (fit `runs` under the
@@ -374,9 +375,25 @@ def _bisect(low: int, high: int, attempt: Callable[[int], str | None],
                 low, low_ran = 0, False
 
 
+def _step_share(document: dict[str, Any], budget: int) -> tuple[int, bool]:
+    """(the budget a confirming step runs under, whether fit's prefetched batches come off it per size).
+
+    Where the input pipeline takes a large share of the same memory (analysis.host: a CPU run), the step gets
+    what the pipeline leaves, and for NumPy arrays under TensorFlow also less the batches fit prefetches,
+    which its one batch repeated does not hold (20,000 samples of 256 floats under 64 MiB: the largest batch
+    from the step alone, 16,318, crashed model.fit(x, y)). Under that share the whole budget stands: the
+    pipeline is within the margins (a zoo model's arrays: up to 5 % of its budget)."""
+    host = document.get("host") or {}
+    held = host["pipeline_bytes"] if host.get("step_on_host") else 0
+    if held < PIPELINE_SHARE_OFF_BUDGET * budget:
+        return budget, False
+    return budget - held, (document.get("data") or {}).get("kind") == "numpy"
+
+
 def _run_in_fresh_processes(baseline_job: ProbeJob, batch: int, budget: int, on_progress=None,
                             document_input_bytes_per_sample: int | None = None,
-                            processes: int = CONFIRM_PROCESSES) -> tuple[str | None, list[int]]:
+                            processes: int = CONFIRM_PROCESSES,
+                            prefetched: bool = False) -> tuple[str | None, list[int]]:
     """("ok" | "oom" | "near_limit" | None, peaks): `batch` in `processes` fresh children under the
     budget. A peak past NEAR_LIMIT_FILL of the limit is "near_limit": under a hard limit the allocator
     squeezes a step that would peak above it (the README's MLP ran 55,208 samples at 99.8 % of 1 GiB in
@@ -388,7 +405,7 @@ def _run_in_fresh_processes(baseline_job: ProbeJob, batch: int, budget: int, on_
     # Under TensorFlow model.fit runs with its own pipeline in the allocator. Elsewhere the probe hands over
     # one batch while fit's pipeline holds the next ones in the same memory: those are left out of the limit
     # (an MLP batch of 2,134 ran in the probe under 256 MiB and failed twice under model.fit).
-    limit = _fresh_process_limit(baseline_job, budget, batch, document_input_bytes_per_sample)
+    limit = _fresh_process_limit(baseline_job, budget, batch, document_input_bytes_per_sample, prefetched)
     while len(peaks) < processes:
         job = replace(baseline_job, batch_sizes=[batch], adaptive=False,
                       measured_steps=FIT_STEPS if as_fit else VARIANT_STEPS, as_fit=as_fit,
@@ -409,12 +426,13 @@ def _run_in_fresh_processes(baseline_job: ProbeJob, batch: int, budget: int, on_
 
 
 def _fresh_process_limit(baseline_job: ProbeJob, budget: int, batch: int,
-                         input_bytes_per_sample: int | None) -> int:
-    """The allocator limit a confirming process runs `batch` under: the budget, less (off TensorFlow) the
-    batches model.fit's pipeline holds beside the step (see _run_in_fresh_processes)."""
-    if baseline_job.backend == "tensorflow":
+                         input_bytes_per_sample: int | None, prefetched: bool = False) -> int:
+    """The allocator limit a confirming process runs `batch` under: the budget, less (off TensorFlow, or with
+    `prefetched`) the batches model.fit's pipeline holds beside the step (see _run_in_fresh_processes)."""
+    if baseline_job.backend == "tensorflow" and not prefetched:
         return budget
-    return max(1, budget - (input_bytes_per_sample or 0) * batch * PREFETCHED_BATCHES)
+    batches = ARRAY_PREFETCHED_BATCHES if prefetched else PREFETCHED_BATCHES
+    return max(1, budget - (input_bytes_per_sample or 0) * batch * batches)
 
 
 def cross_process_spread(document: dict[str, Any], ran: dict[int, list[int]]) -> float:

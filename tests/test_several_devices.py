@@ -4,6 +4,7 @@ stand-in for tf.config); one integration test runs a real MirroredStrategy over 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -33,9 +34,11 @@ def test_one_device_holds_the_total_over_the_replicas_plus_the_margin_never_more
     assert one.measured_bytes == 95 * MIB
     assert abs(one.margin_fraction - (1.05 * (1 + REPLICA_MARGIN) - 1)) < 1e-3  # stated as applied, over the share
     section = per_device_section(total, _cpu(), 2, "MirroredStrategy", None)
-    # this measurement may be the high process: the run-to-run margin once more, above a real run
-    assert abs(section["above_real_at_most_fraction"] - (1.05 * 1.05 * (1 + REPLICA_MARGIN) - 1)) < 1e-3
-    assert "at most 21% above it" in per_device(CheckContext({"per_device": section}, None)).message
+    # this measurement may be the high process: the run-to-run margin once more, at least its 10 % floor
+    assert abs(section["above_real_at_most_fraction"] - (1.05 * 1.10 * (1 + REPLICA_MARGIN) - 1)) < 1e-3
+    assert "at most 27% above it" in per_device(CheckContext({"per_device": section}, None)).message
+    wider = per_device_section(replace(total, margin_fraction=0.15), _cpu(), 2, "MirroredStrategy", None)
+    assert abs(wider["above_real_at_most_fraction"] - (1.15 * 1.15 * (1 + REPLICA_MARGIN) - 1)) < 1e-3
     assert per_device_prediction(total, 1).peak_bytes == total.peak_bytes  # capped at the total
 
 

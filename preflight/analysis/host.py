@@ -3,7 +3,8 @@
 The dry-run child measures the step without the tf.data pipeline's buffers in the allocator's window and
 records the pipeline apart (preflight.child `_pool_apart_from_pipeline`, preflight.engine.data
 `describe_pipeline`): its buffers estimated from the element spec, and what the allocator saw while the
-first batch was read. Here those become the report's "host" section. On a CPU run the step and the
+first batch was read; NumPy arrays under TensorFlow are a pipeline too, the copy model.fit makes of them
+(`array_copy_pipeline`). Here those become the report's "host" section. On a CPU run the step and the
 pipeline share one memory, so both count against the budget; with a GPU or TPU target the step is device
 memory and the pipeline host RAM, checked against `--host-budget` (bytes, or a preset: colab, kaggle),
 (preflight.common.units.HOST_RAM_PRESETS), else the memory available on this host (psutil, read by the caller). Pure; no TensorFlow.
@@ -22,8 +23,9 @@ PIPELINE_CAUSE_SHARE = 0.5       # the pipeline "holds most of the peak" above t
 def array_copy_pipeline(data: dict | None, backend: str, bytes_per_sample: int | None) -> dict | None:
     """model.fit(x, y) on NumPy arrays under TensorFlow, as a pipeline: Keras's array adapter turns the whole
     arrays into one tensor before the first step and holds it for the whole fit, in the allocator a CPU step
-    uses (a 1024-wide float input, 256 to 4,096 samples: fit's peak was the step's plus the arrays' bytes plus
-    about two batches; one batch repeated through tf.data held neither). None for other data and backends."""
+    uses (1,024 floats a sample, 1,024 to 16,384 samples: fit's peak was the step's plus the arrays' bytes plus
+    0.3-0.8 MiB, benchmarks/array_copy.py; one batch repeated through tf.data held neither). None for other data
+    and backends (JAX and PyTorch slice the arrays batch by batch)."""
     if not data or data.get("kind") != "numpy" or not data.get("host_bytes") or backend != "tensorflow":
         return None
     held = int(data["host_bytes"])

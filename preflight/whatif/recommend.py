@@ -381,7 +381,7 @@ def _step_share(document: dict[str, Any], budget: int) -> tuple[int, bool]:
     Where the input pipeline takes a large share of the same memory (analysis.host: a CPU run), the step gets
     what the pipeline leaves, and for NumPy arrays under TensorFlow also less the batches fit prefetches,
     which its one batch repeated does not hold (20,000 samples of 256 floats under 64 MiB: the largest batch
-    from the step alone, 16,318, crashed model.fit(x, y)). Under that share the whole budget stands: the
+    from the step alone, 16,194, crashed model.fit(x, y) in 3 of 3 processes: benchmarks/array_copy.py). Under that share the whole budget stands: the
     pipeline is within the margins (a zoo model's arrays: up to 5 % of its budget)."""
     host = document.get("host") or {}
     held = host["pipeline_bytes"] if host.get("step_on_host") else 0

@@ -20,10 +20,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.max_batch_fit import NEAR_LIMIT_FILL, OOM_MARKERS
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "array_copy.json"
 PROCESSES = 3
-NEAR_LIMIT_FILL = 0.96
 MODEL = """
 import keras
 import numpy as np
@@ -81,7 +82,7 @@ def fit_peak(model_file: Path, batch: int, form: str, limit_bytes: int | None = 
         peak = int(done.stdout.split("PEAK")[-1].split()[0])
         near = limit_bytes is not None and peak > NEAR_LIMIT_FILL * limit_bytes
         return {"status": "near_limit" if near else "ok", "peak_bytes": peak}
-    oom = "ResourceExhausted" in done.stderr or "ran out of memory" in done.stderr
+    oom = any(marker in done.stderr for marker in OOM_MARKERS)
     return {"status": "oom" if oom else f"crashed (exit {done.returncode})", "peak_bytes": None}
 
 
@@ -104,10 +105,11 @@ def main() -> int:
         print(f"{samples:>6} samples: arrays {arrays / 2**20:.1f} MiB; fit(x, y) {with_arrays['peak_bytes'] / 2**20:.1f} "
               f"MiB, one batch repeated {alone['peak_bytes'] / 2**20:.1f} MiB", flush=True)
     budget, limit = "64MiB", 64 * 2**20
+    arrays_file = write_model(folder, 256, 20000)
     answers = []
-    for label, with_data in (("arrays counted", True), ("step alone", False)):
-        largest = largest_batch(write_model(folder, 256, 20000, with_data), budget)
-        runs = [fit_peak(write_model(folder, 256, 20000), largest, "arrays", limit) for _ in range(PROCESSES)]
+    for label, checked in (("arrays counted", arrays_file), ("step alone", write_model(folder, 256, 20000, False))):
+        largest = largest_batch(checked, budget)
+        runs = [fit_peak(arrays_file, largest, "arrays", limit) for _ in range(PROCESSES)]
         answers.append({"answer": label, "largest_batch": largest, "fit_runs": runs,
                         "fits": all(run["status"] == "ok" for run in runs)})
         print(f"{label}: largest batch {largest}; fit(x, y) under {budget}: "

@@ -147,12 +147,13 @@ def build_document(outcome: ProbeOutcome, settings: RunSettings, model_name: str
             # total); a JAX SPMD step's figure is one device's (the budget is each device's).
             device_budget = (get_target(settings.target_name).usable_bytes if settings.target_name
                              else None if budget is None else budget // replicas if shared else budget)
-            # The pipeline's memory on the host (fit's copy of NumPy arrays) is in the same allocator.
-            total = replace(prediction, peak_bytes=prediction.peak_bytes + pipeline_on_host,
-                            method=prediction.method + (f"; + {format_bytes(pipeline_on_host)} the input pipeline "
-                                                        "holds in the same memory" if pipeline_on_host else ""))
-            document["per_device"] = per_device_section(total if shared else prediction, outcome.device, replicas,
-                                                        outcome.device.strategy, device_budget)
+            total = prediction
+            if shared and pipeline_on_host:  # the pipeline (fit's copy of NumPy arrays) is in the same allocator
+                total = replace(prediction, peak_bytes=prediction.peak_bytes + pipeline_on_host,
+                                method=f"{prediction.method}; + {format_bytes(pipeline_on_host)} the input "
+                                       "pipeline holds in the same memory")
+            document["per_device"] = per_device_section(total, outcome.device, replicas, outcome.device.strategy,
+                                                        device_budget)
         if settings.target_name:
             target = get_target(settings.target_name)
             one_device = per_device_prediction(prediction, replicas) if shared else prediction

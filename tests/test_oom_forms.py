@@ -191,6 +191,72 @@ def test_the_largest_batch_leaves_room_for_the_spread_fresh_processes_showed():
     assert cross_process_spread({"probes": []}, {94: [236 * mib]}) == 0.0
 
 
+def test_a_size_just_under_a_jump_in_the_peak_gets_more_processes_and_a_cut_short_peak_is_no_spread():
+    from preflight.whatif.recommend import JUMP_MIN_EXCESS, cross_process_spread, jumps_above
+
+    mib = 1 << 20
+    limit = 1024 * mib
+    # ConvNeXtTiny under 1 GiB (fifth zoo draw): 78 read 878 and 886 MiB, 84 read 1022 (model.fit at 78 then
+    # read 1017, 1019 and 889 in three processes).
+    assert jumps_above(78, 886 * mib, {84: 1022 * mib, 94: 1019 * mib}, spread=0.009)
+    # A size that ran out of memory reads as the limit: a jump from 80 % of it.
+    assert jumps_above(100, 820 * mib, {105: limit}, spread=0.0)
+    # No jump: the recommender's 97,339 (868 MiB) under 105,154 (973): 3.8 % over in proportion, and its
+    # processes differ by 8.6 % anyway ...
+    assert not jumps_above(97_339, 868 * mib, {105_154: 973 * mib}, spread=0.086)
+    assert not jumps_above(97_339, 868 * mib, {105_154: 973 * mib}, spread=0.0)
+    # ... ResNet50V2's 96 (919) under 102 (987): 1.1 %; a refusal past MAX_BATCH_RESOLUTION says nothing.
+    assert not jumps_above(96, 919 * mib, {102: 987 * mib}, spread=0.0)
+    assert not jumps_above(78, 886 * mib, {94: 1019 * mib}, spread=0.0)
+    assert not jumps_above(78, 886 * mib, {}, spread=0.0)
+    # A spread wider than the excess explains it.
+    assert not jumps_above(78, 886 * mib, {84: 1022 * mib}, spread=JUMP_MIN_EXCESS + 0.03)
+    # A process the limit cut short (over NEAR_LIMIT_FILL of it) is not a measure of the spread ...
+    seen = {73: [866 * mib], 78: [878 * mib, 886 * mib, 1019 * mib]}
+    assert cross_process_spread({"probes": []}, seen, lambda size: limit) < 0.01
+    # ... without the limits every peak counts, as before.
+    assert cross_process_spread({"probes": []}, seen) > 0.15
+
+
+def test_the_largest_batch_search_steps_under_a_step_that_jumps_between_processes(monkeypatch):
+    """The search's own logic on ConvNeXtTiny's measured readings (1 GiB): at 78 a process reads 878 MiB or,
+    in a later one, 1019 (cut short by the limit); 73 and below read the low mode only. A fake runner hands
+    out those readings in order; everything else is the real search."""
+    from types import SimpleNamespace
+
+    import preflight.whatif.recommend as recommend
+
+    mib = 1 << 20
+    low = {51: 781, 65: 835, 70: 858, 73: 866, 75: 879, 78: 878}   # other sizes: 870
+    later_at_78 = iter([886, 1019])             # the answer's second process, then a third
+    processes: dict[int, int] = {}
+
+    def run_in_fresh_processes(job, batch, budget, on_progress, bytes_per_sample, count, prefetched):
+        peaks = []
+        for _ in range(count):
+            processes[batch] = processes.get(batch, 0) + 1
+            if batch > 78:
+                return "near_limit", peaks + [1022 * mib]
+            peak = (next(later_at_78, 886) if batch == 78 and processes[batch] > 1 else low.get(batch, 870)) * mib
+            peaks.append(peak)
+            if peak > recommend.NEAR_LIMIT_FILL * budget:
+                return "near_limit", peaks
+        return "ok", peaks
+
+    monkeypatch.setattr(recommend, "_run_in_fresh_processes", run_in_fresh_processes)
+    probes = [{"batch_size": size, "status": "ok", "peak_bytes": peak * mib, "step_seconds": 0.1 * size}
+              for size, peak in [(8, 600), (16, 640)]]
+    document = {"budget_bytes": 1024 * mib, "probes": probes, "device": {"deterministic": False},
+                "model": {"input_bytes_per_sample": 150_528}, "host": {}, "data": {}}
+    job = SimpleNamespace(backend="tensorflow")
+    answer = recommend.confirm_under_budget(document, job, 1 << 40, 78, lambda b: int(b * 0.9), search_up=True)
+    # 78 ran in two processes, then its third read the high mode: not an answer. The size under the jump at
+    # 78 ran in JUMP_PROCESSES processes; the cut-short 1019 did not widen the room every size needs.
+    assert answer["status"] == "ok" and 78 / recommend.MAX_BATCH_RESOLUTION <= answer["batch_size"] < 78
+    assert len(answer["process_peaks"]) == recommend.JUMP_PROCESSES and processes[78] == 3
+    assert answer["process_spread"] < 0.01
+
+
 def test_the_search_stops_when_the_processes_still_owed_would_overrun_its_time_limit():
     from preflight.whatif.recommend import SearchClock
 

@@ -103,6 +103,11 @@ def _measured_item(spec: dict, outcome: ProbeOutcome, batch_sizes: list[int]) ->
 CONFIRM_ATTEMPTS = 3         # batch sizes tried downward from the prediction
 CONFIRM_UP_ATTEMPTS = 4      # ... and upward from a prediction that ran: geometric steps, then bisection
 CONFIRM_PROCESSES = 2        # fresh processes that must each run the batch under the budget
+# ... and where the size just above the answer read far over what the answer's own peak scaled up to it allows:
+# a step that changes mode near the limit between processes (ConvNeXtTiny under 1 GiB: 78 read 878 and 886 MiB
+# in the search's two processes, 84 read 1022; model.fit at 78 then read 1017, 1019 and 889 in three).
+JUMP_PROCESSES = 4
+JUMP_MIN_EXCESS = 0.05       # ... far over: by more than this and more than the processes' measured spread
 NEAR_LIMIT_FILL = 0.96       # a peak above this share of the limit was squeezed against it: not a fit
 PREFETCHED_BATCHES = 2       # batches model.fit's tf.data pipeline holds beside a probe's step (not under fit)
 # ... and beside fit's step on one batch repeated, when fit slices NumPy arrays under TensorFlow: 1-3 batches past
@@ -211,14 +216,23 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
     def processes_for(size: int) -> int:
         """A peak the limit squeezed (over UNSQUEEZED_FILL of it) hides what the step would take unlimited,
         which may vary between processes by more than the processes showed (the recommender's 124,345 ran
-        at 95 % of 1 GiB in two processes and ran out of memory in one of two `fit` runs after): one more."""
+        at 95 % of 1 GiB in two processes and ran out of memory in one of two `fit` runs after): one more.
+        A size just under a jump (jumps_above) gets JUMP_PROCESSES: two processes that both drew the low
+        mode cannot tell."""
+        if deterministic:
+            return needed
         squeezed = max(ran[size]) > UNSQUEEZED_FILL * limit_of(size)
-        return needed + (1 if squeezed and not deterministic else 0)
+        readings = {above: max(seen.get(above) or [limit_of(above)]) for above in [*failed, *near_limit]}
+        if jumps_above(size, max(ran[size]), readings, spread()):
+            return max(JUMP_PROCESSES, needed + 1)
+        return needed + (1 if squeezed else 0)
+
+    def spread() -> float:
+        return cross_process_spread(document, seen, limit_of)
 
     def settle() -> None:
         while ran:   # the answer must run in every one of its fresh processes, with room for their spread
-            for size in sizes_without_room(ran, cross_process_spread(document, seen), limit_of,
-                                           keep_smallest=not search_up):
+            for size in sizes_without_room(ran, spread(), limit_of, keep_smallest=not search_up):
                 near_limit[size] = max(ran.pop(size))
             if not ran:
                 return   # every size lacked room: the rounds below bisect under the smallest
@@ -241,7 +255,7 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
             continue
         # Every size that ran lacked room for the processes' spread: first where the line through what they
         # reached leaves that room (DenseNet121's only size, 35, read 488 MiB of 512, 2.1 % apart), else bisect.
-        roomy = aim(above, NEAR_LIMIT_FILL / (1 + cross_process_spread(document, seen)), seen)
+        roomy = aim(above, NEAR_LIMIT_FILL / (1 + spread()), seen)
         if roomy is not None and 0 < roomy < above and not too_slow(roomy) and attempt(roomy) == "ok":
             continue
         _bisect(largest_probe_under(document, above), above, attempt, too_slow)
@@ -252,7 +266,7 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
     top = max(ran)
     return {**confirmation_record(top, "ok", max(ran[top]), budget, sorted(failed), process_peaks=ran[top],
                                   near_limit=near_limit), "method": method,
-            "process_spread": round(cross_process_spread(document, seen), 4),
+            "process_spread": round(spread(), 4),
             # every size that ran with room, each process's peak: measured points of the report's curve
             "runs": {str(size): list(peaks) for size, peaks in sorted(ran.items())}}
 
@@ -435,15 +449,35 @@ def _fresh_process_limit(baseline_job: ProbeJob, budget: int, batch: int,
     return max(1, budget - (input_bytes_per_sample or 0) * batch * batches)
 
 
-def cross_process_spread(document: dict[str, Any], ran: dict[int, list[int]]) -> float:
+def cross_process_spread(document: dict[str, Any], ran: dict[int, list[int]],
+                         limit_of: Callable[[int], int] | None = None) -> float:
     """The widest relative spread seen between fresh processes running the same step: the planned batch's
     processes (engine.processes) and each size the confirmation ran more than once. 0.0 when no step ran
     twice. A bidirectional LSTM's two search processes at batch 89 peaked at 245 and 248 MiB, yet the answer
     94, which ran twice under 256 MiB, ran out of memory in one of two processes of model.fit afterwards:
-    recurrent steps are bimodal between processes, so the answer must leave room for what they showed."""
+    recurrent steps are bimodal between processes, so the answer must leave room for what they showed.
+    With `limit_of` (batch -> its allocator limit), a peak past NEAR_LIMIT_FILL of the limit is left out: the
+    limit cut it short, so it measures where that size stopped, not how far the step's processes differ (a
+    ConvNeXtTiny process at 78 that read 1019 MiB of 1 GiB beside 878 and 886 would have refused every size
+    below 66; those near the jump get more processes instead: jumps_above)."""
     groups = [p.get("process_peaks") or [] for p in document.get("probes") or [] if p.get("status") == "ok"]
-    groups += list(ran.values())
+    for size, peaks in ran.items():
+        groups.append([peak for peak in peaks if limit_of is None or peak <= NEAR_LIMIT_FILL * limit_of(size)])
     return max(((max(g) - min(g)) / min(g) for g in groups if len(g) >= 2 and min(g) > 0), default=0.0)
+
+
+def jumps_above(size: int, peak: int, refused: dict[int, int], spread: float) -> bool:
+    """Whether the smallest refused size above `size` (within MAX_BATCH_RESOLUTION of it; `refused`: batch ->
+    the highest peak a process reached there, the limit where it ran out of memory) read more than `size`'s
+    `peak` scaled up in proportion to the batch (the most a step with a fixed part can grow), by more than
+    `spread` and JUMP_MIN_EXCESS. Such a step has two modes near the limit, not one line: ConvNeXtTiny's 78
+    (886 MiB; 84 read 1022, 7 % over 886 x 84 / 78). Of the fifth zoo draw's other answers only hub GPT-2's
+    42 is one (835 MiB; 44 read 984)."""
+    above = min((refused_size for refused_size in refused if refused_size > size), default=None)
+    if above is None or above > size * MAX_BATCH_RESOLUTION or peak <= 0:
+        return False
+    excess = refused[above] / (peak * above / size) - 1
+    return excess > max(spread, JUMP_MIN_EXCESS)
 
 
 def sizes_without_room(ran: dict[int, list[int]], spread: float, limit_of: Callable[[int], int],

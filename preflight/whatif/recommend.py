@@ -226,7 +226,7 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
         # reaches the limit (the sixth zoo draw's VAE: 649 at 208 MiB of 256, 703 out of memory, one mode).
         readings = {above: max(seen[above]) for above in near_limit if seen.get(above)}
         if jumps_above(size, max(ran[size]), readings, spread()):
-            return max(JUMP_PROCESSES, needed + 1)
+            return JUMP_PROCESSES
         return needed + (1 if squeezed else 0)
 
     def spread() -> float:

@@ -109,6 +109,15 @@ CONFIRM_PROCESSES = 2        # fresh processes that must each run the batch unde
 JUMP_PROCESSES = 4
 JUMP_MIN_EXCESS = 0.05       # ... far over: by more than this and more than the processes' measured spread
 NEAR_LIMIT_FILL = 0.96       # a peak above this share of the limit was squeezed against it: not a fit
+# The room an answer leaves for processes it did not run: at least this spread, since two or three processes
+# rarely show the widest (hub BERT's 46 read 945, 937 and 952 MiB of 1 GiB in preflight's three, 1.6 % apart,
+# then 986 in one of three model.fit processes; a quarter of the zoo's 131 three-process groups spread over 4 %).
+MIN_ROOM_SPREAD = 0.04
+# ... unless a size this much larger ran in every process it was given: its larger step ran where another
+# process's would have to, so the room is shown, not assumed (the recommender under 1 GiB: processes up to
+# 23 % apart below 100,000, yet every size from 105,000 to 123,035 ran at 940-975 MiB in 30 of 30 processes,
+# the limit absorbing the spread; the room alone answered 83,122).
+COVER_MIN_STEP = 1.05
 PREFETCHED_BATCHES = 2       # batches model.fit's tf.data pipeline holds beside a probe's step (not under fit)
 # ... and beside fit's step on one batch repeated, when fit slices NumPy arrays under TensorFlow: 1-3 batches past
 # the step and the arrays at batch 64 (benchmarks/array_copy.py), 3.5 at 7,580 under a 64 MiB limit
@@ -162,6 +171,7 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
     near_limit: dict[int, int] = {}
     ran: dict[int, list[int]] = {}   # batch -> the peak of each fresh process that ran it under the budget
     seen: dict[int, list[int]] = {}  # ... and every peak a process reached, kept when its size is refused
+    ran_everywhere: set[int] = set()  # sizes every process of which ran (kept when refused for room)
 
     deterministic = bool((document.get("device") or {}).get("deterministic"))
     needed = 1 if deterministic else CONFIRM_PROCESSES
@@ -174,6 +184,10 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
                                                 (document.get("model") or {}).get("input_bytes_per_sample"),
                                                 processes, prefetched)
         clock.record((time.monotonic() - started) / max(1, len(peaks)))
+        if status == "ok" and (size not in seen or size in ran_everywhere):
+            ran_everywhere.add(size)
+        else:
+            ran_everywhere.discard(size)
         seen[size] = seen.get(size, []) + peaks
         if status == "ok":
             ran[size] = ran.get(size, []) + peaks
@@ -232,9 +246,13 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
     def spread() -> float:
         return cross_process_spread(document, seen, limit_of)
 
+    def room_spread() -> float:
+        return spread() if deterministic else max(spread(), MIN_ROOM_SPREAD)
+
     def settle() -> None:
         while ran:   # the answer must run in every one of its fresh processes, with room for their spread
-            for size in sizes_without_room(ran, spread(), limit_of, keep_smallest=not search_up):
+            for size in sizes_without_room(ran, room_spread(), limit_of, keep_smallest=not search_up,
+                                           covered=lambda size: covered_by_larger(size, ran_everywhere)):
                 near_limit[size] = max(ran.pop(size))
             if not ran:
                 return   # every size lacked room: the rounds below bisect under the smallest
@@ -257,7 +275,7 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
             continue
         # Every size that ran lacked room for the processes' spread: first where the line through what they
         # reached leaves that room (DenseNet121's only size, 35, read 488 MiB of 512, 2.1 % apart), else bisect.
-        roomy = aim(above, NEAR_LIMIT_FILL / (1 + spread()), seen)
+        roomy = aim(above, NEAR_LIMIT_FILL / (1 + room_spread()), seen)
         if roomy is not None and 0 < roomy < above and not too_slow(roomy) and attempt(roomy) == "ok":
             continue
         _bisect(largest_probe_under(document, above), above, attempt, too_slow)
@@ -278,9 +296,9 @@ class SearchClock:
     processes owed once it has (that one and the answer's second) must end by then at the last process's
     pace. Not the slowest's: a recommender's first sizes, far above what fits, took 30 s a process, and
     reserving that pace for the bisection's smaller sizes ended the search at the largest probe (2,048).
-    Not owed: the third process an answer squeezed over UNSQUEEZED_FILL of the limit gets (processes_for), so
-    such an answer may end one process past the deadline; without it the answer would stand on two processes
-    that cannot show its spread."""
+    Not owed: the third process an answer squeezed over UNSQUEEZED_FILL of the limit gets, and the third and
+    fourth an answer under a jump gets (processes_for), so such an answer may end a process or two past the
+    deadline; without them the answer would stand on two processes that cannot show its spread or its mode."""
 
     def __init__(self, deadline: float | None, owed_processes: int):
         self.deadline, self.owed_processes = deadline, owed_processes
@@ -483,19 +501,26 @@ def jumps_above(size: int, peak: int, refused: dict[int, int], spread: float) ->
 
 
 def sizes_without_room(ran: dict[int, list[int]], spread: float, limit_of: Callable[[int], int],
-                       keep_smallest: bool = True) -> list[int]:
+                       keep_smallest: bool = True, covered: Callable[[int], bool] = lambda size: False
+                       ) -> list[int]:
     """The largest sizes of `ran` (batch -> its processes' peaks) whose highest peak, raised by `spread`,
-    would pass NEAR_LIMIT_FILL of their limit: another process may not fit them. With `keep_smallest` (the
-    recommended batch, which has no search below it) the smallest size is kept: it ran. The largest batch's
-    search drops it too and bisects below it: EfficientNetB0's only size, 52, ran at 489, 476 and 489 MiB
-    under 512 (2.7 % apart, so another process may need 502) and peaked at 508 and 500 in two of three
-    `fit` processes after."""
+    would pass NEAR_LIMIT_FILL of their limit, and not `covered` (covered_by_larger): another process may not
+    fit them. With `keep_smallest` (the recommended batch, which has no search below it) the smallest size is
+    kept: it ran. The largest batch's search drops it too and bisects below it: EfficientNetB0's only size,
+    52, ran at 489, 476 and 489 MiB under 512 (2.7 % apart, so another process may need 502) and peaked at
+    508 and 500 in two of three `fit` processes after."""
     dropped = []
     for size in sorted(ran, reverse=True)[:-1 if keep_smallest else None]:
-        if max(ran[size]) * (1 + spread) <= NEAR_LIMIT_FILL * limit_of(size):
+        if max(ran[size]) * (1 + spread) <= NEAR_LIMIT_FILL * limit_of(size) or covered(size):
             break
         dropped.append(size)
     return dropped
+
+
+def covered_by_larger(size: int, ran_everywhere: set[int]) -> bool:
+    """Whether a size at least COVER_MIN_STEP times `size` ran in every fresh process it was given (each under
+    NEAR_LIMIT_FILL of its limit): then `size` needs no room for a spread its processes may show."""
+    return any(other >= size * COVER_MIN_STEP for other in ran_everywhere)
 
 
 def confirm_batch_sizes(document: dict[str, Any], baseline_job: ProbeJob, host_limit_bytes: int,

@@ -30,7 +30,7 @@ from preflight.engine.program import is_notebook, program_text, read_program
 from preflight.engine.saved_model import is_saved_model, saved_model_source
 from preflight.engine.plan import first_round
 from preflight.engine.processes import PlannedRepeats
-from preflight.whatif.recommend import confirm_batch_sizes
+from preflight.whatif.recommend import confirm_largest_batch, confirm_recommended_batch
 from preflight.render.progress import ProgressDisplay
 from preflight.render.report import Report
 from preflight.engine.runner import ProbeJob, run_probes
@@ -204,8 +204,11 @@ def check(model: Any, data: Any = None, *, batch_size: int | None = None, budget
             if probe_batch_sizes is None and max_batch_time > 0:
                 display({"event": "stage", "text": "largest batch: model.fit under the budget in fresh processes "
                                                    f"(at most {max_batch_time:.0f} s, --max-batch-time)"})
-                facts.confirmations = confirm_batch_sizes(assemble_check(facts), job, limit, display,
-                                                          deadline=time.monotonic() + max_batch_time)
+                deadline = time.monotonic() + max_batch_time
+                largest = confirm_largest_batch(assemble_check(facts), job, limit, display, deadline=deadline)
+                facts.confirmations = {"largest": largest, "recommended": None}
+                facts.confirmations["recommended"] = confirm_recommended_batch(
+                    assemble_check(facts), largest, job, limit, display, deadline=deadline)
             facts.timing = {"verdict_seconds": round(verdict_seconds, 1),
                             "max_batch_seconds": round(time.monotonic() - started - verdict_seconds, 1)}
             facts.whatifs_measured = _measured_whatifs(assemble_check(facts), job, outcome, whatif, display)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from preflight.analysis.document import UNSQUEEZED_FILL, confirmation_record
 from preflight.errors import PreflightError
 from preflight.engine.runner import ProbeJob, ProbeOutcome, run_probes
-from preflight.analysis.recommendations import apply_largest, largest_probe_under, unmeasured_entry
+from preflight.analysis.recommendations import largest_probe_under, unmeasured_entry
 
 # Beyond this factor over the budget no single what-if is likely to make the run fit (measured savings
 # were 7-43 % for mixed precision, remat and shrinking): only the batch-size recommendation is given.
@@ -523,24 +523,27 @@ def covered_by_larger(size: int, ran_everywhere: set[int]) -> bool:
     return any(other >= size * COVER_MIN_STEP for other in ran_everywhere)
 
 
-def confirm_batch_sizes(document: dict[str, Any], baseline_job: ProbeJob, host_limit_bytes: int,
-                        on_progress=None, deadline: float | None = None) -> dict[str, Any]:
-    """The largest batch, then the recommended one, each run under the budget; failures lower them. No new
-    batch size is tried after `deadline` (time.monotonic()). Returns the records, {"largest", "recommended"}
-    (either None when not run): preflight.analysis.recommendations applies them to the document, here to a
-    copy to choose what the second run confirms, and in the assembly to the report."""
-    import copy
+def confirm_largest_batch(document: dict[str, Any], baseline_job: ProbeJob, host_limit_bytes: int,
+                          on_progress=None, deadline: float | None = None) -> dict[str, Any] | None:
+    """The largest batch, searched under the budget (confirm_under_budget); no new batch size is tried after
+    `deadline` (time.monotonic()). preflight.analysis.recommendations applies the record to the report."""
+    return confirm_under_budget(document, baseline_job, host_limit_bytes, document.get("max_batch_size"),
+                                lambda b: int(b * MAX_BATCH_STEP_DOWN), on_progress, search_up=True,
+                                deadline=deadline)
 
-    scratch = copy.deepcopy(document)
-    largest = confirm_under_budget(scratch, baseline_job, host_limit_bytes, scratch.get("max_batch_size"),
-                                   lambda b: int(b * MAX_BATCH_STEP_DOWN), on_progress, search_up=True,
-                                   deadline=deadline)
-    recommended = apply_largest(scratch, largest)
-    if largest is not None and largest["status"] == "ok" and recommended == largest["batch_size"]:
-        return {"largest": largest, "recommended": None}
+
+def confirm_recommended_batch(document: dict[str, Any], largest: dict[str, Any] | None, baseline_job: ProbeJob,
+                              host_limit_bytes: int, on_progress=None,
+                              deadline: float | None = None) -> dict[str, Any] | None:
+    """The recommended batch of `document`, run under the budget; failures lower it. `document` is the report
+    assembled with the `largest` batch's record, whose runs are measured points of the curve the
+    recommendation comes from: so the size confirmed is the one the report shows (a CNN's curve before them
+    recommended 624 and the report, after them, 840). None when the largest batch's own runs confirm it."""
     from preflight.analysis.predict import friendly_at_most
 
-    confirmation = confirm_under_budget(scratch, baseline_job, host_limit_bytes, recommended,
-                                        lambda b: friendly_at_most(int(b * RECOMMENDED_STEP_DOWN)), on_progress,
-                                        deadline=deadline)
-    return {"largest": largest, "recommended": confirmation}
+    recommended = document.get("recommended_batch_size")
+    if largest is not None and largest["status"] == "ok" and recommended == largest["batch_size"]:
+        return None
+    return confirm_under_budget(document, baseline_job, host_limit_bytes, recommended,
+                                lambda b: friendly_at_most(int(b * RECOMMENDED_STEP_DOWN)), on_progress,
+                                deadline=deadline)

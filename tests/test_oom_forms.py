@@ -402,3 +402,8 @@ def test_a_recommended_batch_refused_as_too_near_the_limit_is_lowered_to_what_ra
     document = {"recommended_batch_size": 688, "max_batch_size": 800}
     apply_recommended(document, confirmation_record(688, "ok", 200 * mib, 256 * mib, [], process_peaks=[200 * mib]))
     assert document["recommended_batch_size"] == 688
+    # The confirmation's own runs moved the curve's recommendation (888 confirmed, the curve then said 880):
+    # the report recommends what ran.
+    document = {"recommended_batch_size": 880, "max_batch_size": 900}
+    apply_recommended(document, confirmation_record(888, "ok", 230 * mib, 256 * mib, [], process_peaks=[230 * mib]))
+    assert document["recommended_batch_size"] == 888

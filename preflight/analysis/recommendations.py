@@ -211,11 +211,14 @@ def _ran_with_headroom(largest: dict[str, Any] | None) -> bool:
 
 
 def apply_recommended(document: dict[str, Any], confirmation: dict[str, Any] | None) -> None:
-    """The recommended batch's confirming runs into the document: a failure, or a run too near the limit to
-    count, lowers it to what ran."""
+    """The recommended batch's confirming runs into the document: the report recommends the size they ran
+    (their own runs are measured points of the curve, which may move its recommendation by a few samples: a
+    CNN confirmed 888 and its curve then said 880); a failure, or a run too near the limit to count, lowers
+    it to what ran."""
     if confirmation is not None:
         document["confirmation"] = confirmation
-        if confirmation["failed_batch_sizes"] or confirmation.get("near_limit"):
+        if (confirmation["status"] == "ok" or confirmation["failed_batch_sizes"]
+                or confirmation.get("near_limit")):
             document["recommended_batch_size"] = confirmation["batch_size"]
 
 

@@ -238,17 +238,17 @@ def checked_and_fit(tmp_path_factory):
 
 
 def test_fit_records_a_peak_consistent_with_preflights_measurement(checked_and_fit):
-    """Tolerance: 10 % of preflight's peak plus two batches of input. The same step's peak varies between
-    fresh processes on a CPU (the executor orders ops differently: a few % for this MLP, up to 15 % for
-    others, tf-memory-findings.md §1), and model.fit's input pipeline holds up to two batches the probe's
-    pool does not."""
+    """Tolerance: 15 % of preflight's peak plus two batches of input. The same step's peak varies between
+    fresh processes on a CPU (the executor orders ops differently: up to 15 %, tf-memory-findings.md §1;
+    this MLP's fit once read 9.68 MB where preflight's process read 8.62, 12 % apart, which 10 % failed),
+    and model.fit's input pipeline holds up to two batches the probe's pool does not."""
     store, document, run = checked_and_fit
     record = run["record"]
     assert record["fingerprint"] == document_fingerprint(document)  # another process, the same model
     assert record["batch_size"] == 64 and record["epochs"] == 3 and record["steps"] == 18
     assert record["device"]["kind"] == "CPU" and record["backend"]["name"] == "tensorflow"
     batch_input_bytes = 64 * (256 * 4 + 8)
-    tolerance = 0.10 * document["peak_bytes"] + 2 * batch_input_bytes
+    tolerance = 0.15 * document["peak_bytes"] + 2 * batch_input_bytes
     assert abs(record["first_steps_peak_bytes"] - document["peak_bytes"]) <= tolerance, \
         (record["first_steps_peak_bytes"], document["peak_bytes"])
     assert record["peak_bytes"] >= record["first_steps_peak_bytes"]

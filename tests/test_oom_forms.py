@@ -325,6 +325,28 @@ def test_a_larger_size_that_ran_everywhere_shows_the_room_a_spread_below_would_a
                               covered=lambda size: covered_by_larger(size, {100})) == [100]
 
 
+def test_a_size_refused_only_for_room_gets_one_try_at_the_size_that_would_cover_it(monkeypatch):
+    from preflight.whatif.recommend import COVER_MIN_STEP
+
+    # The eighth zoo draw's recommender: the search's one process at the size above its top ran out of memory
+    # (123,013, where model.fit runs 123,035 in three of three), so the top, which read 971 MiB of 1 GiB, had
+    # no cover and no room. Here 118,750 runs out of memory in its first process only; 124,000 is the truth.
+    def recommender(batch: int, nth: int) -> int | None:
+        if batch > 124_000 or (batch == 118_750 and nth == 1):
+            return None
+        if batch >= 105_000:
+            return [946, 973, 941, 968][nth % 4]
+        return round((300 + 5.4 * batch / 1000) * (1.1 if nth % 2 == 0 else 1.0))
+
+    answer, processes = _search_on_readings(monkeypatch, recommender, 100_000,
+                                            ((1024, [306]), (2048, [311]), (16_384, [350, 420])))
+    assert answer["status"] == "ok" and len(answer["process_peaks"]) == 3
+    assert 0.9 * 124_000 <= answer["batch_size"] <= 124_000
+    # the size that covers it: tried once, COVER_MIN_STEP above, under the refusal at 118,750
+    covering = [size for size in processes if answer["batch_size"] * COVER_MIN_STEP <= size < 118_750]
+    assert covering and all(processes[size] == 1 for size in covering)
+
+
 def test_the_search_stops_when_the_processes_still_owed_would_overrun_its_time_limit():
     from preflight.whatif.recommend import SearchClock
 

@@ -308,3 +308,21 @@ def test_a_size_the_search_ran_squeezed_against_the_limit_is_a_lower_bound_and_i
     assert all(later >= earlier for earlier, later in zip(bounds, bounds[1:]))
     assert model.predict_peak(16).peak_bytes == PeakModel(
         [*probes, *fresh], min_run_margin=model.run_margin).predict_peak(16).peak_bytes
+
+
+def test_a_lower_bound_carries_the_run_margin_a_measured_point_would():
+    from preflight.analysis.document import curve_model, split_search_runs
+
+    # The ninth zoo draw's timeseries Transformer under 1 GiB (MiB): the search's three model.fit processes at
+    # 12 read 932.6, 943.0 and 942.9 (squeezed: over 90 % of the limit), all in the step's low mode; three
+    # unlimited processes at 12 then read 986.0, 931.7 and 931.5. The chord from 8 to 16 says 919.
+    limit = 1024 * MIB
+    confirmation = {"limit_bytes": limit, "runs": {"8": [int(598.8 * MIB), int(590.7 * MIB)],
+                                                   "12": [int(932.6 * MIB), int(943.0 * MIB), int(942.9 * MIB)]}}
+    fresh, squeezed = split_search_runs({"largest": confirmation, "recommended": None})
+    probes = [probe(1, 75.8, 75.1, 74.8), probe(16, 1239.7, 1192.5, 1220.0)]
+    model = curve_model(probes, fresh, squeezed)
+    at_12 = model.predict_peak(12)
+    assert at_12.peak_bytes >= int(943.0 * MIB * (1 + model.run_margin))
+    assert at_12.peak_bytes >= 0.98 * 986.0 * MIB                       # not below the truth by more than 2 %
+    assert "reached against a limit" in at_12.method

@@ -326,7 +326,7 @@ def test_a_larger_size_that_ran_everywhere_shows_the_room_a_spread_below_would_a
 
 
 def test_a_size_refused_only_for_room_gets_one_try_at_the_size_that_would_cover_it(monkeypatch):
-    from preflight.whatif.recommend import COVER_MIN_STEP
+    from preflight.whatif.recommend import CONFIRM_PROCESSES, COVER_MIN_STEP
 
     # The eighth zoo draw's recommender: the search's one process at the size above its top ran out of memory
     # (123,013, where model.fit runs 123,035 in three of three), so the top, which read 971 MiB of 1 GiB, had
@@ -342,9 +342,29 @@ def test_a_size_refused_only_for_room_gets_one_try_at_the_size_that_would_cover_
                                             ((1024, [306]), (2048, [311]), (16_384, [350, 420])))
     assert answer["status"] == "ok" and len(answer["process_peaks"]) == 3
     assert 0.9 * 124_000 <= answer["batch_size"] <= 124_000
-    # the size that covers it: tried once, COVER_MIN_STEP above, under the refusal at 118,750
+    # the size that covers it: tried COVER_MIN_STEP above, under the refusal at 118,750, in CONFIRM_PROCESSES
     covering = [size for size in processes if answer["batch_size"] * COVER_MIN_STEP <= size < 118_750]
-    assert covering and all(processes[size] == 1 for size in covering)
+    assert covering and all(processes[size] == CONFIRM_PROCESSES for size in covering)
+
+
+def test_a_size_covers_another_only_once_it_ran_in_more_than_one_process(monkeypatch):
+    from preflight.whatif.recommend import NEAR_LIMIT_FILL
+
+    # The tenth zoo draw's EfficientNetB0 (here in 1 GiB, its MiB doubled): 55 read 490.4 MiB of 512 in its one
+    # process, just under the 96 % line, and covered 52 (471.5, 489.6 and 470.4), which then read 508 and 500
+    # in two of three model.fit processes. A second process at 55 reads over the line: no cover.
+    def efficientnet(batch: int, nth: int) -> float | None:
+        if batch >= 58:
+            return None
+        if batch == 55:
+            return [980.8, 1020.0][min(nth, 2) - 1]
+        if batch == 52:
+            return [943.0, 979.2, 940.8, 1016.0][min(nth, 4) - 1]
+        return round(2 * (9.0 * batch - 12) * (1.02 if nth % 2 == 0 else 1.0), 1)
+
+    answer, processes = _search_on_readings(monkeypatch, efficientnet, 58, ((16, [380]), (32, [600, 612])))
+    assert processes[55] == 2 and answer["batch_size"] < 52
+    assert max(answer["process_peaks"]) <= NEAR_LIMIT_FILL * 1024 * 2**20
 
 
 def test_the_search_stops_when_the_processes_still_owed_would_overrun_its_time_limit():

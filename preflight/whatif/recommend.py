@@ -262,7 +262,8 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
                 if other not in ran_everywhere or len(seen[other]) >= needed or not clock.allows_another():
                     break
                 run(other, 1)
-            if not running and other in ran:   # refused for room before: it stays refused, its peaks counted
+            # refused for room before, or by the process just run: out of the running, its peaks counted
+            if other in ran and (not running or other not in ran_everywhere):
                 near_limit[other] = max(near_limit.get(other, 0), *ran.pop(other))
             if covered_by_larger(size, {s for s in ran_everywhere if len(seen[s]) >= needed}):
                 return True
@@ -272,7 +273,8 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
         while ran:   # the answer must run in every one of its fresh processes, with room for their spread
             for size in sizes_without_room(ran, room_spread(), limit_of, keep_smallest=not search_up,
                                            covered=covered):
-                near_limit[size] = max(ran.pop(size))
+                if size in ran:   # covered() may have taken out a size a process refused
+                    near_limit[size] = max(ran.pop(size))
             if not ran:
                 return   # every size lacked room: the rounds below bisect under the smallest
             top = max(ran)

@@ -297,21 +297,30 @@ def test_an_answer_leaves_room_for_a_spread_its_few_processes_did_not_show(monke
     assert max(answer["process_peaks"]) * (1 + MIN_ROOM_SPREAD) <= NEAR_LIMIT_FILL * 1024 * 2**20
 
 
+RECOMMENDER_PROBES = ((1024, [306]), (2048, [311]), (16_384, [350, 420]))
+
+
+def _recommender_readings(spread: float, first_oom: int | None = None):
+    """The recommender under 1 GiB, MiB per process: below 105,000 every other process reads `spread` higher;
+    from 105,000 to 124,000 every process runs at 941-973 (the limit absorbs the spread); above, out of memory,
+    and at `first_oom` in its first process only."""
+    def reading(batch: int, nth: int) -> int | None:
+        if batch > 124_000 or (batch == first_oom and nth == 1):
+            return None
+        if batch >= 105_000:
+            return [946, 973, 941, 968][nth % 4]
+        return round((300 + 5.4 * batch / 1000) * (1 + spread if nth % 2 == 0 else 1.0))
+    return reading
+
+
 def test_a_larger_size_that_ran_everywhere_shows_the_room_a_spread_below_would_ask(monkeypatch):
     from preflight.whatif.recommend import COVER_MIN_STEP, covered_by_larger, sizes_without_room
 
     # The recommender under 1 GiB: below 100,000 its processes differ by up to 23 % (here 20 %), but from
     # 105,000 to 123,035 every fit process ran at 940-975 MiB (the limit absorbs the spread); 124,345 ran out
     # of memory. The room rule alone refused every size over about 70,000.
-    def recommender(batch: int, nth: int) -> int | None:
-        if batch > 124_000:
-            return None
-        if batch >= 105_000:
-            return [946, 973, 941, 968][nth % 4]
-        return round((300 + 5.4 * batch / 1000) * (1.2 if nth % 2 == 0 else 1.0))
-
-    answer, processes = _search_on_readings(monkeypatch, recommender, 100_000,
-                                            ((1024, [306]), (2048, [311]), (16_384, [350, 420])))
+    answer, processes = _search_on_readings(monkeypatch, _recommender_readings(spread=0.2), 100_000,
+                                            RECOMMENDER_PROBES)
     assert answer["process_spread"] >= 0.2 and answer["status"] == "ok"
     assert 112_000 <= answer["batch_size"] <= 124_000 and len(answer["process_peaks"]) == 3
     assert any(size >= answer["batch_size"] * COVER_MIN_STEP for size in processes)
@@ -331,15 +340,8 @@ def test_a_size_refused_only_for_room_gets_one_try_at_the_size_that_would_cover_
     # The eighth zoo draw's recommender: the search's one process at the size above its top ran out of memory
     # (123,013, where model.fit runs 123,035 in three of three), so the top, which read 971 MiB of 1 GiB, had
     # no cover and no room. Here 118,750 runs out of memory in its first process only; 124,000 is the truth.
-    def recommender(batch: int, nth: int) -> int | None:
-        if batch > 124_000 or (batch == 118_750 and nth == 1):
-            return None
-        if batch >= 105_000:
-            return [946, 973, 941, 968][nth % 4]
-        return round((300 + 5.4 * batch / 1000) * (1.1 if nth % 2 == 0 else 1.0))
-
-    answer, processes = _search_on_readings(monkeypatch, recommender, 100_000,
-                                            ((1024, [306]), (2048, [311]), (16_384, [350, 420])))
+    answer, processes = _search_on_readings(monkeypatch, _recommender_readings(spread=0.1, first_oom=118_750),
+                                            100_000, RECOMMENDER_PROBES)
     assert answer["status"] == "ok" and len(answer["process_peaks"]) == 3
     assert 0.9 * 124_000 <= answer["batch_size"] <= 124_000
     # the size that covers it: tried COVER_MIN_STEP above, under the refusal at 118,750, in CONFIRM_PROCESSES

@@ -115,7 +115,8 @@ class PeakModel:
       sequence length: attention scores grow with its square; analysis.lengths); the batch axis is linear.
     lower_bounds: sizes that ran squeezed against a limit (ProbeResults): the curve is never under what they
       reached plus the run margin, at their batch or above, and their processes' spread (which squeezing only
-      narrows) is in that margin; they do not shape the curve, since a squeezed peak is not what the step takes unlimited.
+      narrows) is in that margin; they do not shape the curve, since a squeezed peak is not what the step takes
+      unlimited.
     """
 
     def __init__(self, probes: Iterable[ProbeResult], *, min_bytes_per_sample: float = 0.0,
@@ -277,8 +278,9 @@ class PeakModel:
         method = (f"{how} + {(peak / value - 1 if value else 0.0):.0%} margin (run-to-run spread {run_margin:.0%}"
                   + (f", {extrapolation:.0%} of the extrapolated growth" if extrapolation else "") + ")")
         reached = max(((bound, size) for size, bound in self.lower_bounds if size <= batch_size), default=None)
-        if reached is not None and math.ceil(reached[0] * (1 + self.run_margin)) > peak:
-            peak = math.ceil(reached[0] * (1 + self.run_margin))
+        raised = math.ceil(reached[0] * (1 + self.run_margin)) if reached is not None else 0
+        if raised > peak:
+            peak = raised
             method += (f"; raised to the {format_bytes(reached[0])} batch {reached[1]} reached against a limit "
                        f"+ {self.run_margin:.0%}")
         margin = peak / value - 1 if value else 0.0

@@ -283,6 +283,9 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
             if run(top, 1) != "ok":   # one at a time: each process may change the room and the count
                 del ran[top]
 
+    def refusal_above(size: int) -> int | None:
+        return min((other for other in [*failed, *near_limit] if other > size), default=None)
+
     def cover(size: int) -> bool:
         """One try at the size COVER_MIN_STEP above `size`, which ran in every process it was given and was
         refused only for room, when that size is under the next refusal: if it runs, `size` needs no room and
@@ -290,7 +293,7 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
         recommender: 112,386 read 971 MiB of 1 GiB, then 123,013 ran out of memory in the one process it got,
         where model.fit runs 123,035 in three of three; the answer fell to 103,864)."""
         larger = math.ceil(size * COVER_MIN_STEP)
-        refusal = min((other for other in [*failed, *near_limit] if other > size), default=None)
+        refusal = refusal_above(size)
         if larger in seen or (refusal is not None and larger >= refusal) or too_slow(larger):
             return False
         if attempt(larger) != "ok" or not covered(size):
@@ -303,7 +306,7 @@ def confirm_under_budget(document: dict[str, Any], baseline_job: ProbeJob, host_
         settle()
         # An answer its repeats refused leaves a gap below the refusal: close in on it again.
         top = max(ran, default=0)
-        above = min((size for size in [*failed, *near_limit] if size > top), default=None)
+        above = refusal_above(top)
         if (search_up and above in near_limit and above in ran_everywhere and clock.allows_another()
                 and cover(above)):
             continue

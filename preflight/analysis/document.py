@@ -242,7 +242,8 @@ def curve_model(probes: Sequence[ProbeResult], search_points: Sequence[ProbeResu
     points = [*probes, *search_points]
     return PeakModel(points, min_bytes_per_sample=max(input_bytes_per_sample or 0.0, largest_output_bytes_per_sample),
                      graph_estimates=graph_estimates, memory_limit_bytes=memory_limit_bytes,
-                     min_run_margin=run_margin_floor(static_buffers, points, recurrent), lower_bounds=squeezed)
+                     min_run_margin=run_margin_floor(static_buffers, points, recurrent), lower_bounds=squeezed,
+                     recurrent=recurrent)
 
 
 def curve_model_of_report(document: dict[str, Any]) -> PeakModel:

@@ -44,6 +44,9 @@ RECURRENT_LAYER_TYPES = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "Co
 # the interpolation between probes only (measured there: under 2 %), when every probe's steps agreed.
 STATIC_BUFFERS_RUN_MARGIN = 0.02
 STATIC_BUFFERS_MAX_SPREAD = 0.01
+# Within 1 % below a size that ran squeezed the step is that size's, for what the search can tell: between fresh
+# processes the same step's peak moves more than it grows over 1 % of the batch.
+LOWER_BOUND_REACH = 0.01
 FAR_APART_RATIO = 3                       # two measured points this far apart may hide a bend between them
 EXTRAPOLATION_MARGIN_PER_DOUBLING = 0.10  # on extrapolated growth, per doubling past the largest probe (peaks grow convexly)
 RECOMMEND_FRACTION = 0.90                # recommended batch keeps 10 % headroom under usable memory
@@ -114,15 +117,18 @@ class PeakModel:
     convex: past the largest probe, growth the last three probes show to be quadratic stays quadratic (a
       sequence length: attention scores grow with its square; analysis.lengths); the batch axis is linear.
     lower_bounds: sizes that ran squeezed against a limit (ProbeResults): the curve is never under what they
-      reached plus the run margin, at their batch or above, and their processes' spread (which squeezing only
-      narrows) is in that margin; they do not shape the curve, since a squeezed peak is not what the step takes
-      unlimited.
+      reached plus the run margin, at their batch or above (below it, less the curve's growth over the
+      distance), and their processes' spread (which squeezing only narrows) is in that margin; they do not shape
+      the curve, since a squeezed peak is not what the step takes unlimited.
+    recurrent: the spread between processes holds in bytes as well as a fraction: a recurrent step's modes
+      differ by buffers that do not shrink with the batch (a bidirectional LSTM's processes: 10.4 MiB apart at
+      batch 4, 12.3 at 32, 6.6-7.2 at 72-85), so at small batches the fraction measured at large ones is short.
     """
 
     def __init__(self, probes: Iterable[ProbeResult], *, min_bytes_per_sample: float = 0.0,
                  graph_estimates: dict[int, int] | None = None,
                  memory_limit_bytes: int | None = None, min_run_margin: float = MIN_RUN_MARGIN,
-                 convex: bool = False, lower_bounds: Iterable[ProbeResult] = ()):
+                 convex: bool = False, lower_bounds: Iterable[ProbeResult] = (), recurrent: bool = False):
         probes = list(probes)
         lower_bounds = [p for p in lower_bounds if p.status == "ok" and p.peak_bytes]
         self.lower_bounds = sorted((p.batch_size, int(p.peak_bytes)) for p in lower_bounds)
@@ -152,6 +158,9 @@ class PeakModel:
         self.run_margin = max(min_run_margin, max((point.spread for point in self.points if point.across_processes),
                                                   default=0.0),
                               max((peak_spread(p) for p in lower_bounds if len(p.process_peaks) >= 2), default=0.0))
+        self.mode_gap_bytes = max((max(p.process_peaks) - min(p.process_peaks)
+                                   for p in [*probes, *lower_bounds] if p.status == "ok" and len(p.process_peaks) >= 2),
+                                  default=0) if recurrent else 0
         self.envelope: list[int] = []
         running = 0
         for point in self.points:
@@ -277,12 +286,24 @@ class PeakModel:
         peak = int(math.ceil(max(value * (1 + run_margin), floor) + growth * extrapolation))
         method = (f"{how} + {(peak / value - 1 if value else 0.0):.0%} margin (run-to-run spread {run_margin:.0%}"
                   + (f", {extrapolation:.0%} of the extrapolated growth" if extrapolation else "") + ")")
-        reached = max(((bound, size) for size, bound in self.lower_bounds if size <= batch_size), default=None)
-        raised = math.ceil(reached[0] * (1 + self.run_margin)) if reached is not None else 0
+        if value + self.mode_gap_bytes > peak:
+            peak = math.ceil(value + self.mode_gap_bytes)
+            method += (f"; at least the {format_bytes(self.mode_gap_bytes)} a recurrent step's processes differed "
+                       "by (its modes differ by buffers that do not shrink with the batch)")
+        # A size that ran squeezed bounds the sizes within LOWER_BOUND_REACH below it too, less the curve's growth
+        # per sample over the distance: the curve's own largest batch sits just under such a size (the
+        # recommender's said 995 MiB at 109,043 under a squeezed 109,044; unlimited, 109,043 read 1023 MiB in
+        # two processes of three).
+        raised, reached = max(((math.ceil(bound * (1 + self.run_margin)
+                                          - self.slope_bytes_per_sample * max(0, size - batch_size)), (bound, size))
+                               for size, bound in self.lower_bounds if batch_size >= size * (1 - LOWER_BOUND_REACH)),
+                              default=(0, None))
         if raised > peak:
             peak = raised
             method += (f"; raised to the {format_bytes(reached[0])} batch {reached[1]} reached against a limit "
-                       f"+ {self.run_margin:.0%}")
+                       f"+ {self.run_margin:.0%}"
+                       + (f", less {format_bytes(self.slope_bytes_per_sample)}/sample below it"
+                          if reached[1] > batch_size else ""))
         margin = peak / value - 1 if value else 0.0
         if self.oom_batch_size is not None and batch_size >= self.oom_batch_size:
             peak = max(peak, int(self.memory_limit_bytes) + 1)

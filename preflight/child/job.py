@@ -95,27 +95,16 @@ def run_job(job: dict, events: EventWriter) -> None:
             smallest_oom = min((p.batch_size for p in probes if p.status == "oom"), default=None)
             if smallest_oom is not None and batch_size >= smallest_oom:
                 continue  # it would run out of memory too, after a long wait
-            # A step that fails (not for memory) at or below the planned batch is broken for the planned run: the
-            # user's error, said at once. Batch 1 leads round 1 (engine.plan.first_round); a step that cannot run
-            # one sample (a train_step that splits its batch in two) is not broken: its failure there is that
-            # probe's result, and the larger sizes run in a fresh process, as after any failed step.
-            batch_one_ahead = batch_size == 1 and any(b > 1 for b in round_sizes[index + 1:])
-            planned = job.get("planned_batch_size")
-            fatal = not batch_one_ahead and (not any(p.status == "ok" for p in probes)
-                                             or (planned is not None and batch_size <= planned))
             if job.get("as_fit") and backend == "tensorflow":
                 probe = fit_probe(reader, model, pool, batch_size, measured_steps, events, started,
                                   limit_bytes=job.get("memory_limit_bytes"))
             else:
                 probe = probe_batch_size(reader, model, pool, batch_size, measured_steps, events, started,
                                          first=not any(p.status == "ok" for p in probes),
-                                         source_kind=job["source"]["kind"], limit_bytes=job.get("memory_limit_bytes"),
-                                         fatal=fatal)
+                                         source_kind=job["source"]["kind"], limit_bytes=job.get("memory_limit_bytes"))
             probes.append(probe)
             events.emit("probe", probe=probe.to_dict())
             if probe.status not in ("ok", "oom"):
-                if batch_one_ahead:
-                    events.emit("restart", batch_sizes=round_sizes[index + 1:], decided=decided)
                 return  # a broken step would only fail again
             rest = [b for b in round_sizes[index + 1:] if b < batch_size]
             if probe.status == "oom" and probe.peak_bytes is None and (rest or not decided):

@@ -1,6 +1,6 @@
 """Which batch sizes the dry run measures, round by round.
 
-Round 1: 1 and B/4, then the planned batch B, then B/2 (an out-of-memory at B still leaves points).
+Round 1: the planned batch B, then B/2, B/4 and 1 (an out-of-memory at B still leaves points).
 If everything ran out of memory: smaller batches, a quarter each time, until one fits. Then, unless the
 largest-batch search in fresh processes follows (the job's decision_round off), one decision round: the points that decide the answer (predict.next_probe_batch_sizes: 2B, the predicted
 max batch) and the recommended batch, so a recommendation that fits this machine is confirmed by a real
@@ -24,19 +24,20 @@ FRESH_MEMORY_BYTES_PER_SECOND = 2**30
 
 
 def first_round(planned_batch_size: int) -> list[int]:
-    """1 and B/4 first, smallest first, then the planned batch B, then B/2. A step run after a larger one in
-    the same process reads high, on the allocator the larger step left (EfficientNetB0 at 64x64: batch 8 read
-    132-134 MiB after 32 and 16, 119-122 first or after batch 1, model.fit 123 in a fresh process; batch 1
-    75-76 after 32, 16 and 8, 66-67 first, fit 67): the curve from 1 to B/4 then overshot fit's peak at
-    batches 2-4 by 8-12 % before its margin (issue 21). A step after one half its size reads high too
-    (MobileNetV2 at 32 after 16: 445 MiB, 396-412 first; EfficientNetB0 at 16 after 32: 192-200, 185 after
-    8), so B runs before B/2: after 1 and B/4 it read as it does first (EfficientNetB0 304-315, MobileNetV2
-    403-425), and its other processes (engine.processes) measure it first.
-    Batch 1 is in the round: below the smallest probe the curve can only repeat that probe's peak (MobileNetV2
-    measured from batch 8 up was predicted 148 MiB at batch 2, which peaks at 59)."""
-    sizes = set(next_probe_batch_sizes(planned_batch_size)) | {1}
-    small_end = max(1, planned_batch_size // 4)
-    return sorted(b for b in sizes if b <= small_end) + sorted((b for b in sizes if b > small_end), reverse=True)
+    """Largest first: the planned batch is measured on a fresh allocator, as the real run starts. Earlier
+    smaller steps leave the allocator and oneDNN's caches in a state that lowered a CNN's peak by 7 %.
+    Batch 1 last: below the smallest probe the curve can only repeat that probe's peak (MobileNetV2 measured
+    from batch 8 up was predicted 148 MiB at batch 2, which peaks at 59), and batch 1 costs a trace and
+    three small steps.
+
+    The smaller steps after B read high in turn (EfficientNetB0 at 64x64: batch 8 132-134 MiB after 32 and 16,
+    119-122 first, model.fit 123 in a fresh process), which puts the curve at batches 2-4 8-12 % over fit's.
+    1 and B/4 first, then B, then B/2 was measured in the eleventh zoo draw (README, issue 21) and not kept:
+    the CNNs' small end came right (MobileNetV2 at 4: +4.3 %, was +17.1 %), but B after the smaller steps read
+    low for a bidirectional LSTM (32: 102.7 MiB, 115.0 first in another process; its largest batch fell short)
+    and both ends high for a jit-compiled Xception (1: 147 MiB, 103 after 32; batch 8 +13 %, was +4 %). Each
+    size first in a process of its own is the way that fits every step; it costs a process per size."""
+    return sorted(set(next_probe_batch_sizes(planned_batch_size)) | {1}, reverse=True)
 
 
 def length_round(planned_length: int, max_length: int | None = None) -> list[int]:

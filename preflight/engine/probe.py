@@ -59,16 +59,13 @@ def graph_slope(model, pool, planned_batch_size: int, events: EventWriter) -> fl
 
 
 def probe_batch_size(reader, model, pool, batch_size: int, measured_steps: int, events: EventWriter,
-                     started: float, first: bool, source_kind: str, limit_bytes: int | None = None,
-                     fatal: bool | None = None) -> ProbeResult:
+                     started: float, first: bool, source_kind: str, limit_bytes: int | None = None) -> ProbeResult:
     """A warm-up step (tracing, slot creation), then measured steps, each read by the backend's reader
     (preflight.engine.readers): the allocator's peak reset before each, or the compiled step's buffers.
 
     A failure other than out-of-memory on the first batch size means the step itself is broken, which is
-    the user's error to fix (raised); on a later batch size it is that probe's result. `fatal` overrides
-    `first` for that choice (a batch 1 with larger sizes still to run is not the step's test).
+    the user's error to fix; on a later batch size it is that probe's result.
     """
-    fatal = first if fatal is None else fatal
     batch = pool.batch(batch_size)
     reader.new_trace(model)
     runs: list[int] = []
@@ -110,12 +107,12 @@ def probe_batch_size(reader, model, pool, batch_size: int, measured_steps: int, 
             return ProbeResult(batch_size, "oom", peak_bytes_runs=runs,
                                message=f"out of memory in the probe ({memory_evidence}): {error_line(exc)}")
         text_dtype = _text_dtype(batch)
-        if fatal and text_dtype:
+        if first and text_dtype:
             raise DataError(f"the inputs hold text (dtype {text_dtype}) and the training step failed on them: "
                             f"{type(exc).__name__}: {error_line(exc)}",
                             hint="turn text into numbers: a TextVectorization or StringLookup layer in the model, "
                                  "or numeric arrays") from None
-        if fatal:
+        if first:
             from preflight.engine.backend_errors import foreign_backend_error
 
             raise (foreign_backend_error(exc) or step_failure(exc, model, pool, batch_size, source_kind)) from None

@@ -24,11 +24,11 @@ PROCESS_BASE_BYTES = 2 * 2**30  # a child with TensorFlow imported and a model b
 
 
 class PlannedRepeats:
-    """The planned batch's other fresh processes, started once the first child has measured B/4 or more.
+    """The planned batch's other fresh processes, started as soon as the first child has measured it.
 
-    They run beside the first child's probes from B/4 on (on another thread, each in its own process and
-    allocator, so neither measurement sees the other), when the host has room for a second process of the
-    planned batch's size; else after the first child, one at a time. Use `watch` as the first child's progress callback,
+    They run beside the first child's smaller probes (on another thread, each in its own process and
+    allocator, so neither measurement sees the other), when the host has room for a second process of that
+    size; else after the first child, one at a time. Use `watch` as the first child's progress callback,
     then `fold_into(outcome)`; `stop()` in a `finally` kills a repeat still running."""
 
     def __init__(self, job: ProbeJob, on_progress, processes: int):
@@ -49,22 +49,13 @@ class PlannedRepeats:
         if event.get("event") == "model":
             self._device = DeviceInfo.from_dict(event["device"])
         elif event.get("event") == "probe" and self._thread is None and self._wanted(event["probe"]):
-            if host_room_for((event["probe"].get("peak_bytes") or 0) * self._scale(event["probe"])):
+            if host_room_for(event["probe"].get("peak_bytes") or 0):
                 self._thread = threading.Thread(target=self._run, daemon=True, name="preflight-repeats")
                 self._thread.start()
 
-    def _scale(self, probe: dict) -> float:
-        """The planned batch over `probe`'s: its peak and step time scaled by this stand for the planned
-        batch's (linear from zero: over what a step with a fixed part takes)."""
-        return self.job.planned_batch_size / probe["batch_size"]
-
     def _wanted(self, probe: dict) -> bool:
-        """Whether `probe` starts the repeats: the planned batch's, or one at B/4 or more below it. The first
-        child measures the smaller sizes first (engine.plan.first_round), and the repeats run beside them."""
-        planned = self.job.planned_batch_size
-        return (self.processes > 1 and planned // 4 <= probe["batch_size"] <= planned
-                and probe["status"] == "ok"
-                and (probe.get("step_seconds") or 0) * self._scale(probe) <= REPEAT_MAX_STEP_SECONDS
+        return (self.processes > 1 and probe["batch_size"] == self.job.planned_batch_size
+                and probe["status"] == "ok" and (probe.get("step_seconds") or 0) <= REPEAT_MAX_STEP_SECONDS
                 and self._device is not None and not self._device.deterministic)
 
     def _run(self) -> None:

@@ -11,7 +11,8 @@ Pure Python, no TensorFlow. Why it is shaped this way (notes §1, §3):
   per-sample lower bound the caller knows, e.g. from the graph estimate or the input bytes).
 - The allocator peak of the same step moves from run to run (±15 % CNN, ±50 % LSTM across processes),
   so every figure carries a margin: the spread between fresh processes at every batch (at least a floor,
-  `run_margin_floor`), the spread between one process's steps beside the batch that showed it, plus, on the
+  `run_margin_floor`; for a recurrent step at least the bytes its processes differed by, since its modes
+  differ by buffers that do not shrink with the batch), the spread between one process's steps beside the batch that showed it, plus, on the
   growth extrapolated past the largest probe, `EXTRAPOLATION_MARGIN_PER_DOUBLING` per doubling.
 - A size that ran squeezed against a limit is a lower bound: the curve never promises less than it reached,
   raised by the run margin as a measured point is (the timeseries Transformer's 12 read 933-943 MiB in the

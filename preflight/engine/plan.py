@@ -35,8 +35,9 @@ def first_round(planned_batch_size: int) -> list[int]:
     1 and B/4 first, then B, then B/2 was measured in the eleventh zoo draw (README, issue 21) and not kept:
     the CNNs' small end came right (MobileNetV2 at 4: +4.3 %, was +17.1 %), but B after the smaller steps read
     low for a bidirectional LSTM (32: 102.7 MiB, 115.0 first in another process; its largest batch fell short)
-    and both ends high for a jit-compiled Xception (1: 147 MiB, 103 after 32; batch 8 +13 %, was +4 %). Each
-    size first in a process of its own is the way that fits every step; it costs a process per size."""
+    and both ends high for a jit-compiled Xception (1: 147 MiB, 103 after 32; batch 8 +13 %, was +4 %). Nor is
+    the order all of it: 1 and 8 first in a process of their own read right alone (64.5-68.0 and 123.4-128.5 MiB)
+    and high with two other processes beside them on two cores (69.9-76.2 and 128.3-135.9)."""
     return sorted(set(next_probe_batch_sizes(planned_batch_size)) | {1}, reverse=True)
 
 

@@ -27,12 +27,19 @@ def test_fitting_model_exits_0_and_writes_both_reports(mlp_run):
     assert CONTRACT_KEYS <= set(document)
     assert document["fits"] is True and document["format"] == 1
     assert set(document["footprint"]) == {"parameters", "gradients", "optimizer", "activations", "inputs", "other"}
+    planned = document["batch_size"]
     for probe in document["probes"]:
         # The planned batch is measured again in a second fresh process (2 more steps); a probe whose steps
         # are slow (a loaded machine) stops after 2 of its 3.
-        repeated = probe["batch_size"] == document["batch_size"]
+        repeated = probe["batch_size"] == planned
         assert probe["status"] == "ok" and len(probe["peak_bytes_runs"]) in ((4, 5) if repeated else (2, 3))
         assert probe["processes"] == (2 if repeated else 1)
+    # Sizes under half the planned batch are the second process's readings, taken there before the planned
+    # batch (2 steps), not the first child's after its larger steps (kept in the message).
+    small_end = [p for p in document["probes"] if 2 * p["batch_size"] < planned]
+    assert {p["batch_size"] for p in small_end} == {1, planned // 4}
+    for probe in small_end:
+        assert len(probe["peak_bytes_runs"]) == 2 and "after larger steps in the first process" in probe["message"]
     html = (out / "r.html").read_text()
     assert "mnist_mlp" in html and "hidden_1" in html
 

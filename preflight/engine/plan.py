@@ -37,7 +37,10 @@ def first_round(planned_batch_size: int) -> list[int]:
     low for a bidirectional LSTM (32: 102.7 MiB, 115.0 first in another process; its largest batch fell short)
     and both ends high for a jit-compiled Xception (1: 147 MiB, 103 after 32; batch 8 +13 %, was +4 %). Nor is
     the order all of it: 1 and 8 first in a process of their own read right alone (64.5-68.0 and 123.4-128.5 MiB)
-    and high with two other processes beside them on two cores (69.9-76.2 and 128.3-135.9)."""
+    and high with two other processes beside them on two cores (69.9-76.2 and 128.3-135.9).
+    So where the planned batch is measured in a second process (preflight.engine.processes), that process
+    measures 1 and B/4 first, beside the first child only, and its readings are the ones kept (EfficientNetB0:
+    1 at 66-68 MiB, 8 at 121.5-126.7; the first child's after larger steps 72-74 and 128-132)."""
     return sorted(set(next_probe_batch_sizes(planned_batch_size)) | {1}, reverse=True)
 
 

@@ -45,9 +45,13 @@ RECURRENT_LAYER_TYPES = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "Co
 # the interpolation between probes only (measured there: under 2 %), when every probe's steps agreed.
 STATIC_BUFFERS_RUN_MARGIN = 0.02
 STATIC_BUFFERS_MAX_SPREAD = 0.01
-# Within 1 % below a size that ran squeezed the step is that size's, for what the search can tell: between fresh
-# processes the same step's peak moves more than it grows over 1 % of the batch.
-LOWER_BOUND_REACH = 0.01
+# Within 2 % below a size that ran squeezed the step is that size's, for what the search can tell: over 2 % of the
+# batch the peak grows by at most 2 % (its share per sample does not grow with the batch), less than fresh
+# processes of the same step differ near a limit (the recommender's: 3.4 % at 122,902 under 1 GiB, 7.4 % at
+# 108,152 unlimited). At 1 % the twelfth zoo draw's recommender read -10.8 % at 108,152, 1.001 % under the
+# 109,246 its search ran squeezed at 971 MiB in three processes (now -1.8 %; over the eleven stored draws four
+# other points rise, by 0.4 to 5.1 points, none past 11 %).
+LOWER_BOUND_REACH = 0.02
 FAR_APART_RATIO = 3                       # two measured points this far apart may hide a bend between them
 EXTRAPOLATION_MARGIN_PER_DOUBLING = 0.10  # on extrapolated growth, per doubling past the largest probe (peaks grow convexly)
 RECOMMEND_FRACTION = 0.90                # recommended batch keeps 10 % headroom under usable memory

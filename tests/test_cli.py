@@ -44,6 +44,19 @@ def test_fitting_model_exits_0_and_writes_both_reports(mlp_run):
     assert "mnist_mlp" in html and "hidden_1" in html
 
 
+def test_a_model_that_cannot_train_on_one_sample_still_has_its_planned_batch_measured_in_two_processes(tmp_path):
+    # The second process measures 1 and B/4 before B; batch 1 fails there as the step's own error, so that
+    # process ends, and B runs again alone in a fresh one. In the first child batch 1 runs last: that probe's error.
+    code = main(["tests/models/fails_at_batch_one.py", "--budget", "1GiB", "--json", str(tmp_path / "r.json"),
+                 "--quiet", "--processes", "2", "--no-whatif"])
+    document = json.loads((tmp_path / "r.json").read_text())
+    assert code in (0, 2), code
+    probes = {p["batch_size"]: p for p in document["probes"]}
+    assert probes[1]["status"] == "error" and "assert_greater" in probes[1]["message"]
+    assert probes[16]["status"] == "ok" and probes[16]["processes"] == 2
+    assert probes[4]["status"] == "ok" and probes[4]["processes"] == 1
+
+
 @pytest.mark.slow  # batch sizes up to 24576 under an 8 GiB budget: minutes on a shared 2-core machine
 def test_too_big_model_does_not_fit_and_still_writes_the_report(tmp_path):
     started = time.monotonic()

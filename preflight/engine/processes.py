@@ -79,14 +79,21 @@ class PlannedRepeats:
         # first (MobileNetV2 at 32: 403-425 MiB after 1 and 8, 396-412 first; 445 after 16).
         small_end = sorted(b for b in self.job.batch_sizes if 2 * b < planned)
         for index in range(self.processes - 1):
-            sizes = small_end + [planned] if index == 0 else [planned]
-            try:
-                outcome = run_probes(replace(repeat, batch_sizes=sizes), self.show, cancel=self._cancel)
-            except (PreflightError, Cancelled):
+            outcome = self._repeat(replace(repeat, batch_sizes=small_end + [planned] if index == 0 else [planned]))
+            if outcome is None and index == 0 and small_end and not self._cancel.is_set():
+                # A small size failed before B ran (a step that cannot train on one sample): B again, alone.
+                outcome = self._repeat(replace(repeat, batch_sizes=[planned]))
+            if outcome is None:
                 return  # the first process measured it; a failing repeat adds nothing to trust
             self._results.append(next((p for p in outcome.probes if p.batch_size == planned), None))
             self._small_end.update({p.batch_size: p for p in outcome.probes
                                     if p.batch_size in small_end and p.status == "ok"})
+
+    def _repeat(self, job: ProbeJob) -> ProbeOutcome | None:
+        try:
+            return run_probes(job, self.show, cancel=self._cancel)
+        except (PreflightError, Cancelled):
+            return None
 
     def fold_into(self, outcome: ProbeOutcome) -> None:
         """Wait for the repeats (or run them now, when none started) and fold them into the planned probe."""

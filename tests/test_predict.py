@@ -392,3 +392,26 @@ def test_a_squeezed_size_bounds_a_size_two_percent_below_it():
     model = curve_model_of_report(report)
     just_below = model.predict_peak(108_152)
     assert just_below.peak_bytes >= 0.98 * 1072973056 and "below it" in just_below.method
+
+
+def test_a_replayed_report_counts_the_largest_batchs_runs_once_when_they_confirmed_the_recommendation():
+    from preflight.analysis.document import curve_model, curve_model_of_report, split_search_runs
+
+    # The recommender's rerun of the twelfth draw (bytes as reported): the largest batch's runs confirmed the
+    # recommendation, so the report's "confirmation" is the same record. Its 18,671 ran in one process; the
+    # report was made from that one process, and so must its replay be.
+    largest = {"limit_bytes": 1024 * MIB, "status": "ok", "batch_size": 97171,
+               "runs": {"18671": [404058368], "79730": [736066816, 746501888],
+                        "97171": [858634752, 820829440, 837182720, 834381824]}}
+    probes = [{"batch_size": 1, "status": "ok", "peak_bytes": 304664832, "peak_bytes_runs": [304664832]},
+              {"batch_size": 1024, "status": "ok", "peak_bytes": 321603072, "processes": 2,
+               "peak_bytes_runs": [321603072, 320691456], "process_peaks": [321603072, 320691456]}]
+    report = {"model": {}, "device": {}, "layers": [], "probes": probes,
+              "max_batch_confirmation": largest, "confirmation": dict(largest)}
+    replayed = curve_model_of_report(report)
+    as_made = curve_model([ProbeResult.from_dict(p) for p in probes],
+                          *split_search_runs({"largest": largest, "recommended": None}))
+    point = next(p for p in replayed.points if p.batch_size == 18671)
+    assert not point.across_processes                       # one process, not two that agreed
+    assert [replayed.predict_peak(b).peak_bytes for b in (18671, 32768, 90000)] == [
+        as_made.predict_peak(b).peak_bytes for b in (18671, 32768, 90000)]

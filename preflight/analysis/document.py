@@ -250,7 +250,11 @@ def curve_model_of_report(document: dict[str, Any]) -> PeakModel:
     """`curve_model` from a saved report's own measurements (its probes and its confirmations' runs)."""
     model, device = document.get("model") or {}, document.get("device") or {}
     layers = document.get("layers") or []
-    confirmations = {"largest": document.get("max_batch_confirmation"), "recommended": document.get("confirmation")}
+    largest, recommended = document.get("max_batch_confirmation"), document.get("confirmation")
+    # The largest batch's record is also the report's confirmation when its runs confirmed the recommendation
+    # (analysis.recommendations.apply_largest): counted twice, a size it ran in one process would replay as two
+    # processes that agreed to the byte. The report was made with it once (api: no recommended search then).
+    confirmations = {"largest": largest, "recommended": None if recommended == largest else recommended}
     return curve_model([ProbeResult.from_dict(p) for p in document.get("probes") or []],
                        *split_search_runs(confirmations),
                        input_bytes_per_sample=model.get("input_bytes_per_sample") or 0.0,

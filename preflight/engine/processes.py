@@ -115,7 +115,7 @@ class PlannedRepeats:
             fresh = self._small_end.get(probe.batch_size)
             if fresh is not None and probe.status == "ok":
                 note = f"{probe.peak_bytes} bytes after larger steps in the first process"
-                outcome.probes[i] = replace(fresh, message="; ".join(m for m in (fresh.message, note) if m))
+                outcome.probes[i] = replace(fresh, message=_with_note(fresh.message, note))
 
     def stop(self) -> None:
         self._cancel.set()
@@ -140,8 +140,13 @@ def merge_processes(first: ProbeResult, repeat: ProbeResult | None) -> ProbeResu
         return first
     if repeat.status != "ok":
         note = f"another fresh process: {repeat.status} ({repeat.message})"
-        return replace(first, message="; ".join(m for m in (first.message, note) if m),
+        return replace(first, message=_with_note(first.message, note),
                        processes=first.processes + 1, status="oom" if repeat.status == "oom" else first.status)
     runs = list(first.peak_bytes_runs) + list(repeat.peak_bytes_runs)
     return replace(first, peak_bytes=max(runs), peak_bytes_runs=runs, processes=first.processes + 1,
                    process_peaks=list(first.process_peaks or [first.peak_bytes]) + [repeat.peak_bytes])
+
+
+def _with_note(message: str | None, note: str) -> str:
+    """A probe's own message with what another process showed appended."""
+    return "; ".join(m for m in (message, note) if m)

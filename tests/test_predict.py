@@ -361,9 +361,10 @@ def test_a_squeezed_size_bounds_the_sizes_just_below_it():
     model = curve_model(probes, fresh, squeezed)
     just_below = model.predict_peak(109_043)
     assert just_below.peak_bytes >= 0.98 * 1023.4 * MIB and "below it" in just_below.method
-    # More than 2 % below, the curve is the measured points' own (the step's peak there is not the bound's).
-    assert "reached against a limit" not in model.predict_peak(106_000).method
-    assert "reached against a limit" in model.predict_peak(107_000).method  # 1.9 % below
+    # More than 2 % below, the chord from the measured point below (96,928) holds the curve, not the bound less
+    # the curve's growth per sample.
+    assert "chord" in model.predict_peak(106_000).method
+    assert "below it" in model.predict_peak(107_000).method  # 1.9 % below
 
 
 def test_a_squeezed_size_bounds_a_size_two_percent_below_it():
@@ -415,3 +416,39 @@ def test_a_replayed_report_counts_the_largest_batchs_runs_once_when_they_confirm
     assert not point.across_processes                       # one process, not two that agreed
     assert [replayed.predict_peak(b).peak_bytes for b in (18671, 32768, 90000)] == [
         as_made.predict_peak(b).peak_bytes for b in (18671, 32768, 90000)]
+
+
+def test_below_a_squeezed_size_the_curve_holds_the_chord_from_the_measured_point_below_without_a_cliff():
+    from preflight.analysis.document import curve_model_of_report
+    from preflight.analysis.predict import LOWER_BOUND_REACH
+
+    # The thirteenth zoo draw's recommender under 1 GiB, its report's own measurements (bytes as reported): the
+    # search ran 21,571 and 86,284 well under the limit, 112,204 squeezed near it in three processes; the
+    # recommended batch, 109,952, squeezed in three. The curve said 835 MiB at 107,752 (its own recommended
+    # batch, 2.0 % under 109,952, where the bound's reach ended), 983 one sample above; three unlimited
+    # model.fit processes read 948, 949 and 974 MiB at 107,752.
+    def runs(size, *peaks, **extra):
+        return {"batch_size": size, "status": "ok", "peak_bytes": max(peaks), "peak_bytes_runs": list(peaks), **extra}
+
+    report = {"model": {"input_bytes_per_sample": 12}, "device": {"memory_limit_bytes": 1536 * MIB},
+              "layers": [{"type": "Embedding", "activation_bytes_per_sample": 256},
+                         {"type": "Dense", "activation_bytes_per_sample": 1024}],
+              "probes": [runs(1, 291800576, 304669696), runs(256, 309162496, 305833472),
+                         runs(512, 300722432, 293023744, 293229056),
+                         runs(1024, 321599744, 321611008, 321188608, 312888064, 320453376, processes=2,
+                              process_peaks=[321611008, 320453376])],
+              "max_batch_confirmation": {"limit_bytes": 1024 * MIB, "near_limit": {"125164": 1016092672,
+                                                                                   "118684": 1063830528},
+                                         "runs": {"21571": [414969344], "86284": [733040640],
+                                                  "112204": [989328128, 990514432, 990478848]}},
+              "confirmation": {"limit_bytes": 1024 * MIB, "runs": {"109952": [991450368, 996176896, 991100416]}}}
+    model = curve_model_of_report(report)
+    at_107752 = model.predict_peak(107_752)
+    assert at_107752.peak_bytes >= 0.98 * 1021760000 and "chord" in at_107752.method
+    edge = int(109_952 * (1 - LOWER_BOUND_REACH))
+    below, above = model.predict_peak(edge - 1).peak_bytes, model.predict_peak(edge + 1).peak_bytes
+    assert above - below <= 0.02 * above                     # no cliff where the reach ends (it was 15 %)
+    # Below the measured point under the squeezed sizes the curve is its points' own.
+    assert "against a limit" not in model.predict_peak(80_000).method
+    bounds = [model.predict_peak(size).peak_bytes for size in range(80_000, 112_205, 97)]
+    assert all(later >= earlier for earlier, later in zip(bounds, bounds[1:]))

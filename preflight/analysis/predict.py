@@ -295,26 +295,50 @@ class PeakModel:
             peak = math.ceil(value + self.mode_gap_bytes)
             method += (f"; at least the {format_bytes(self.mode_gap_bytes)} a recurrent step's processes differed "
                        "by (its modes differ by buffers that do not shrink with the batch)")
-        # A size that ran squeezed bounds the sizes within LOWER_BOUND_REACH below it too, less the curve's growth
-        # per sample over the distance: the curve's own largest batch sits just under such a size (the
-        # recommender's said 995 MiB at 109,043 under a squeezed 109,044; unlimited, 109,043 read 1023 MiB in
-        # two processes of three).
-        raised, reached = max(((math.ceil(bound * (1 + self.run_margin)
-                                          - self.slope_bytes_per_sample * max(0, size - batch_size)), (bound, size))
-                               for size, bound in self.lower_bounds if batch_size >= size * (1 - LOWER_BOUND_REACH)),
-                              default=(0, None))
-        if raised > peak:
-            peak = raised
-            method += (f"; raised to the {format_bytes(reached[0])} batch {reached[1]} reached against a limit "
-                       f"+ {self.run_margin:.0%}"
-                       + (f", less {format_bytes(self.slope_bytes_per_sample)}/sample below it"
-                          if reached[1] > batch_size else ""))
+        raised = self._squeezed_bound(batch_size)
+        if raised is not None and raised[0] > peak:
+            peak = raised[0]
+            method += raised[1]
         margin = peak / value - 1 if value else 0.0
         if self.oom_batch_size is not None and batch_size >= self.oom_batch_size:
             peak = max(peak, int(self.memory_limit_bytes) + 1)
             method += f"; batch {self.oom_batch_size} ran out of memory under {format_bytes(self.memory_limit_bytes)}"
         return Prediction(batch_size, peak, "measured" if measured is not None else "predicted",
                           round(margin, 4), method, measured)
+
+    def _squeezed_bound(self, batch_size: int) -> tuple[int, str] | None:
+        """(bytes, how) the sizes that ran squeezed against a limit hold `batch_size` to, or None. Such a size
+        reached at least its bound; the curve is never under that + the run margin:
+        - at its batch or above;
+        - within LOWER_BOUND_REACH below it, less the curve's growth per sample over the distance (the
+          recommender's curve said 995 MiB at 109,043 under a squeezed 109,044; unlimited, 109,043 read 1023
+          MiB in two processes of three);
+        - down to the largest measured point below it, on the chord from that point's peak to its bound (each
+          + the margin). Without the chord the bound ended at the reach, and the curve's recommended batch sat
+          just past that end, where only the measured points' line spoke: the thirteenth zoo draw's
+          recommender, 835 MiB at 107,752, 2.0 % under a squeezed 109,952 (950 MiB), where three unlimited
+          processes read 948 to 974."""
+        sizes = [point.batch_size for point in self.points]
+        best: tuple[int, str] | None = None
+        for size, bound in self.lower_bounds:
+            top = bound * (1 + self.run_margin)
+            candidates = []
+            if batch_size >= size * (1 - LOWER_BOUND_REACH):
+                candidates.append((math.ceil(top - self.slope_bytes_per_sample * max(0, size - batch_size)),
+                                   f"; raised to the {format_bytes(bound)} batch {size} reached against a limit "
+                                   f"+ {self.run_margin:.0%}" + (f", less {format_bytes(self.slope_bytes_per_sample)}"
+                                                                 f"/sample below it" if size > batch_size else "")))
+            below = max((i for i, point_size in enumerate(sizes) if point_size < size), default=None)
+            if below is not None and sizes[below] <= batch_size < size:
+                start = self.envelope[below] * (1 + self.run_margin)
+                chord = start + (top - start) * (batch_size - sizes[below]) / (size - sizes[below])
+                candidates.append((math.ceil(chord), f"; raised to the chord from batch {sizes[below]} to the "
+                                                     f"{format_bytes(bound)} batch {size} reached against a limit, "
+                                                     f"+ {self.run_margin:.0%}"))
+            for candidate in candidates:
+                if best is None or candidate[0] > best[0]:
+                    best = candidate
+        return best
 
     def curve(self, batch_sizes: Iterable[int] | None = None) -> list[dict[str, Any]]:
         """[{"batch_size", "peak_bytes", "source"}] for the report; probed sizes are always included."""

@@ -21,6 +21,8 @@ sha256, the TensorFlow version) and reused when preflight picks the same size ag
     python -m benchmarks.external_zoo                      # every case, about 2 hours on 2 idle cores
     python -m benchmarks.external_zoo --cases benchmarks/external/bilstm_text.py:256MiB
     python -m benchmarks.external_zoo --rescore --results benchmarks/results/external_zoo_third.json
+    python -m benchmarks.external_zoo --show --results benchmarks/results/external_zoo_fourteenth.json
+    python -m benchmarks.external_zoo --history            # every stored draw's summary, one row each
 
 `--rescore` checks the stored rows' largest batches again by `past_ninety_percent` without running preflight:
 a row whose check ran at a smaller batch (1.1x the largest + 1, before 2026-12-05: up to 1 % short of 1/0.9)
@@ -179,6 +181,37 @@ def summary(rows: list[dict]) -> dict:
     }
 
 
+ORDINALS = ("third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth", "eleventh", "twelfth",
+            "thirteenth", "fourteenth", "fifteenth", "sixteenth", "seventeenth", "eighteenth", "nineteenth",
+            "twentieth")
+
+
+def stored_draws(folder: Path) -> list[tuple[str, Path]]:
+    """(name, path) of every stored draw in `folder`, in the order they were run: the first draw
+    (external_zoo.json), the second (six models, external_zoo_reports.json), then external_zoo_<ordinal>.json,
+    each followed by its partial reruns (external_zoo_<ordinal>_<why>.json)."""
+    draws = [("first", folder / "external_zoo.json"), ("second", folder / "external_zoo_reports.json")]
+    for ordinal in ORDINALS:
+        draws.append((ordinal, folder / f"external_zoo_{ordinal}.json"))
+        draws += [(f"{ordinal} ({path.stem.split(ordinal + '_', 1)[1].replace('_', ' ')})", path)
+                  for path in sorted(folder.glob(f"external_zoo_{ordinal}_*.json"))]
+    return [(name, path) for name, path in draws if path.exists()]
+
+
+def history(folder: Path) -> str:
+    """The issue's goals in every stored draw, one row each (summary() of its measured rows)."""
+    lines = ["| draw | models | points | median | worst over | worst under | below -2 % | largest runs 3/3 "
+             "| within 10 % | verdict / base |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, path in stored_draws(folder):
+        rows = [row for row in json.loads(path.read_text(encoding="utf-8"))["rows"] if "error" not in row]
+        goals = summary(rows)
+        lines.append(f"| {name} | {goals['cases']} | {goals['points']} | {goals['median_error']:+.2%} | "
+                     f"{goals['worst_over']:+.1%} | {goals['worst_under']:+.1%} | {goals['below_2_percent']} | "
+                     f"{goals['max_batch_runs']} | {goals['max_batch_within_10_percent']} | "
+                     f"{goals['median_verdict_over_base']}x |")
+    return "\n".join(lines)
+
+
 def rescore(row: dict, processes: int) -> None:
     """The stored row's largest-batch check at `past_ninety_percent` (see the module's docstring)."""
     largest, checked = row.get("preflight_max"), row.get("past_10_percent")
@@ -206,15 +239,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh-fits", action="store_true", help="measure every model.fit again")
     parser.add_argument("--rescore", action="store_true",
                         help="check the stored rows' largest batches by past_ninety_percent; no preflight run")
+    parser.add_argument("--show", action="store_true", help="print the stored rows' table and summary; no runs")
+    parser.add_argument("--history", action="store_true",
+                        help="print every stored draw's summary (benchmarks/results/external_zoo*.json); no runs")
     parser.add_argument("--results", type=Path, default=RESULTS_PATH,
                         help="the JSON the rows go to (earlier rows in it kept)")
     args = parser.parse_args(argv)
+    if args.history:
+        print(history(RESULTS_PATH.parent))
+        return 0
     global FITS
     FITS = FitCache(FITS_PATH, fresh=args.fresh_fits)
     results = args.results
     rows = {row["case"]: row for row in (json.loads(results.read_text(encoding="utf-8"))["rows"]
                                           if results.exists() else [])}
-    for case in (() if args.rescore else args.cases):
+    for case in (() if args.rescore or args.show else args.cases):
         started = time.monotonic()
         print(f"{case}:", flush=True)
         try:

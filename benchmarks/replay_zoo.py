@@ -11,6 +11,13 @@ should (the replay is faithful); after a change to the prediction, the cases the
 
     python -m benchmarks.replay_zoo                                   # benchmarks/results/external_zoo.json
     python -m benchmarks.replay_zoo --results /tmp/trial.json
+    python -m benchmarks.replay_zoo --all --largest-tensor-margin     # every stored draw, per model
+
+`--largest-tensor-margin` adds to each replayed prediction what TensorFlow's BFC allocator may hand one tensor
+beyond its request: a request takes a whole free chunk when splitting it would leave under 128 MiB and the chunk
+is under twice the request, so up to min(the tensor, 128 MiB) more; the tensor is the report's largest layer
+output (`activation_bytes_per_sample` x the batch). It prints what that margin would cost per model (README,
+"What decides a draw").
 """
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ from pathlib import Path
 from benchmarks.external_zoo import RESULTS_PATH
 
 OUT_PATH = Path(__file__).resolve().parent / "results" / "replay_zoo.json"
+BFC_UNSPLIT_BYTES = 128 * 2**20   # tensorflow/core/common_runtime/bfc_allocator: kMaxInternalFragmentation
 
 
 def rebuilt_curve(report: dict) -> dict[int, int]:
@@ -33,7 +41,14 @@ def rebuilt_curve(report: dict) -> dict[int, int]:
     return {row["batch_size"]: row["peak_bytes"] for row in curve_model_of_report(report).curve(sizes)}
 
 
-def replay(rows: list[dict]) -> tuple[list[dict], list[str]]:
+def largest_tensor_bytes(report: dict, batch_size: int) -> int:
+    """The report's largest layer output at `batch_size`, at most what BFC may leave unsplit."""
+    per_sample = max((layer.get("activation_bytes_per_sample") or 0 for layer in report.get("layers") or []),
+                     default=0)
+    return min(per_sample * batch_size, BFC_UNSPLIT_BYTES)
+
+
+def replay(rows: list[dict], largest_tensor_margin: bool = False) -> tuple[list[dict], list[str]]:
     replayed, curve_differs = [], []
     for row in rows:
         report = row.get("report")
@@ -48,15 +63,51 @@ def replay(rows: list[dict]) -> tuple[list[dict], list[str]]:
             replayed.append({"case": row["case"], "batch_size": batch, "truth_bytes": point["truth_bytes"],
                              "stored_error": point["error"],
                              "error": round(curve[batch] / point["truth_bytes"] - 1, 4)})
+            if largest_tensor_margin:
+                replayed[-1]["error_with_margin"] = round(
+                    (curve[batch] + largest_tensor_bytes(report, batch)) / point["truth_bytes"] - 1, 4)
     return replayed, curve_differs
+
+
+def by_model(points: list[dict]) -> str:
+    """Per model over every replayed point: the median error, the lowest, and with the largest-tensor margin."""
+    lines = ["| model | points | median | lowest | below -2 % | median with margin | worst with margin |",
+             "|---|---|---|---|---|---|---|"]
+    cases: dict[str, list[dict]] = {}
+    for point in points:
+        cases.setdefault(Path(point["case"]).name, []).append(point)
+    for case, mine in cases.items():
+        errors = [p["error"] for p in mine]
+        margined = [p["error_with_margin"] for p in mine if "error_with_margin" in p]
+        lines.append(f"| {case} | {len(mine)} | {statistics.median(errors):+.1%} | {min(errors):+.1%} | "
+                     f"{sum(1 for e in errors if e < -0.02)} | "
+                     + (f"{statistics.median(margined):+.1%} | {max(margined):+.1%} |" if margined else "n/a | n/a |"))
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=RESULTS_PATH)
+    parser.add_argument("--all", action="store_true", help="every stored draw (benchmarks.external_zoo --history)")
+    parser.add_argument("--largest-tensor-margin", action="store_true",
+                        help="also replay with one largest tensor (at most 128 MiB) added to each prediction")
     args = parser.parse_args(argv)
+    if args.all:
+        from benchmarks.external_zoo import stored_draws
+
+        points, curve_differs = [], []
+        for _, path in stored_draws(RESULTS_PATH.parent):
+            more, differs = replay(json.loads(path.read_text(encoding="utf-8"))["rows"], args.largest_tensor_margin)
+            points += more
+            curve_differs += [f"{path.name}: {case}" for case in differs]
+        print(by_model(points))
+        errors = [p["error"] for p in points]
+        print(json.dumps({"points": len(points), "median_error": round(statistics.median(errors), 4),
+                          "worst_over": max(errors), "below_2_percent": sum(1 for e in errors if e < -0.02),
+                          "rows_whose_curve_moved": len(curve_differs)}, indent=1))
+        return 0
     rows = json.loads(args.results.read_text(encoding="utf-8"))["rows"]
-    points, curve_differs = replay(rows)
+    points, curve_differs = replay(rows, args.largest_tensor_margin)
     if not points:
         print(f"no row of {args.results} keeps its report: run benchmarks.external_zoo first", file=sys.stderr)
         return 1

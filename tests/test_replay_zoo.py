@@ -54,3 +54,26 @@ def test_the_largest_batch_check_runs_the_smallest_batch_the_answer_is_under_nin
            "past_10_percent": {"batch_size": 109_845, "fits": False, "statuses": ["oom"], "peaks": []}}
     rescore(row, processes=3)
     assert row["past_10_percent"]["batch_size"] == 109_845 and "past_checked_before" not in row
+
+
+def test_the_draws_history_lists_every_stored_draw_in_the_order_run_with_its_goals(tmp_path):
+    import json
+
+    from benchmarks.external_zoo import history
+
+    def draw(errors: list[float], fits: bool) -> dict:
+        row = {"case": "m.py:1GiB", "predictions": [{"batch_size": 8, "error": e} for e in errors],
+               "at_max": {"fits": fits}, "past_10_percent": {"fits": False},
+               "timing": {"verdict_seconds": 30.0}, "base_seconds": 10.0}
+        return {"rows": [row, {"case": "broken.py:1GiB", "error": "ValueError: x", "predictions": []}]}
+
+    (tmp_path / "external_zoo_fourth.json").write_text(json.dumps(draw([0.04, -0.05], True)))
+    (tmp_path / "external_zoo_third.json").write_text(json.dumps(draw([0.10, 0.02, 0.03], False)))
+    (tmp_path / "external_zoo_third_rerun.json").write_text(json.dumps(draw([0.01], True)))
+    (tmp_path / "external_zoo_fits.json").write_text("{}")   # the fit cache is not a draw
+    lines = history(tmp_path).splitlines()[2:]
+    assert [line.split(" | ")[0] for line in lines] == ["| third", "| third (rerun)", "| fourth"]
+    # third: median of +10/+2/+3 %, worst +10 %, none below -2 %, its largest batch did not run; a failed row
+    # (broken.py) is not a model measured
+    assert lines[0] == "| third | 1 | 3 | +3.00% | +10.0% | +2.0% | 0 | 0 | 0 | 3.0x |"
+    assert lines[2] == "| fourth | 1 | 2 | -0.50% | +4.0% | -5.0% | 1 | 1 | 1 | 3.0x |"

@@ -77,3 +77,17 @@ def test_the_draws_history_lists_every_stored_draw_in_the_order_run_with_its_goa
     # (broken.py) is not a model measured
     assert lines[0] == "| third | 1 | 3 | +3.00% | +10.0% | +2.0% | 0 | 0 | 0 | 3.0x |"
     assert lines[2] == "| fourth | 1 | 2 | -0.50% | +4.0% | -5.0% | 1 | 1 | 1 | 3.0x |"
+
+
+def test_the_largest_tensor_margin_is_the_largest_layer_output_at_most_what_bfc_leaves_unsplit():
+    from benchmarks.replay_zoo import BFC_UNSPLIT_BYTES, largest_tensor_bytes, replay
+
+    report = _report()
+    report["layers"] = [{"activation_bytes_per_sample": 1024}, {"activation_bytes_per_sample": 256},
+                        {"activation_bytes_per_sample": None}]
+    assert largest_tensor_bytes(report, 1000) == 1024 * 1000
+    assert largest_tensor_bytes(report, 10**6) == BFC_UNSPLIT_BYTES == 128 * MIB
+    at_4 = next(row["peak_bytes"] for row in report["curve"] if row["batch_size"] == 4)
+    row = {"case": "by hand", "report": report, "predictions": [{"batch_size": 4, "truth_bytes": at_4, "error": 0.0}]}
+    point = replay([row], largest_tensor_margin=True)[0][0]
+    assert point["error"] == 0.0 and point["error_with_margin"] == round(4096 / at_4, 4)

@@ -23,6 +23,7 @@ sha256, the TensorFlow version) and reused when preflight picks the same size ag
     python -m benchmarks.external_zoo --rescore --results benchmarks/results/external_zoo_third.json
     python -m benchmarks.external_zoo --show --results benchmarks/results/external_zoo_fourteenth.json
     python -m benchmarks.external_zoo --history            # every stored draw's summary, one row each
+    python -m benchmarks.external_zoo --truth-spread       # how far each model's truth processes differ
 
 `--rescore` checks the stored rows' largest batches again by `past_ninety_percent` without running preflight:
 a row whose check ran at a smaller batch (1.1x the largest + 1, before 2026-12-05: up to 1 % short of 1/0.9)
@@ -212,6 +213,24 @@ def history(folder: Path) -> str:
     return "\n".join(lines)
 
 
+def truth_spread(entries: dict[str, dict]) -> str:
+    """Per model, how far the truth's own processes differ: over every unlimited `fit` measurement in the cache
+    (3 processes each), the spread max/min - 1 and how far the max (the truth) lies over the median process."""
+    spreads: dict[str, list[tuple[float, float]]] = {}
+    for key, result in entries.items():
+        name, _digest, _batch, limit = key.split(":")[:4]
+        peaks = result.get("peaks") or []
+        if int(limit) == TRUTH_LIMIT_BYTES and len(peaks) >= 3:
+            spreads.setdefault(name, []).append((max(peaks) / min(peaks) - 1, max(peaks) / statistics.median(peaks) - 1))
+    lines = ["| model | sizes | spread: median | spread: largest | truth over the median process: median | largest |",
+             "|---|---|---|---|---|---|"]
+    for name, pairs in sorted(spreads.items()):
+        apart, over = [a for a, _ in pairs], [o for _, o in pairs]
+        lines.append(f"| {name} | {len(pairs)} | {statistics.median(apart):.1%} | {max(apart):.1%} | "
+                     f"{statistics.median(over):.1%} | {max(over):.1%} |")
+    return "\n".join(lines)
+
+
 def rescore(row: dict, processes: int) -> None:
     """The stored row's largest-batch check at `past_ninety_percent` (see the module's docstring)."""
     largest, checked = row.get("preflight_max"), row.get("past_10_percent")
@@ -242,11 +261,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--show", action="store_true", help="print the stored rows' table and summary; no runs")
     parser.add_argument("--history", action="store_true",
                         help="print every stored draw's summary (benchmarks/results/external_zoo*.json); no runs")
+    parser.add_argument("--truth-spread", action="store_true",
+                        help="print how far each model's truth processes differ (the fit cache); no runs")
     parser.add_argument("--results", type=Path, default=RESULTS_PATH,
                         help="the JSON the rows go to (earlier rows in it kept)")
     args = parser.parse_args(argv)
     if args.history:
         print(history(RESULTS_PATH.parent))
+        return 0
+    if args.truth_spread:
+        print(truth_spread(json.loads(FITS_PATH.read_text(encoding="utf-8"))))
         return 0
     global FITS
     FITS = FitCache(FITS_PATH, fresh=args.fresh_fits)

@@ -91,6 +91,12 @@ class FitCache:
         digest = hashlib.sha256(Path(model_file).read_bytes()).hexdigest()[:16]
         return f"{Path(model_file).name}:{digest}:{batch_size}:{limit}:{processes}:tf{metadata.version('tensorflow')}"
 
+    @staticmethod
+    def model_and_limit(key: str) -> tuple[str, int]:
+        """(model file name, limit) of a key() above."""
+        name, _digest, _batch, limit = key.split(":")[:4]
+        return name, int(limit)
+
     def runs_everywhere(self, model_file: str, batch_size: int, limit: int, processes: int) -> dict:
         key = self.key(model_file, batch_size, limit, processes)
         if not self.fresh and key in self.entries:
@@ -218,9 +224,9 @@ def truth_spread(entries: dict[str, dict]) -> str:
     (3 processes each), the spread max/min - 1 and how far the max (the truth) lies over the median process."""
     spreads: dict[str, list[tuple[float, float]]] = {}
     for key, result in entries.items():
-        name, _digest, _batch, limit = key.split(":")[:4]
+        name, limit = FitCache.model_and_limit(key)
         peaks = result.get("peaks") or []
-        if int(limit) == TRUTH_LIMIT_BYTES and len(peaks) >= 3:
+        if limit == TRUTH_LIMIT_BYTES and len(peaks) >= 3:
             spreads.setdefault(name, []).append((max(peaks) / min(peaks) - 1, max(peaks) / statistics.median(peaks) - 1))
     lines = ["| model | sizes | spread: median | spread: largest | truth over the median process: median | largest |",
              "|---|---|---|---|---|---|"]

@@ -69,6 +69,13 @@ def replay(rows: list[dict], largest_tensor_margin: bool = False) -> tuple[list[
     return replayed, curve_differs
 
 
+def error_summary(points: list[dict]) -> dict:
+    """The replayed errors against the goals: how many, the median, the worst over, how many below -2 %."""
+    errors = [p["error"] for p in points]
+    return {"points": len(points), "median_error": round(statistics.median(errors), 4),
+            "worst_over": max(errors), "below_2_percent": sum(1 for e in errors if e < -0.02)}
+
+
 def by_model(points: list[dict]) -> str:
     """Per model over every replayed point: the median error, the lowest, and with the largest-tensor margin."""
     lines = ["| model | points | median | lowest | below -2 % | median with margin | worst with margin |",
@@ -101,10 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             points += more
             curve_differs += [f"{path.name}: {case}" for case in differs]
         print(by_model(points))
-        errors = [p["error"] for p in points]
-        print(json.dumps({"points": len(points), "median_error": round(statistics.median(errors), 4),
-                          "worst_over": max(errors), "below_2_percent": sum(1 for e in errors if e < -0.02),
-                          "rows_whose_curve_moved": len(curve_differs)}, indent=1))
+        print(json.dumps({**error_summary(points), "rows_whose_curve_moved": len(curve_differs)}, indent=1))
         return 0
     rows = json.loads(args.results.read_text(encoding="utf-8"))["rows"]
     points, curve_differs = replay(rows, args.largest_tensor_margin)
@@ -114,10 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| case | batch | stored error | replayed error |\n|---|---|---|---|")
     for p in points:
         print(f"| {Path(p['case']).name} | {p['batch_size']} | {p['stored_error']:+.1%} | {p['error']:+.1%} |")
-    errors = [p["error"] for p in points]
-    summary = {"points": len(points), "median_error": round(statistics.median(errors), 4),
-               "worst_over": max(errors), "below_2_percent": sum(1 for e in errors if e < -0.02),
-               "curve_differs": curve_differs}
+    summary = {**error_summary(points), "curve_differs": curve_differs}
     print(json.dumps(summary, indent=1))
     OUT_PATH.write_text(json.dumps({"points": points, "summary": summary}, indent=1) + "\n", encoding="utf-8")
     return 0

@@ -103,3 +103,32 @@ def test_the_truths_spread_is_read_from_the_unlimited_fit_runs_of_three_processe
     rows = truth_spread(entries).splitlines()[2:]
     # spreads 20 % and 0 %: median 10 %, largest 20 %; the truth over the median process: 120/110 - 1 and 0
     assert rows == ["| m.py | 2 | 10.0% | 20.0% | 4.5% | 9.1% |"]
+
+
+def _entries(limit: int, results: dict[int, dict]) -> dict[str, dict]:
+    return {f"m.py:abc:{size}:{limit}:3:tf2.21.0": result for size, result in results.items()}
+
+
+def test_the_oracle_predicts_each_truth_from_its_neighbours_truths_and_counts_those_within_the_goals():
+    from benchmarks.external_zoo import TRUTH_LIMIT_BYTES, oracle_interpolation
+
+    # a straight line whose processes agree: the chord is the truth, so the error is the margin itself
+    straight = _entries(TRUTH_LIMIT_BYTES, {size: {"peaks": [10 * size] * 3} for size in (8, 16, 24, 32)})
+    assert oracle_interpolation(straight, margins=(0.04, 0.16)).splitlines()[2] == \
+        "| m.py | 2 | 100% (+4.0% to +4.0%) | 0% (+16.0% to +16.0%) |"
+    # the middle size's largest process (128) lies under its neighbours' line (160 there): +25 %, all pairs
+    dip = _entries(TRUTH_LIMIT_BYTES, {8: {"peaks": [80] * 3}, 16: {"peaks": [128, 120, 100]}, 24: {"peaks": [240] * 3}})
+    assert oracle_interpolation(dip, margins=(0.0,)).splitlines()[2] == "| m.py | 1 | 0% (+25.0% to +25.0%) |"
+    # two of three processes per neighbour: the chord from 80 to (200 or 240) against 100: +40 % or +60 %
+    mixed = _entries(TRUTH_LIMIT_BYTES, {8: {"peaks": [80] * 3}, 16: {"peaks": [100] * 3},
+                                         24: {"peaks": [200, 200, 240]}})
+    assert oracle_interpolation(mixed, margins=(0.0,)).splitlines()[2] == "| m.py | 1 | 0% (+40.0% to +60.0%) |"
+
+
+def test_the_fit_scatter_names_the_sizes_under_the_largest_that_fits_which_do_not():
+    from benchmarks.external_zoo import TRUTH_LIMIT_BYTES, fit_scatter
+
+    entries = {**_entries(1024 * MIB, {10: {"fits": True}, 12: {"fits": False}, 14: {"fits": True},
+                                       16: {"fits": False}}),
+               **_entries(TRUTH_LIMIT_BYTES, {99: {"fits": False}})}   # unlimited: a prediction's truth, not a fit
+    assert fit_scatter(entries).splitlines()[2:] == ["| m.py | 1024 MiB | 4 | 14 | 12 |"]

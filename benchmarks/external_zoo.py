@@ -23,6 +23,7 @@ sha256, the TensorFlow version) and reused when preflight picks the same size ag
     python -m benchmarks.external_zoo --rescore --results benchmarks/results/external_zoo_third.json
     python -m benchmarks.external_zoo --show --results benchmarks/results/external_zoo_fourteenth.json
     python -m benchmarks.external_zoo --history            # every stored draw's summary, one row each
+    python -m benchmarks.external_zoo --history --exclude recommender.py   # ... without one model
     python -m benchmarks.external_zoo --truth-spread       # how far each model's truth processes differ
     python -m benchmarks.external_zoo --oracle             # what the goals allow, from the truths alone
 
@@ -208,12 +209,16 @@ def stored_draws(folder: Path) -> list[tuple[str, Path]]:
     return [(name, path) for name, path in draws if path.exists()]
 
 
-def history(folder: Path) -> str:
-    """The issue's goals in every stored draw, one row each (summary() of its measured rows)."""
+def history(folder: Path, exclude: tuple[str, ...] = ()) -> str:
+    """The issue's goals in every stored draw, one row each (summary() of its measured rows), leaving out the
+    cases whose model file is named in `exclude` (what the other models met)."""
     lines = ["| draw | models | points | median | worst over | worst under | below -2 % | largest runs 3/3 "
              "| within 10 % | verdict / base |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, path in stored_draws(folder):
-        rows = [row for row in json.loads(path.read_text(encoding="utf-8"))["rows"] if "error" not in row]
+        rows = [row for row in json.loads(path.read_text(encoding="utf-8"))["rows"]
+                if "error" not in row and Path(row["case"].rsplit(":", 1)[0]).name not in exclude]
+        if not rows:
+            continue   # a partial rerun of the excluded models only
         goals = summary(rows)
         lines.append(f"| {name} | {goals['cases']} | {goals['points']} | {goals['median_error']:+.2%} | "
                      f"{goals['worst_over']:+.1%} | {goals['worst_under']:+.1%} | {goals['below_2_percent']} | "
@@ -331,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--show", action="store_true", help="print the stored rows' table and summary; no runs")
     parser.add_argument("--history", action="store_true",
                         help="print every stored draw's summary (benchmarks/results/external_zoo*.json); no runs")
+    parser.add_argument("--exclude", nargs="+", default=[], metavar="MODEL.py",
+                        help="with --history: leave these model files out of each draw's goals")
     parser.add_argument("--truth-spread", action="store_true",
                         help="print how far each model's truth processes differ (the fit cache); no runs")
     parser.add_argument("--oracle", action="store_true",
@@ -339,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the JSON the rows go to (earlier rows in it kept)")
     args = parser.parse_args(argv)
     if args.history:
-        print(history(RESULTS_PATH.parent))
+        print(history(RESULTS_PATH.parent, tuple(args.exclude)))
         return 0
     if args.truth_spread:
         print(truth_spread(json.loads(FITS_PATH.read_text(encoding="utf-8"))))

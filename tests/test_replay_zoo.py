@@ -77,6 +77,14 @@ def test_the_draws_history_lists_every_stored_draw_in_the_order_run_with_its_goa
     # (broken.py) is not a model measured
     assert lines[0] == "| third | 1 | 3 | +3.00% | +10.0% | +2.0% | 0 | 0 | 0 | 3.0x |"
     assert lines[2] == "| fourth | 1 | 2 | -0.50% | +4.0% | -5.0% | 1 | 1 | 1 | 3.0x |"
+    # without one model: the fourth draw's goals from the other model alone; draws of that model alone left out
+    fourth = json.loads((tmp_path / "external_zoo_fourth.json").read_text())
+    fourth["rows"].append({**fourth["rows"][0], "case": "other.py:1GiB",
+                           "predictions": [{"batch_size": 8, "error": 0.03}]})
+    (tmp_path / "external_zoo_fourth.json").write_text(json.dumps(fourth))
+    assert history(tmp_path).splitlines()[-1].startswith("| fourth | 2 | 3 |")
+    assert history(tmp_path, exclude=("m.py",)).splitlines()[2:] == \
+        ["| fourth | 1 | 1 | +3.00% | +3.0% | +3.0% | 0 | 1 | 1 | 3.0x |"]
 
 
 def test_the_largest_tensor_margin_is_the_largest_layer_output_at_most_what_bfc_leaves_unsplit():

@@ -96,10 +96,10 @@ class FitCache:
         return f"{Path(model_file).name}:{digest}:{batch_size}:{limit}:{processes}:tf{metadata.version('tensorflow')}"
 
     @staticmethod
-    def model_and_limit(key: str) -> tuple[str, int]:
-        """(model file name, limit) of a key() above."""
-        name, _digest, _batch, limit = key.split(":")[:4]
-        return name, int(limit)
+    def model_batch_limit(key: str) -> tuple[str, int, int]:
+        """(model file name, batch, limit) of a key() above."""
+        name, _digest, batch, limit = key.split(":")[:4]
+        return name, int(batch), int(limit)
 
     def runs_everywhere(self, model_file: str, batch_size: int, limit: int, processes: int) -> dict:
         key = self.key(model_file, batch_size, limit, processes)
@@ -230,12 +230,9 @@ def history(folder: Path, exclude: tuple[str, ...] = ()) -> str:
 def truth_spread(entries: dict[str, dict]) -> str:
     """Per model, how far the truth's own processes differ: over every unlimited `fit` measurement in the cache
     (3 processes each), the spread max/min - 1 and how far the max (the truth) lies over the median process."""
-    spreads: dict[str, list[tuple[float, float]]] = {}
-    for key, result in entries.items():
-        name, limit = FitCache.model_and_limit(key)
-        peaks = result.get("peaks") or []
-        if limit == TRUTH_LIMIT_BYTES and len(peaks) >= 3:
-            spreads.setdefault(name, []).append((max(peaks) / min(peaks) - 1, max(peaks) / statistics.median(peaks) - 1))
+    spreads = {name: [(max(peaks) / min(peaks) - 1, max(peaks) / statistics.median(peaks) - 1)
+                      for peaks in truths.values()]
+               for name, truths in _truths(entries, TRUTH_LIMIT_BYTES).items()}
     lines = ["| model | sizes | spread: median | spread: largest | truth over the median process: median | largest |",
              "|---|---|---|---|---|---|"]
     for name, pairs in sorted(spreads.items()):
@@ -245,15 +242,22 @@ def truth_spread(entries: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _runs_under(entries: dict[str, dict], limit: int) -> dict[str, dict[int, dict]]:
+    """{model file name: {batch: runs_everywhere's result}} of the cache's measurements under `limit`."""
+    found: dict[str, dict[int, dict]] = {}
+    for key, result in entries.items():
+        name, batch, key_limit = FitCache.model_batch_limit(key)
+        if key_limit == limit:
+            found.setdefault(name, {})[batch] = result
+    return found
+
+
 def _truths(entries: dict[str, dict], limit: int, processes: int = 3) -> dict[str, dict[int, list[int]]]:
     """{model file name: {batch: each process's peak}} of the cache's runs under `limit` that ran in all."""
-    found: dict[str, dict[int, list[int]]] = {}
-    for key, result in entries.items():
-        name, key_limit = FitCache.model_and_limit(key)
-        peaks = result.get("peaks") or []
-        if key_limit == limit and len(peaks) == processes:
-            found.setdefault(name, {})[int(key.split(":")[2])] = peaks
-    return found
+    found = {name: {batch: result["peaks"] for batch, result in runs.items()
+                    if len(result.get("peaks") or []) == processes}
+             for name, runs in _runs_under(entries, limit).items()}
+    return {name: truths for name, truths in found.items() if truths}
 
 
 def oracle_interpolation(entries: dict[str, dict], margins: tuple[float, ...] = ORACLE_MARGINS) -> str:
@@ -291,14 +295,10 @@ def fit_scatter(entries: dict[str, dict]) -> str:
     processes under NEAR_LIMIT_FILL of it, the zoo's criterion) and the sizes under it that do not: where the
     truth of "the largest batch" is a threshold, that list is empty."""
     lines = ["| model | budget | sizes run | largest that fits | sizes under it that do not fit |", "|---|---|---|---|---|"]
-    limits = sorted({FitCache.model_and_limit(key)[1] for key in entries} - {TRUTH_LIMIT_BYTES})
+    limits = sorted({FitCache.model_batch_limit(key)[2] for key in entries} - {TRUTH_LIMIT_BYTES})
     for limit in limits:
-        results: dict[str, dict[int, bool]] = {}
-        for key, result in entries.items():
-            name, key_limit = FitCache.model_and_limit(key)
-            if key_limit == limit:
-                results.setdefault(name, {})[int(key.split(":")[2])] = bool(result.get("fits"))
-        for name, fits in sorted(results.items()):
+        for name, runs in sorted(_runs_under(entries, limit).items()):
+            fits = {batch: bool(result.get("fits")) for batch, result in runs.items()}
             largest = max((size for size, fit in fits.items() if fit), default=None)
             misses = sorted(size for size, fit in fits.items() if not fit and largest and size < largest)
             lines.append(f"| {name} | {limit // 2**20} MiB | {len(fits)} | {largest or 'none'} | "

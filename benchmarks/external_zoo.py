@@ -243,7 +243,8 @@ def truth_spread(entries: dict[str, dict]) -> str:
 
 
 def _runs_under(entries: dict[str, dict], limit: int) -> dict[str, dict[int, dict]]:
-    """{model file name: {batch: runs_everywhere's result}} of the cache's measurements under `limit`."""
+    """{model file name: {batch: runs_everywhere's result}} of the cache's measurements under `limit` (by name:
+    the cache holds one version of each model file; an edited file's new hash would sit beside the old one's)."""
     found: dict[str, dict[int, dict]] = {}
     for key, result in entries.items():
         name, batch, key_limit = FitCache.model_batch_limit(key)
@@ -266,8 +267,8 @@ def oracle_interpolation(entries: dict[str, dict], margins: tuple[float, ...] = 
     + a fixed margin), each neighbour read as two of its three processes (preflight's points stand on one or
     two): every pair of pairs counted. The share of those predictions within [BELOW_GOAL, WORST_GOAL] of the
     truth (the largest of the three processes), and their lowest and highest error. Better inputs than any
-    search has (the truth's own processes, its neighbours as near as the cache holds them), so a model that
-    misses the window here misses it in the zoo by chance, whatever the curve's code."""
+    search has (the truth's own processes, its neighbours as near as the cache holds them), so a model whose
+    predictions miss the window here will miss it in some zoo draws, whatever the curve's code."""
     from itertools import combinations
 
     lines = ["| model | points | " + " | ".join(f"margin {m:.0%}" for m in margins) + " |",

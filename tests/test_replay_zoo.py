@@ -136,7 +136,21 @@ def test_the_oracle_predicts_each_truth_from_its_neighbours_truths_and_counts_th
 def test_the_fit_scatter_names_the_sizes_under_the_largest_that_fits_which_do_not():
     from benchmarks.external_zoo import TRUTH_LIMIT_BYTES, fit_scatter
 
-    entries = {**_entries(1024 * MIB, {10: {"fits": True}, 12: {"fits": False}, 14: {"fits": True},
-                                       16: {"fits": False}}),
+    three, one = {"peaks": [1, 2, 3]}, {"peaks": [1]}
+    entries = {**_entries(1024 * MIB, {10: {"fits": True, **three}, 12: {"fits": False, **three},   # over the line
+                                       14: {"fits": True, **three}, 16: {"fits": False, **one},     # then OOM
+                                       18: {"fits": False, **three}}),
                **_entries(TRUTH_LIMIT_BYTES, {99: {"fits": False}})}   # unlimited: a prediction's truth, not a fit
-    assert fit_scatter(entries).splitlines()[2:] == ["| m.py | 1024 MiB | 4 | 14 | 12 |"]
+    # under the 96 % line 14 is the largest and 12 under it is not; ran in all three: 18, with 16 under it
+    assert fit_scatter(entries).splitlines()[2:] == ["| m.py | 1024 MiB | 5 | 14 | 12 | 18 | 16 |"]
+
+
+def test_the_replay_per_model_counts_the_points_outside_the_goals():
+    from benchmarks.replay_zoo import by_model
+
+    points = [{"case": "benchmarks/external/m.py:1GiB", "error": e} for e in (-0.03, 0.05, 0.16, 0.10)]
+    points.append({"case": "benchmarks/external/other.py:1GiB", "error": 0.02})
+    rows = by_model(points).splitlines()[2:]
+    # median of -3/+5/+10/+16 %: +7.5 %; one below -2 %, one over +15 %; no largest-tensor margin replayed
+    assert rows == ["| m.py:1GiB | 4 | +7.5% | -3.0% | +16.0% | 1 | 1 | n/a | n/a |",
+                    "| other.py:1GiB | 1 | +2.0% | +2.0% | +2.0% | 0 | 0 | n/a | n/a |"]

@@ -27,7 +27,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from benchmarks.external_zoo import BELOW_GOAL, RESULTS_PATH, WORST_GOAL
+from benchmarks.external_zoo import BELOW_GOAL, RESULTS_PATH, WORST_GOAL, stored_draws
 
 OUT_PATH = Path(__file__).resolve().parent / "results" / "replay_zoo.json"
 BFC_UNSPLIT_BYTES = 128 * 2**20   # tensorflow/core/common_runtime/bfc_allocator: kMaxInternalFragmentation
@@ -102,8 +102,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="also replay with one largest tensor (at most 128 MiB) added to each prediction")
     args = parser.parse_args(argv)
     if args.all:
-        from benchmarks.external_zoo import stored_draws
-
         points, curve_differs = [], []
         for _, path in stored_draws(RESULTS_PATH.parent):
             more, differs = replay(json.loads(path.read_text(encoding="utf-8"))["rows"], args.largest_tensor_margin)

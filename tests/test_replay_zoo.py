@@ -101,20 +101,19 @@ def test_the_largest_tensor_margin_is_the_largest_layer_output_at_most_what_bfc_
     assert point["error"] == 0.0 and point["error_with_margin"] == round(4096 / at_4, 4)
 
 
+def _entries(limit: int, results: dict[int, dict]) -> dict[str, dict]:
+    return {f"m.py:abc:{size}:{limit}:3:tf2.21.0": result for size, result in results.items()}
+
+
 def test_the_truths_spread_is_read_from_the_unlimited_fit_runs_of_three_processes_only():
     from benchmarks.external_zoo import TRUTH_LIMIT_BYTES, truth_spread
 
-    entries = {f"m.py:abc:8:{TRUTH_LIMIT_BYTES}:3:tf2.21.0": {"peaks": [100, 110, 120]},
-               f"m.py:abc:16:{TRUTH_LIMIT_BYTES}:3:tf2.21.0": {"peaks": [200, 200, 200]},
-               f"m.py:abc:32:{1024 * MIB}:3:tf2.21.0": {"peaks": [100, 300, 300]},      # under the budget: not a truth
-               f"m.py:abc:64:{TRUTH_LIMIT_BYTES}:3:tf2.21.0": {"peaks": [900], "statuses": ["ok", "oom"]}}
+    entries = {**_entries(TRUTH_LIMIT_BYTES, {8: {"peaks": [100, 110, 120]}, 16: {"peaks": [200, 200, 200]},
+                                              64: {"peaks": [900], "statuses": ["ok", "oom"]}}),
+               **_entries(1024 * MIB, {32: {"peaks": [100, 300, 300]}})}      # under the budget: not a truth
     rows = truth_spread(entries).splitlines()[2:]
     # spreads 20 % and 0 %: median 10 %, largest 20 %; the truth over the median process: 120/110 - 1 and 0
     assert rows == ["| m.py | 2 | 10.0% | 20.0% | 4.5% | 9.1% |"]
-
-
-def _entries(limit: int, results: dict[int, dict]) -> dict[str, dict]:
-    return {f"m.py:abc:{size}:{limit}:3:tf2.21.0": result for size, result in results.items()}
 
 
 def test_the_oracle_predicts_each_truth_from_its_neighbours_truths_and_counts_those_within_the_goals():
